@@ -1,0 +1,32 @@
+"""fairseq_sparse: sparse self-attention for fairseq RoBERTa/BERT.
+
+Use as `fairseq-train --user-dir fairseq_sparse ...` or `import fairseq_sparse`. Importing
+registers the models, criteria and tasks, and lets torch >= 2.6 (weights_only loading) read
+fairseq checkpoints by allowing the one non-tensor type they pickle, argparse.Namespace.
+"""
+import argparse
+import importlib
+import pkgutil
+
+import torch
+
+__version__ = "0.1.0"
+
+if hasattr(torch.serialization, "add_safe_globals"):
+    torch.serialization.add_safe_globals([argparse.Namespace])
+
+
+def _import_submodules(package_name):
+    """Import every module of a sub-package so its @register_* decorators run.
+
+    fairseq's --user-dir auto-imports models/ and tasks/ but not criterions/, and a plain
+    `import fairseq_sparse` imports none of them.
+    """
+    package = importlib.import_module(f"{__name__}.{package_name}")
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+for _sub in ("models", "criterions", "tasks"):
+    _import_submodules(_sub)

@@ -1,0 +1,1 @@
+"""Thin console entry points: argument parsing, then a call into the package."""

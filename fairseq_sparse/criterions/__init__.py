@@ -1,0 +1,1 @@
+"""Registered fairseq criteria (imported by fairseq_sparse/__init__.py)."""

@@ -1,0 +1,54 @@
+"""fairseq-train command lines for fine-tuning on data written by this package.
+
+A recipe is one command; building it here keeps GLUE, the SSAF sets and BBC News on the same
+defaults (RoBERTa's GLUE fine-tuning settings) and derives what users get wrong by hand: the
+encoder shape of a converted checkpoint, and BERT's [CLS] A [SEP] B [SEP] pair layout
+versus RoBERTa's <s> A </s></s> B </s>.
+"""
+import os
+import sys
+
+from ..convert.checkpoint import encoder_flags
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sentence_prediction_command(data, checkpoint, save_dir, task_flags, bert_layout, arch="sparse_roberta",
+                                extra=()):
+    """[python, -m, fairseq_cli.train, ...]; `extra` comes last so it overrides any default."""
+    sparse_arch = arch.startswith("sparse_roberta")
+    cmd = [
+        sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", PLUGIN_DIR,
+        "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "--task", "sentence_prediction", "--criterion", "sentence_prediction",
+        "--arch", arch, *encoder_flags(checkpoint, with_layer_norm_eps=sparse_arch),
+        "--init-token", "0", *([] if bert_layout else ["--separator-token", "2"]),
+        "--shorten-method", "truncate", "--max-tokens", "4400", "--required-batch-size-multiple", "1",
+        "--dropout", "0.1", "--attention-dropout", "0.1", "--weight-decay", "0.1",
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--clip-norm", "0.0",
+        "--lr-scheduler", "polynomial_decay", "--max-epoch", "10",
+        "--find-unused-parameters", "--no-epoch-checkpoints", "--save-dir", save_dir,
+        *task_flags,
+    ]
+    if "--cpu" not in extra:
+        import torch
+
+        if torch.cuda.is_available():
+            cmd += ["--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1", "--fp16-scale-window", "128"]
+    return cmd + list(extra)
+
+
+def classification_flags(num_classes, lr=1e-5, batch_size=32, total_updates=None, warmup_updates=None,
+                         regression=False, metric="accuracy", criterion_flags=()):
+    """Task-dependent options: classes, metric and schedule."""
+    flags = ["--num-classes", str(num_classes), *criterion_flags, "--best-checkpoint-metric", metric]
+    if regression and "--regression-target" not in criterion_flags:
+        flags.append("--regression-target")
+    if metric != "loss":
+        flags.append("--maximize-best-checkpoint-metric")
+    flags += ["--lr", str(lr), "--batch-size", str(batch_size)]
+    if total_updates:
+        flags += ["--total-num-update", str(total_updates)]
+    if warmup_updates:
+        flags += ["--warmup-updates", str(warmup_updates)]
+    return flags

@@ -1,0 +1,156 @@
+"""Masked attention probabilities whose gradient also reaches the mask (for learned masks).
+
+SparseBERT writes masked attention as A_ij = M_ij exp(e_ij) / sum_l M_il exp(e_il). With a
+0/1 mask the value is the softmax over the kept keys, but the product form also gives a
+gradient to every mask entry, dropped ones included:
+
+    dL/dM_ij = w_ij (g_ij - sum_l A_il g_il),    w_ij = exp(e_ij) / sum_l M_il exp(e_il)
+
+(g = dL/dA), i.e. w_ij is the weight key j would get if it were switched on. The same
+construction extends to the whole entmax family: alpha-entmax with weights M,
+p_j = M_j [(alpha - 1) z_j - tau]_+ ** (1 / (alpha - 1)), sum_j p_j = 1, has by implicit
+differentiation
+
+    dL/dM_j = w_j (g_j - sum_l c_l g_l),   w_j = [(alpha - 1) z_j - tau]_+ ** (1 / (alpha - 1)),
+    c = p ** (2 - alpha) / sum(p ** (2 - alpha))
+
+(sparsemax: alpha = 2, c uniform over the support; softmax is the alpha -> 1 limit). So the
+forward pass is exactly the normaliser over the kept keys - the fast, tested code - and the
+mask gradient is computed from its output. A dropped key gets a gradient only if it would
+fall inside the support, the sparse analogue of exp(e_ij) above.
+
+A row whose every key is dropped attends to nothing (probabilities 0). Its mask gradient is
+taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
+[x - (max x - 1)]_+ ** beta otherwise), so a learned mask can switch a key back on.
+"""
+import torch
+
+from ..normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
+
+_EXP_CAP = 30.0  # w = exp(e - lse) is capped at e**30 so an extreme score cannot overflow it
+
+
+def _family(normalizer, lam, alpha):
+    """(alpha, input scale) of a normaliser: p = alpha-entmax(scale * scores)."""
+    if normalizer == "softmax":
+        return 1.0, 1.0
+    if normalizer == "sparsemax":
+        return 2.0, 1.0
+    if normalizer == "sparsegen_lin":
+        return 2.0, 1.0 / (1.0 - float(lam))
+    if normalizer == "entmax15":
+        return 1.5, 1.0
+    if normalizer == "entmax_bisect":
+        return alpha, 1.0
+    raise ValueError(
+        f"unknown normalizer {normalizer!r}; expected softmax, sparsemax, sparsegen_lin, entmax15 or entmax_bisect"
+    )
+
+
+def _softmax_or_zeros(z):
+    """Softmax in float32; a row with no finite score gives zeros, with zero (not NaN) gradients."""
+    zc = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+    empty = torch.isneginf(zc.amax(dim=-1, keepdim=True))
+    p = torch.softmax(zc.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
+    return p.to(z.dtype)
+
+
+def _normalise(z, normalizer, lam, alpha, n_iter):
+    if normalizer == "softmax":
+        return _softmax_or_zeros(z)
+    if normalizer == "sparsemax":
+        return sparsemax(z, dim=-1)
+    if normalizer == "sparsegen_lin":
+        return sparsegen_lin(z, lam=lam, dim=-1)
+    if normalizer == "entmax15":
+        return entmax15(z, dim=-1)
+    return entmax_bisect(z, alpha=alpha, dim=-1, n_iter=n_iter)
+
+
+def would_be_weights(probs, scores, keep, alpha, scale=1.0):
+    """(w, c): the weight each key would get if switched on, and the normaliser's row weights c.
+
+    probs: the normaliser's output over the kept keys; scores: raw scores, -inf for keys that
+    do not exist (padding); keep: bool, True = kept. All (..., S) and broadcastable; float32.
+    """
+    real = scores > float("-inf")
+    row_max = scores.amax(dim=-1, keepdim=True)
+    if not isinstance(alpha, torch.Tensor) and alpha == 1.0:
+        kept = scores.masked_fill(~(keep & real), float("-inf"))
+        lse = torch.logsumexp(kept, dim=-1, keepdim=True)
+        base = torch.where(torch.isfinite(lse), lse, row_max)
+        w = torch.exp((scores - base).clamp(max=_EXP_CAP))
+        w = torch.where(real & torch.isfinite(base), w, torch.zeros_like(w))
+        return w, probs
+    am1 = alpha - 1.0
+    x = scores * (scale * am1)
+    beta = 1.0 / am1
+    support = probs > 0
+    u = torch.where(support, probs.pow(am1), torch.zeros_like(probs))  # = x - tau on the support
+    size = support.sum(dim=-1, keepdim=True)
+    tau = torch.where(support, x - u, torch.zeros_like(x)).sum(dim=-1, keepdim=True) / size.clamp(min=1)
+    x_max = row_max * (scale * am1)
+    tau = torch.where(size > 0, tau, x_max - 1.0)
+    d = torch.where(real & torch.isfinite(tau), x - tau, torch.zeros_like(x)).clamp(min=0)
+    w = d.pow(beta)
+    c = torch.where(support, probs.pow(2.0 - alpha), torch.zeros_like(probs))
+    c = c / c.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(c.dtype).tiny)
+    return w, c
+
+
+class _MaskGradient(torch.autograd.Function):
+    """Identity on the probabilities; adds the mask gradient w * (g - sum(c * g))."""
+
+    @staticmethod
+    def forward(ctx, probs, scores, mask, keep, alpha, scale):
+        ctx.alpha, ctx.scale = alpha, scale
+        ctx.mask_shape, ctx.mask_dtype = mask.shape, mask.dtype
+        alpha_t = alpha if isinstance(alpha, torch.Tensor) else None
+        ctx.save_for_backward(probs, scores, keep, alpha_t)
+        return probs.view_as(probs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, scores, keep, alpha_t = ctx.saved_tensors
+        alpha = ctx.alpha
+        dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        alpha = alpha if alpha_t is None else alpha_t.to(dtype)
+        w, c = would_be_weights(probs.to(dtype), scores.to(dtype), keep, alpha, ctx.scale)
+        g = grad.to(dtype)
+        grad_mask = w * (g - (c * g).sum(dim=-1, keepdim=True))
+        grad_mask = grad_mask.sum_to_size(ctx.mask_shape).to(ctx.mask_dtype)
+        return grad, None, grad_mask, None, None, None
+
+
+def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, lam=0.0, alpha=1.5, n_iter=None):
+    """Attention probabilities over the keys kept by `mask`, differentiable in a float mask.
+
+    scores: (B, H, T, S). mask: bool keep mask, or a 0/1 float mask (e.g. a straight-through
+    DAM sample) of shape (T, S), (H or 1, T, S) or (B, H or 1, T, S); float entries > 0.5 are
+    kept. key_padding_mask: (B, S), True = pad (scores already -inf there are treated as pads
+    too). normalizer: softmax, sparsemax, sparsegen_lin (lam), entmax15, entmax_bisect (alpha:
+    float or tensor broadcastable to (B, H, T, 1); n_iter). Returns (B, H, T, S) in the
+    scores' dtype; a dropped or padded key gets exactly 0.
+    """
+    if scores.dim() != 4:
+        raise ValueError(f"scores must be (batch, heads, tgt, src), got shape {tuple(scores.shape)}")
+    family_alpha, scale = _family(normalizer, lam, alpha)
+    if mask.dtype == torch.bool:
+        keep = mask
+    else:
+        keep = mask.detach() > 0.5
+    if keep.dim() > 4 or keep.shape[-2:] != scores.shape[-2:]:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit scores of shape {tuple(scores.shape)}")
+    if key_padding_mask is not None:
+        pad = key_padding_mask.to(torch.bool)
+        if pad.shape != (scores.shape[0], scores.shape[-1]):
+            raise ValueError(
+                f"key_padding_mask of shape {tuple(pad.shape)} does not match scores {tuple(scores.shape)}"
+            )
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    probs = _normalise(scores.masked_fill(~keep, float("-inf")), normalizer, lam, alpha, n_iter)
+    if mask.dtype != torch.bool and mask.requires_grad and torch.is_grad_enabled():
+        if isinstance(family_alpha, torch.Tensor):
+            family_alpha = family_alpha.detach()
+        probs = _MaskGradient.apply(probs, scores.detach(), mask, keep, family_alpha, scale)
+    return probs

@@ -1,0 +1,1 @@
+"""Registered fairseq models: sparse_roberta and its architectures."""

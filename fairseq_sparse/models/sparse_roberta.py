@@ -1,0 +1,181 @@
+"""sparse_roberta: RoBERTa/BERT whose self-attention normaliser is a run option (SSAF).
+
+Only fairseq's factory hooks are overridden (build_encoder -> build_encoder_layer ->
+build_self_attention), as fairseq's linformer example does, so every parameter keeps its
+stock RoBERTa name and a `roberta_base` checkpoint restores into `sparse_roberta_base` as it is.
+"""
+import torch
+from fairseq.distributed import fsdp_wrap
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.roberta import RobertaEncoder, RobertaModel
+from fairseq.models.roberta.model import base_architecture as roberta_base_arch
+from fairseq.models.roberta.model import roberta_large_architecture
+from fairseq.models.transformer import TransformerConfig, TransformerEncoder
+from fairseq.modules import TransformerEncoderLayer
+from fairseq.modules.checkpoint_activations import checkpoint_wrapper
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+from fairseq.utils import safe_getattr, safe_hasattr
+
+from ..modules.sparse_multihead_attention import SparseMultiheadAttention, validate_normalizer_options
+from ..normalizers import NORMALIZERS
+
+# Substrings of state-dict keys that exist only in this plugin. A checkpoint without them (a
+# stock RoBERTa, or one trained before a feature was switched on) gets their initial values.
+PLUGIN_STATE_MARKERS = ["entmax_alpha_logit"]
+
+
+def add_sparse_attention_args(parser):
+    group = parser.add_argument_group("sparse attention")
+    group.add_argument("--attn-normalizer", choices=sorted(NORMALIZERS),
+                       help="normaliser of every encoder self-attention (default: softmax)")
+    group.add_argument("--sparsegen-lambda", type=float, metavar="LAM",
+                       help="sparsegen-lin lambda < 1: sparsemax(z / (1 - lambda)) (default: 0)")
+    group.add_argument("--entmax-alpha", type=float, metavar="A",
+                       help="alpha in (1, 2] for entmax_bisect; start value when learned (default: 1.5)")
+    group.add_argument("--learn-entmax-alpha", action="store_true",
+                       help="learn one entmax alpha per head, kept in (1, 2)")
+    group.add_argument("--entmax-n-iter", type=int, metavar="N",
+                       help="cap on entmax_bisect threshold iterations (default: 50)")
+    group.add_argument("--layer-norm-eps", type=float, metavar="EPS",
+                       help="LayerNorm epsilon (fairseq: 1e-5; converted BERT checkpoints: 1e-12)")
+
+
+@register_model("sparse_roberta")
+class SparseRobertaModel(RobertaModel):
+    @staticmethod
+    def add_args(parser):
+        RobertaModel.add_args(parser)
+        add_sparse_attention_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        base_architecture(args)
+        validate_normalizer_options(args.attn_normalizer, args.sparsegen_lambda, args.entmax_alpha)
+        if args.learn_entmax_alpha and args.attn_normalizer != "entmax_bisect":
+            raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {args.attn_normalizer!r}")
+        if not args.layer_norm_eps > 0:
+            raise ValueError(f"--layer-norm-eps must be > 0, got {args.layer_norm_eps}")
+        if not safe_hasattr(args, "max_positions"):
+            if not safe_hasattr(args, "tokens_per_sample"):
+                args.tokens_per_sample = task.max_positions()
+            args.max_positions = args.tokens_per_sample
+        return cls(args, SparseRobertaEncoder(args, task.source_dictionary))
+
+    def attention_modules(self):
+        """The SparseMultiheadAttention of each layer, first layer first."""
+        return [m for m in self.modules() if isinstance(m, SparseMultiheadAttention)]
+
+    def extract_attention(self, src_tokens, **kwargs):
+        """Per-layer attention probabilities, each (batch, heads, tgt, src), from one forward.
+
+        Capturing routes softmax through the module's own path (the fused kernel returns no
+        per-head maps); the flags are restored afterwards so later calls run fused again.
+        """
+        modules = self.attention_modules()
+        previous = [m.capture_attention for m in modules]
+        for m in modules:
+            m.capture_attention = True
+        try:
+            self(src_tokens, features_only=True, **kwargs)
+            return [m.last_attention for m in modules]
+        finally:
+            for m, flag in zip(modules, previous):
+                m.capture_attention = flag
+                m.last_attention = None
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name else ""
+        for key, value in self.state_dict().items():
+            if prefix + key not in state_dict and any(m in key for m in PLUGIN_STATE_MARKERS):
+                state_dict[prefix + key] = value
+
+
+class SparseRobertaEncoder(RobertaEncoder):
+    def __init__(self, args, dictionary):
+        super().__init__(args, dictionary)
+        eps = args.layer_norm_eps
+        for module in self.modules():
+            if isinstance(module, torch.nn.LayerNorm) or type(module).__name__ == "FusedLayerNorm":
+                module.eps = eps
+
+    def build_encoder(self, args, dictionary, embed_tokens):
+        encoder = SparseTransformerEncoder(args, dictionary, embed_tokens)
+        encoder.apply(init_bert_params)
+        return encoder
+
+
+class SparseTransformerEncoder(TransformerEncoder):
+    def __init__(self, args, dictionary, embed_tokens):
+        self._layers_built = 0
+        super().__init__(args, dictionary, embed_tokens)
+
+    def build_encoder_layer(self, args):
+        layer = SparseTransformerEncoderLayer(args, layer_idx=self._layers_built)
+        self._layers_built += 1
+        cfg = TransformerConfig.from_namespace(args)
+        # the same wrapping as fairseq's own build_encoder_layer keeps
+        # --checkpoint-activations / --offload-activations and FSDP working
+        if cfg.checkpoint_activations:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
+        min_params = 0 if cfg.checkpoint_activations else cfg.min_params_to_wrap
+        return fsdp_wrap(layer, min_num_params=min_params)
+
+
+class SparseTransformerEncoderLayer(TransformerEncoderLayer):
+    def __init__(self, args, layer_idx=0):
+        self.layer_idx = layer_idx
+        super().__init__(args)
+
+    def build_self_attention(self, embed_dim, cfg):
+        return SparseMultiheadAttention(
+            embed_dim,
+            cfg.encoder.attention_heads,
+            dropout=cfg.attention_dropout,
+            self_attention=True,
+            q_noise=self.quant_noise,
+            qn_block_size=self.quant_noise_block_size,
+            normalizer=cfg.attn_normalizer,
+            sparsegen_lambda=cfg.sparsegen_lambda,
+            entmax_alpha=cfg.entmax_alpha,
+            learn_entmax_alpha=cfg.learn_entmax_alpha,
+            entmax_n_iter=cfg.entmax_n_iter,
+            layer_idx=self.layer_idx,
+        )
+
+
+def _sparse_defaults(args):
+    args.attn_normalizer = safe_getattr(args, "attn_normalizer", None) or "softmax"
+    args.sparsegen_lambda = safe_getattr(args, "sparsegen_lambda", None)
+    args.sparsegen_lambda = 0.0 if args.sparsegen_lambda is None else args.sparsegen_lambda
+    args.entmax_alpha = safe_getattr(args, "entmax_alpha", None) or 1.5
+    args.learn_entmax_alpha = bool(safe_getattr(args, "learn_entmax_alpha", False))
+    args.entmax_n_iter = safe_getattr(args, "entmax_n_iter", None)
+    args.layer_norm_eps = safe_getattr(args, "layer_norm_eps", None) or 1e-5
+
+
+@register_model_architecture("sparse_roberta", "sparse_roberta")
+def base_architecture(args):
+    _sparse_defaults(args)
+    roberta_base_arch(args)
+
+
+@register_model_architecture("sparse_roberta", "sparse_roberta_base")
+def sparse_roberta_base_architecture(args):
+    base_architecture(args)
+
+
+@register_model_architecture("sparse_roberta", "sparse_roberta_large")
+def sparse_roberta_large_architecture(args):
+    _sparse_defaults(args)
+    roberta_large_architecture(args)
+
+
+@register_model_architecture("sparse_roberta", "sparse_roberta_tiny")
+def sparse_roberta_tiny_architecture(args):
+    """2 layers x 64 dims x 4 heads: seconds per update on a CPU, for tests and demos."""
+    args.encoder_layers = safe_getattr(args, "encoder_layers", 2)
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 64)
+    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 256)
+    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 4)
+    base_architecture(args)

@@ -1,0 +1,248 @@
+"""Self-attention whose softmax can be replaced by a sparse normaliser.
+
+fairseq's MultiheadAttention sends every encoder call through a fused PyTorch kernel that
+never calls its own softmax, so swapping the normaliser means owning the attention math.
+This subclass keeps the parent's parameters (q/k/v/out projections: stock checkpoints load
+unchanged) and its fused path whenever nothing differs from stock softmax attention; in every
+other case it computes scores -> masks -> normaliser -> dropout -> values itself.
+
+Hooks used by the rest of the plugin:
+  head_gates       per-head output multipliers (0 switches a head off)
+  uniform_heads    heads whose attention is replaced by 1/L over the non-padded keys
+  capture_attention  keep the last per-head probabilities in `last_attention`
+  set_keep_mask_fn   a callable (tgt_len, src_len) -> keep mask (bool, or 0/1 float with
+                     a straight-through gradient), for fixed patterns and learned masks
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from fairseq.logging import metrics
+from fairseq.modules import MultiheadAttention
+
+from ..normalizers import NORMALIZERS, entmax_bisect, get_normalizer
+
+ALPHA_MIN, ALPHA_MAX = 1.0, 2.0
+
+
+def validate_normalizer_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5):
+    """Raise ValueError naming the bad value; shared by the module and the model builder."""
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"--attn-normalizer {normalizer!r} is not one of {sorted(NORMALIZERS)}")
+    if not float(sparsegen_lambda) < 1.0:
+        raise ValueError(f"--sparsegen-lambda must be < 1 (sparsemax(z / (1 - lambda))), got {sparsegen_lambda}")
+    if not ALPHA_MIN < float(entmax_alpha) <= ALPHA_MAX:
+        raise ValueError(f"--entmax-alpha must be in (1, 2], got {entmax_alpha}")
+
+
+class SparseMultiheadAttention(MultiheadAttention):
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        normalizer="softmax",
+        sparsegen_lambda=0.0,
+        entmax_alpha=1.5,
+        learn_entmax_alpha=False,
+        entmax_n_iter=None,
+        layer_idx=0,
+        **kwargs,
+    ):
+        super().__init__(embed_dim, num_heads, **kwargs)
+        validate_normalizer_options(normalizer, sparsegen_lambda, entmax_alpha)
+        if learn_entmax_alpha and normalizer != "entmax_bisect":
+            raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
+        self.normalizer_name = normalizer
+        self.layer_idx = layer_idx
+        self.entmax_n_iter = entmax_n_iter
+        if normalizer == "sparsegen_lin":
+            self._normalize = get_normalizer(normalizer, lam=float(sparsegen_lambda))
+        elif normalizer == "entmax_bisect":
+            self._normalize = None  # alpha may be a learned tensor: see _normalise
+        else:
+            self._normalize = get_normalizer(normalizer)
+        self.entmax_alpha = float(entmax_alpha)
+        if learn_entmax_alpha:
+            # alpha = 1 + sigmoid(logit) stays in (1, 2): alpha <= 1 would give NaN.
+            start = min(max(self.entmax_alpha - 1.0, 1e-3), 1.0 - 1e-3)
+            self.entmax_alpha_logit = torch.nn.Parameter(torch.full((num_heads,), math.log(start / (1 - start))))
+        else:
+            self.entmax_alpha_logit = None
+        self.register_buffer("head_gates", torch.ones(num_heads), persistent=False)
+        self.register_buffer("uniform_heads", torch.zeros(num_heads, dtype=torch.bool), persistent=False)
+        self._gated = False
+        self._any_uniform = False
+        self.capture_attention = False
+        self.last_attention = None
+        self.log_stats = True
+        self._keep_mask_fn = None
+
+    # ----- hooks -------------------------------------------------------------------------
+    def set_head_gates(self, gates):
+        """Per-head output multipliers; all ones restores the intact layer."""
+        gates = torch.as_tensor(gates, dtype=self.head_gates.dtype, device=self.head_gates.device)
+        if gates.shape != self.head_gates.shape:
+            raise ValueError(f"head gates must have shape {tuple(self.head_gates.shape)}, got {tuple(gates.shape)}")
+        self.head_gates.copy_(gates)
+        self._gated = bool((gates != 1).any())
+
+    def set_uniform_heads(self, heads):
+        """Replace these heads' attention by uniform weights over the non-padded keys."""
+        mask = torch.zeros_like(self.uniform_heads)
+        for h in heads:
+            if not 0 <= int(h) < self.num_heads:
+                raise ValueError(f"head index {h} out of range [0, {self.num_heads})")
+            mask[int(h)] = True
+        self.uniform_heads.copy_(mask)
+        self._any_uniform = bool(mask.any())
+
+    def set_keep_mask_fn(self, fn):
+        """fn(tgt_len, src_len) -> keep mask of shape (heads or 1, tgt_len, src_len), or None.
+
+        Kept outside the module registry so a mask shared by all layers is stored once.
+        """
+        self.__dict__["_keep_mask_fn"] = fn
+
+    def entmax_alpha_per_head(self):
+        if self.entmax_alpha_logit is None:
+            return torch.full((self.num_heads,), self.entmax_alpha)
+        return ALPHA_MIN + torch.sigmoid(self.entmax_alpha_logit)
+
+    # ----- forward -----------------------------------------------------------------------
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        incremental_state=None,
+        need_weights=True,
+        static_kv=False,
+        attn_mask=None,
+        before_softmax=False,
+        need_head_weights=False,
+    ):
+        keep = None
+        if self._keep_mask_fn is not None:
+            keep = self._keep_mask_fn(query.size(0), key.size(0) if key is not None else query.size(0))
+        stock = (
+            self.normalizer_name == "softmax"
+            and keep is None
+            and not (self._gated or self._any_uniform or self.capture_attention)
+        )
+        if stock or incremental_state is not None or static_kv or before_softmax or not self.self_attention:
+            if not stock:
+                raise NotImplementedError(
+                    "sparse normalisers, masks and head hooks are implemented for encoder "
+                    "self-attention only (no incremental state, static kv or before_softmax)"
+                )
+            return super().forward(
+                query, key, value, key_padding_mask, incremental_state, need_weights,
+                static_kv, attn_mask, before_softmax, need_head_weights,
+            )
+        return self._sparse_forward(query, key_padding_mask, attn_mask, keep, need_weights or need_head_weights, need_head_weights)
+
+    def _split_heads(self, x, length, bsz):
+        return x.view(length, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+    def _sparse_forward(self, x, key_padding_mask, attn_mask, keep, need_weights, need_head_weights):
+        tgt_len, bsz, embed_dim = x.size()
+        q = self._split_heads(self.q_proj(x), tgt_len, bsz)
+        k = self._split_heads(self.k_proj(x), tgt_len, bsz)
+        v = self._split_heads(self.v_proj(x), tgt_len, bsz)
+        pad = key_padding_mask.bool() if key_padding_mask is not None else None
+
+        use_fused = (
+            self.normalizer_name == "softmax"
+            and not (need_weights or self._any_uniform or self.capture_attention)
+            and (keep is None or keep.dtype == torch.bool)
+        )
+        if use_fused:
+            allowed = _combine_bool_masks(keep, pad, attn_mask)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed,
+                dropout_p=self.dropout_module.p if self.training else 0.0, scale=self.scaling,
+            )
+            probs = None
+        else:
+            scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
+            if attn_mask is not None:
+                scores = scores.masked_fill(attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+            if pad is not None:
+                scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+            probs = self._normalise_with_mask(scores, keep)
+            if self._any_uniform:
+                probs = torch.where(self.uniform_heads.view(1, -1, 1, 1), _uniform_over_keys(pad, probs), probs)
+            if self.capture_attention:
+                self.last_attention = probs.detach()
+            if self.training and self.log_stats and self.normalizer_name != "softmax":
+                self._log_sparsity(probs, pad)
+            out = torch.matmul(self.dropout_module(probs).type_as(v), v)
+        if self._gated:
+            out = out * self.head_gates.view(1, -1, 1, 1).to(out.dtype)
+        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim))
+        weights = None
+        if need_weights and probs is not None:
+            weights = probs.transpose(0, 1)  # fairseq's per-head layout: heads x batch x tgt x src
+            if not need_head_weights:
+                weights = weights.mean(dim=0)
+        return out, weights
+
+    def _normalise(self, scores):
+        if self.normalizer_name == "entmax_bisect":
+            alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32)
+            return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
+        return self._normalize(scores, dim=-1)
+
+    def _normalise_with_mask(self, scores, keep):
+        if keep is None:
+            return self._normalise(scores)
+        if keep.dtype == torch.bool:
+            return self._normalise(scores.masked_fill(~keep, float("-inf")))
+        # A 0/1 float mask carrying a straight-through gradient (learned masks). Softmax uses
+        # the product form A = M exp(e) / sum(M exp(e)), so every position, dropped or kept,
+        # receives a gradient; the sparse normalisers see the hard mask and pass a gradient
+        # to the kept positions through p * M (equal to p in value).
+        if self.normalizer_name == "softmax":
+            e = scores.float()
+            e = e - e.amax(dim=-1, keepdim=True).detach().clamp(min=-1e30)
+            w = torch.exp(e) * keep
+            return (w / w.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)).to(scores.dtype)
+        p = self._normalise(scores.masked_fill(keep == 0, float("-inf")))
+        return p * keep.to(p.dtype)
+
+    @torch.no_grad()
+    def _log_sparsity(self, probs, pad):
+        """Fraction of non-zero weights over the real keys, and mean support size per row."""
+        support = torch.sign(probs).sum(dim=-1)  # batch x heads x tgt; probs >= 0
+        if pad is None:
+            real = probs.new_ones(probs.size(0), probs.size(2))
+        else:
+            real = (~pad).to(probs.dtype)
+        lengths = real.sum(dim=-1)
+        rows = real.sum() * self.num_heads
+        nonzero = (support * real[:, None, :]).sum()
+        possible = (lengths.square().sum() * self.num_heads).clamp(min=1)
+        metrics.log_scalar(f"attn_density_l{self.layer_idx}", nonzero / possible, rows, round=4)
+        metrics.log_scalar(f"attn_support_l{self.layer_idx}", nonzero / rows.clamp(min=1), rows, round=2)
+
+
+def _combine_bool_masks(keep, pad, attn_mask):
+    """One SDPA mask: boolean 'may attend' (True = take part), additive float if attn_mask is float."""
+    allowed = keep
+    if pad is not None:
+        key_ok = ~pad[:, None, None, :]
+        allowed = key_ok if allowed is None else allowed & key_ok
+    if attn_mask is None:
+        return allowed
+    if attn_mask.dtype == torch.bool:
+        return ~attn_mask if allowed is None else allowed & ~attn_mask
+    return attn_mask if allowed is None else attn_mask.masked_fill(~allowed, float("-inf"))
+
+
+def _uniform_over_keys(pad, like):
+    """1 / L over each sequence's non-padded keys, shaped to broadcast against `like`."""
+    if pad is None:
+        return torch.full_like(like[:, :1, :1, :], 1.0 / like.size(-1))
+    real = (~pad).to(like.dtype)
+    return (real / real.sum(dim=-1, keepdim=True).clamp(min=1))[:, None, None, :]

@@ -1,0 +1,1 @@
+"""Registered fairseq tasks."""

@@ -1,0 +1,159 @@
+"""The normalisers against their definitions, the `entmax` package, and autograd."""
+import entmax as ref
+import pytest
+import torch
+
+from fairseq_sparse.normalizers import (
+    entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax,
+)
+
+NEG_INF = float("-inf")
+SPARSE = {
+    "sparsemax": sparsemax,
+    "sparsegen_lin": lambda x, dim=-1: sparsegen_lin(x, -3.0, dim=dim),
+    "entmax15": entmax15,
+    "entmax_bisect": lambda x, dim=-1: entmax_bisect(x, 1.3, dim=dim, n_iter=100),
+}
+
+
+def cases():
+    g = torch.Generator().manual_seed(0)
+    yield "random", torch.randn(32, 37, generator=g, dtype=torch.float64)
+    ties = torch.randint(0, 3, (32, 37), generator=g).double()
+    yield "ties", ties
+    yield "large", torch.randn(32, 37, generator=g, dtype=torch.float64) * 1e4
+    yield "tiny", torch.randn(32, 37, generator=g, dtype=torch.float64) * 1e-4
+    masked = torch.randn(32, 37, generator=g, dtype=torch.float64)
+    masked[:, 20:] = NEG_INF
+    masked[5, :] = NEG_INF
+    yield "masked", masked
+
+
+REFERENCE = {
+    "sparsemax": lambda x: ref.sparsemax(x, dim=-1),
+    "entmax15": lambda x: ref.entmax15(x, dim=-1),
+    "sparsegen_lin": lambda x: ref.sparsemax(x / 4.0, dim=-1),
+    "entmax_bisect": lambda x: ref.entmax_bisect(x, 1.3, dim=-1, n_iter=100),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE))
+@pytest.mark.parametrize("case", [c[0] for c in cases()])
+def test_agrees_with_entmax_package(name, case):
+    x = dict(cases())[case]
+    ours = SPARSE[name](x)
+    finite_rows = torch.isfinite(x).any(dim=-1)
+    theirs = REFERENCE[name](x[finite_rows])  # the package crashes or gives NaN on all -inf rows
+    assert torch.allclose(ours[finite_rows], theirs, atol=1e-5, rtol=0), (ours[finite_rows] - theirs).abs().max()
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE) + ["softmax"])
+def test_simplex_masks_and_fully_masked_rows(name):
+    fn = softmax if name == "softmax" else SPARSE[name]
+    x = dict(cases())["masked"]
+    p = fn(x)
+    assert not torch.isnan(p).any()
+    assert (p >= 0).all()
+    assert (p[:, 20:] == 0).all(), "masked (-inf) entries must get exactly 0"
+    assert (p[5] == 0).all(), "a fully masked row returns zeros"
+    sums = p.sum(-1)
+    keep = torch.ones(32, dtype=torch.bool)
+    keep[5] = False
+    assert torch.allclose(sums[keep], torch.ones_like(sums[keep]), atol=1e-9)
+
+
+def test_sparsegen_lin_is_scaled_sparsemax_and_limits():
+    x = torch.randn(16, 50, dtype=torch.float64)
+    for lam in (-8.0, -4.0, -0.5, 0.0, 0.3, 0.9):
+        assert torch.allclose(sparsegen_lin(x, lam), sparsemax(x / (1 - lam)), atol=1e-12)
+    # lam -> 1 approaches argmax, very negative lam approaches uniform
+    near_argmax = sparsegen_lin(x, 0.999)
+    assert torch.equal(near_argmax.argmax(-1), x.argmax(-1)) and (near_argmax.max(-1).values > 0.99).all()
+    near_uniform = sparsegen_lin(torch.randn(4, 10, dtype=torch.float64) * 0.1, -1e4)
+    assert torch.allclose(near_uniform, torch.full_like(near_uniform, 0.1), atol=1e-3)
+
+
+def test_entmax_bisect_endpoints():
+    x = torch.randn(8, 30, dtype=torch.float64) * 3
+    assert torch.allclose(entmax_bisect(x, 2.0), sparsemax(x), atol=1e-9)
+    assert torch.allclose(entmax_bisect(x, 1.5), entmax15(x), atol=1e-9)
+    assert torch.allclose(entmax_bisect(x, 1.001, n_iter=200), torch.softmax(x, -1), atol=5e-3)
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE))
+def test_gradcheck_float64(name):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SPARSE[name], (x,))
+    # along a non-last dimension too
+    y = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: SPARSE[name](t, dim=0), (y,))
+
+
+def test_gradcheck_learned_alpha_per_row():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    alpha = torch.tensor([1.2, 1.5, 1.9], dtype=torch.float64).view(1, 3, 1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: entmax_bisect(a, b, n_iter=100), (x, alpha))
+
+
+def test_grad_matches_entmax_package_and_ignores_masked():
+    x = dict(cases())["masked"][:5].clone().requires_grad_()
+    g = torch.randn(5, 37, dtype=torch.float64)
+    for ours, theirs in ((sparsemax, ref.sparsemax), (entmax15, ref.entmax15)):
+        (gx,) = torch.autograd.grad((ours(x) * g).sum(), x)
+        (gr,) = torch.autograd.grad((theirs(x, dim=-1) * g).sum(), x)
+        assert torch.allclose(gx, gr, atol=1e-8)
+        assert (gx[:, 20:] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", sorted(SPARSE) + ["softmax"])
+def test_half_precision_inputs(name, dtype):
+    fn = softmax if name == "softmax" else SPARSE[name]
+    x = (torch.randn(64, 128) * 4).to(dtype)
+    x[:, 100:] = NEG_INF
+    p = fn(x)
+    assert p.dtype == dtype
+    assert (p[:, 100:] == 0).all()
+    # The threshold is found in float32; what remains is the rounding of each returned entry:
+    # fp16 rows stay within 1e-3 of 1, bf16 (8-bit mantissa, ulp 2^-9 at 0.5) within 4e-3,
+    # the same bound torch.softmax itself has in bf16.
+    tol = 1e-3 if dtype == torch.float16 else 4e-3
+    assert (p.double().sum(-1) - 1).abs().max() <= tol
+    assert torch.allclose(p.float(), fn(x.float()), atol=1e-5, rtol=2 ** -7)  # fp16 subnormal tails
+
+
+def test_sparse_outputs_are_actually_sparse():
+    x = torch.randn(100, 128) * 3
+    assert ((sparsemax(x) > 0).float().sum(-1) < 128).all()
+    assert ((entmax15(x) > 0).float().sum(-1) < 128).all()
+
+
+def test_invalid_parameters_raise_with_value():
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="1.5"):
+        sparsegen_lin(x, 1.5)
+    with pytest.raises(ValueError, match="lam must be < 1"):
+        get_normalizer("sparsegen_lin", lam=1.0)
+    with pytest.raises(ValueError, match="0.9"):
+        entmax_bisect(x, 0.9)
+    with pytest.raises(ValueError, match="2.5"):
+        entmax_bisect(x, torch.tensor([[2.5]]).expand(3, 1))
+    with pytest.raises(ValueError, match="size 1 along dim"):
+        entmax_bisect(x, torch.full((3, 4), 1.5))
+    with pytest.raises(ValueError, match="int64"):
+        sparsemax(torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="floating tensor"):
+        entmax_bisect(x, torch.tensor([[2]]))
+    with pytest.raises(ValueError, match="'sortmax'"):
+        get_normalizer("sortmax")
+    with pytest.raises(ValueError, match="lam"):
+        get_normalizer("sparsemax", lam=0.1)
+
+
+def test_get_normalizer_binds_parameters():
+    x = torch.randn(5, 11)
+    assert torch.equal(get_normalizer("sparsegen_lin", lam=-2)(x), sparsegen_lin(x, -2))
+    assert torch.equal(get_normalizer("entmax_bisect", alpha=1.7)(x), entmax_bisect(x, 1.7))
+    assert torch.equal(get_normalizer("softmax")(x), torch.softmax(x, -1))
