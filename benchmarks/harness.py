@@ -1,0 +1,71 @@
+"""Timing and memory helpers shared by the benchmark scripts.
+
+Every figure is a ratio against a baseline run in the same process, interleaved with it, so
+machine noise hits both alike. CPU torch keeps no allocator statistics, so forward peak
+memory is measured by a dispatch mode that tracks the bytes of every live tensor storage.
+"""
+import statistics
+import time
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+def median_times(fns, repeats=7, warmup=2):
+    """Run the callables round-robin; return each one's median seconds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            samples[i].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of tensor storages allocated while active (inputs created before don't count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = {}
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, ptr):
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self.live[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                ptr = storage.data_ptr()
+                if ptr in self.live:
+                    self.live[ptr][1] += 1
+                else:
+                    self.live[ptr] = [storage.nbytes(), 1]
+                    self.current += storage.nbytes()
+                    self.peak = max(self.peak, self.current)
+                weakref.finalize(t, self._release, ptr)
+        return out
+
+
+def forward_peak_bytes(fn, x):
+    with torch.no_grad(), PeakMemory() as meter:
+        out = fn(x)
+        del out
+    return meter.peak

