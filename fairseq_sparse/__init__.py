@@ -30,3 +30,9 @@ def _import_submodules(package_name):
 
 for _sub in ("models", "criterions", "tasks"):
     _import_submodules(_sub)
+
+# A broken apex (importable, CUDA extension missing) must not crash model building: fall back
+# to PyTorch's own LayerNorm / fused AdamW before fairseq builds anything.
+from .fused import apply_safe_apex_fallbacks  # noqa: E402
+
+apply_safe_apex_fallbacks()

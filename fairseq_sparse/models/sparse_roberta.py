@@ -4,6 +4,8 @@ Only fairseq's factory hooks are overridden (build_encoder -> build_encoder_laye
 build_self_attention), as fairseq's linformer example does, so every parameter keeps its
 stock RoBERTa name and a `roberta_base` checkpoint restores into `sparse_roberta_base` as it is.
 """
+import logging
+
 import torch
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import register_model, register_model_architecture
@@ -16,12 +18,17 @@ from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from fairseq.utils import safe_getattr, safe_hasattr
 
+from ..masks.dam import STRUCTURES as DAM_STRUCTURES
+from ..modules.encoder_attention_mask import MASK_CHOICES, EncoderAttentionMask
 from ..modules.sparse_multihead_attention import SparseMultiheadAttention, validate_normalizer_options
 from ..normalizers import NORMALIZERS
 
+logger = logging.getLogger(__name__)
+
 # Substrings of state-dict keys that exist only in this plugin. A checkpoint without them (a
 # stock RoBERTa, or one trained before a feature was switched on) gets their initial values.
-PLUGIN_STATE_MARKERS = ["entmax_alpha_logit"]
+PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "dam_logits", "dam_no_diagonal"]
+FROZEN_MASK_KEY = "frozen_attn_mask"
 
 
 def add_sparse_attention_args(parser):
@@ -38,6 +45,31 @@ def add_sparse_attention_args(parser):
                        help="cap on entmax_bisect threshold iterations (default: 50)")
     group.add_argument("--layer-norm-eps", type=float, metavar="EPS",
                        help="LayerNorm epsilon (fairseq: 1e-5; converted BERT checkpoints: 1e-12)")
+
+    group = parser.add_argument_group("attention masks (SparseBERT)")
+    group.add_argument("--attn-mask", choices=MASK_CHOICES,
+                       help="which keys each query may attend to (default: none); dam = learned, file = frozen")
+    group.add_argument("--attn-mask-file", metavar="MASK.npy",
+                       help="frozen 0/1 mask for --attn-mask file: (n, n), (heads, n, n) or (layers, heads, n, n)")
+    for name, meta, text in (
+        ("window", "W", "half-width of the local window (longformer, bigbird blocks, logsparse)"),
+        ("stride", "S", "stride of the strided pattern"),
+        ("block", "B", "block size (fixed, bigbird)"),
+        ("summary", "C", "summary positions per block (fixed)"),
+        ("global", "G", "number of global tokens at the start, [CLS] first (longformer, bigbird, star)"),
+        ("random-blocks", "R", "random blocks per block row (bigbird)"),
+        ("radius", "R", "neighbours on each side (star)"),
+        ("base", "B", "exponent base (logsparse)"),
+        ("seed", "S", "seed of the random blocks (bigbird)"),
+    ):
+        group.add_argument(f"--attn-mask-{name}", type=int, metavar=meta, help=text)
+    group.add_argument("--dam-structure", choices=DAM_STRUCTURES,
+                       help="structured: one logit per head and distance |i-j| (default); unstructured: per (i, j)")
+    group.add_argument("--dam-share-layers", action="store_true", help="one learned mask for all layers (the authors' setting)")
+    group.add_argument("--dam-no-diagonal", action="store_true", help="hold the diagonal of the learned mask at 0")
+    group.add_argument("--dam-tau", type=float, metavar="T", help="Gumbel-sigmoid temperature (default 1)")
+    group.add_argument("--dam-tau-end", type=float, metavar="T", help="anneal the temperature geometrically to this")
+    group.add_argument("--dam-tau-anneal-steps", type=int, metavar="N", help="updates over which to anneal")
 
 
 @register_model("sparse_roberta")
@@ -86,6 +118,15 @@ class SparseRobertaModel(RobertaModel):
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)
         prefix = name + "." if name else ""
+        own = self.state_dict()
+        masks = self.encoder.sentence_encoder.attn_masks
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            local = key[len(prefix):]
+            if local.endswith(FROZEN_MASK_KEY) and local in own:
+                masks.load_frozen_mask(state_dict[key])  # the checkpoint's mask wins over the placeholder
+            elif local not in own and any(m in local for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
+                logger.info("dropping %s from the checkpoint: this model was built without it", key)
+                del state_dict[key]
         for key, value in self.state_dict().items():
             if prefix + key not in state_dict and any(m in key for m in PLUGIN_STATE_MARKERS):
                 state_dict[prefix + key] = value
@@ -109,6 +150,20 @@ class SparseTransformerEncoder(TransformerEncoder):
     def __init__(self, args, dictionary, embed_tokens):
         self._layers_built = 0
         super().__init__(args, dictionary, embed_tokens)
+        self.attn_masks = EncoderAttentionMask(args, args.encoder_layers, args.encoder_attention_heads, args.max_positions)
+        for module in self.modules():
+            if isinstance(module, SparseMultiheadAttention):
+                module.set_keep_mask_fn(self.attn_masks.layer_keep_fn(module.layer_idx))
+
+    def forward(self, src_tokens, *args, **kwargs):
+        self.attn_masks.prepare(src_tokens.size(1))
+        return super().forward(src_tokens, *args, **kwargs)
+
+    def set_num_updates(self, num_updates):
+        """fairseq calls this every update; the DAM temperature schedule follows it."""
+        super().set_num_updates(num_updates)
+        if self.attn_masks.dam is not None:
+            self.attn_masks.dam.set_num_updates(num_updates)
 
     def build_encoder_layer(self, args):
         layer = SparseTransformerEncoderLayer(args, layer_idx=self._layers_built)
@@ -152,6 +207,14 @@ def _sparse_defaults(args):
     args.learn_entmax_alpha = bool(safe_getattr(args, "learn_entmax_alpha", False))
     args.entmax_n_iter = safe_getattr(args, "entmax_n_iter", None)
     args.layer_norm_eps = safe_getattr(args, "layer_norm_eps", None) or 1e-5
+    args.attn_mask = safe_getattr(args, "attn_mask", None) or "none"
+    args.attn_mask_file = safe_getattr(args, "attn_mask_file", None)
+    args.dam_structure = safe_getattr(args, "dam_structure", None) or "structured"
+    args.dam_share_layers = bool(safe_getattr(args, "dam_share_layers", False))
+    args.dam_no_diagonal = bool(safe_getattr(args, "dam_no_diagonal", False))
+    args.dam_tau = safe_getattr(args, "dam_tau", None) or 1.0
+    args.dam_tau_end = safe_getattr(args, "dam_tau_end", None)
+    args.dam_tau_anneal_steps = safe_getattr(args, "dam_tau_anneal_steps", None) or 0
 
 
 @register_model_architecture("sparse_roberta", "sparse_roberta")
@@ -179,3 +242,24 @@ def sparse_roberta_tiny_architecture(args):
     args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 256)
     args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 4)
     base_architecture(args)
+
+
+@register_model_architecture("sparse_roberta", "sparsebert_base")
+def sparsebert_base_architecture(args):
+    """SparseBERT's searched encoder: diagonal-free DAM, structured, one mask for all layers."""
+    _sparsebert_defaults(args)
+    base_architecture(args)
+
+
+@register_model_architecture("sparse_roberta", "sparsebert_tiny")
+def sparsebert_tiny_architecture(args):
+    _sparsebert_defaults(args)
+    sparse_roberta_tiny_architecture(args)
+
+
+def _sparsebert_defaults(args):
+    """The paper's preset: a DAM shared by all layers, diagonal held at 0 (other masks: sparse_roberta)."""
+    args.attn_mask = safe_getattr(args, "attn_mask", None) or "dam"
+    args.dam_structure = safe_getattr(args, "dam_structure", None) or "structured"
+    args.dam_share_layers = True
+    args.dam_no_diagonal = True

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 
+from ..masks.masked_normalize import masked_normalize
 from ..normalizers import NORMALIZERS, entmax_bisect, get_normalizer
 
 ALPHA_MIN, ALPHA_MAX = 1.0, 2.0
@@ -53,6 +54,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         if learn_entmax_alpha and normalizer != "entmax_bisect":
             raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
         self.normalizer_name = normalizer
+        self.sparsegen_lambda = float(sparsegen_lambda)
         self.layer_idx = layer_idx
         self.entmax_n_iter = entmax_n_iter
         if normalizer == "sparsegen_lin":
@@ -199,17 +201,13 @@ class SparseMultiheadAttention(MultiheadAttention):
             return self._normalise(scores)
         if keep.dtype == torch.bool:
             return self._normalise(scores.masked_fill(~keep, float("-inf")))
-        # A 0/1 float mask carrying a straight-through gradient (learned masks). Softmax uses
-        # the product form A = M exp(e) / sum(M exp(e)), so every position, dropped or kept,
-        # receives a gradient; the sparse normalisers see the hard mask and pass a gradient
-        # to the kept positions through p * M (equal to p in value).
-        if self.normalizer_name == "softmax":
-            e = scores.float()
-            e = e - e.amax(dim=-1, keepdim=True).detach().clamp(min=-1e30)
-            w = torch.exp(e) * keep
-            return (w / w.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)).to(scores.dtype)
-        p = self._normalise(scores.masked_fill(keep == 0, float("-inf")))
-        return p * keep.to(p.dtype)
+        # A 0/1 float mask with a straight-through gradient (the learned DAM): the value is the
+        # normaliser over the kept keys; masked_normalize also sends a gradient to dropped keys.
+        alpha = self.entmax_alpha
+        if self.normalizer_name == "entmax_bisect":
+            alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32).view(1, -1, 1, 1)
+        return masked_normalize(scores, keep, self.normalizer_name, lam=self.sparsegen_lambda,
+                                alpha=alpha, n_iter=self.entmax_n_iter)
 
     @torch.no_grad()
     def _log_sparsity(self, probs, pad):

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -49,23 +48,39 @@ def inspect_split(prefix, dictionary):
     }
 
 
-def fairseq_preprocess_command(dict_path, trainpref, validpref, destdir, workers):
-    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--srcdict", dict_path,
-           "--trainpref", trainpref, "--destdir", destdir, "--workers", str(workers), "--dataset-impl", "mmap"]
+def fairseq_preprocess_args(dict_path, trainpref, validpref, destdir, workers):
+    args = ["--only-source", "--srcdict", dict_path, "--trainpref", trainpref, "--destdir", destdir,
+            "--workers", str(workers), "--dataset-impl", "mmap"]
     if validpref:
-        cmd += ["--validpref", validpref]
-    return cmd
+        args += ["--validpref", validpref]
+    return args
+
+
+def run_fairseq_preprocess(argv):
+    """fairseq-preprocess ARGV, in this process (saves a fairseq import per shard)."""
+    from fairseq import options
+    from fairseq_cli import preprocess
+
+    args = options.get_preprocessing_parser().parse_args(argv)
+    handlers = list(preprocess.logger.handlers)
+    try:
+        preprocess.main(args)
+    except Exception as e:  # fairseq reports bad input with assertions and bare exceptions
+        raise RuntimeError(f"fairseq-preprocess {' '.join(argv)} failed: {type(e).__name__}: {e}") from e
+    finally:  # main() adds a FileHandler to destdir/preprocess.log on every call
+        for h in preprocess.logger.handlers:
+            if h not in handlers:
+                preprocess.logger.removeHandler(h)
+                h.close()
 
 
 def binarize_shard(train_tok, valid_tok, dict_path, dest, workers):
     tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".tmp")
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
-    cmd = fairseq_preprocess_command(dict_path, train_tok, valid_tok, tmp, workers)
-    logger.info("running: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"fairseq-preprocess failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}")
+    argv = fairseq_preprocess_args(dict_path, train_tok, valid_tok, tmp, workers)
+    logger.info("fairseq-preprocess %s", " ".join(argv))
+    run_fairseq_preprocess(argv)
     from fairseq.data import Dictionary
 
     dictionary = Dictionary.load(os.path.join(tmp, "dict.txt"))
@@ -135,4 +150,3 @@ def main(argv=None):
     except (ValueError, RuntimeError) as e:
         sys.exit(f"binarize: error: {e}")
     print(json.dumps({"step": "binarize", **report}, indent=2))
-    return report

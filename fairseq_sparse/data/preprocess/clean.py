@@ -158,8 +158,10 @@ def _read_hashes(path):
 def _clean_part(index, part, part_dir, options, seen, workers, show_progress):
     """Clean one part into part_dir (written atomically file by file); return its counts."""
     counts = StepCounts()
+    # The readers run in the pool's feeder thread: they get their own counters, merged at the end.
+    read_counts = StepCounts()
     readers = [
-        DocumentReader(item, counts, options.max_line_bytes, options.max_doc_chars, options.book_lines)
+        DocumentReader(item, read_counts, options.max_line_bytes, options.max_doc_chars, options.book_lines)
         for item in part
     ]
     valid_threshold = int(round(options.valid_fraction * VALID_BUCKETS))
@@ -201,6 +203,7 @@ def _clean_part(index, part, part_dir, options, seen, workers, show_progress):
             done_bytes = now
         with atomic_output(os.path.join(part_dir, "hashes.u64"), "wb") as f:
             kept_hashes.tofile(f)
+    counts.add(read_counts)
     counts.totals["documents_kept"] = counts.totals["train_documents"] + counts.totals["valid_documents"]
     counts.totals["input_bytes"] += total_bytes
     return counts
@@ -327,4 +330,3 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"clean: error: {e}")
     print(json.dumps({"step": "clean", **manifest["counts"]}, indent=2))
-    return manifest

@@ -59,7 +59,8 @@ def encode_lines(encoder, lines, max_tokens, counts):
 
 def _encode_batch(lines):
     counts = StepCounts()
-    return encode_lines(_ENCODER, lines, _MAX_TOKENS, counts), counts, sum(len(l) + 1 for l in lines)
+    n_bytes = sum(len(line.encode("utf-8", errors="replace")) + 1 for line in lines)  # progress bar
+    return encode_lines(_ENCODER, lines, _MAX_TOKENS, counts), counts, n_bytes
 
 
 def _line_batches(files, max_lines=2000, max_chars=1 << 20):
@@ -85,11 +86,11 @@ def encode_unit(files, out_path, tokenizer_dir, max_tokens, workers, show_progre
             _encode_batch, _line_batches(files), workers,
             initializer=_init_worker, initargs=(tokenizer_dir, max_tokens),
         )
-        for lines, batch_counts, n_chars in results:
+        for lines, batch_counts, n_bytes in results:
             counts.add(batch_counts)
             for line in lines:
                 out.write(line + "\n")
-            bar.update(n_chars)
+            bar.update(n_bytes)
     return counts
 
 
@@ -157,4 +158,3 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"encode: error: {e}")
     print(json.dumps({"step": "encode", **report}, indent=2))
-    return report

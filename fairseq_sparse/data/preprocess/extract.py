@@ -102,4 +102,3 @@ def main(argv=None):
     except (ValueError, RuntimeError) as e:
         sys.exit(f"extract: error: {e}")
     print(json.dumps({"step": "extract", **report}, indent=2))
-    return report

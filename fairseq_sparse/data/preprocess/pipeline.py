@@ -21,7 +21,7 @@ from .binarize import run_binarize
 from .clean import add_clean_args, clean_options_from_args, run_clean
 from .encode import run_encode
 from .extract import run_extract
-from .io_utils import write_json_atomic
+from .io_utils import read_json, write_json_atomic
 from .parallel import resolve_workers
 from .tokenizer import add_tokenizer_args, build_kwargs, build_tokenizer, training_files
 
@@ -83,7 +83,7 @@ def run_pipeline(args):
                              workers, show)
     report["binarize"] = timed("binarize", run_binarize, enc_dir, tok_dir, os.path.join(out, "data-bin"), workers)
     report["seconds"] = timings
-    spec = json.load(open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8"))
+    spec = read_json(os.path.join(tok_dir, "tokenizer.json"))
     report["fairseq_train_data"] = report["binarize"]["data"]
     report["fairseq_bpe_args"] = [
         os.path.join(tok_dir, a) if a in spec["files"].values() else a for a in spec["fairseq_args"]
@@ -100,4 +100,3 @@ def main(argv=None):
     except (ValueError, RuntimeError) as e:
         sys.exit(f"prepare_pretraining_data: error: {e}")
     print(json.dumps(report, indent=2))
-    return report

@@ -9,6 +9,7 @@ Supported layouts:
   paragraph (BookCorpus' own layout); `"wrapped"` joins hard-wrapped lines up to a blank line.
 Readers never raise on file content: problems are counted in `counts` and the line is skipped.
 """
+import html
 import json
 import os
 import re
@@ -101,7 +102,7 @@ class DocumentReader:
                 if doc is not None:  # previous <doc> never closed
                     self.counts.totals["unterminated_documents"] += 1
                     yield doc
-                attrs = dict(_ATTR.findall(opened.group(1) or ""))
+                attrs = {k: html.unescape(v) for k, v in _ATTR.findall(opened.group(1) or "")}
                 title = attrs.get("title", "")
                 doc = RawDocument(WIKIPEDIA, f"{attrs.get('id', '?')}:{title}")
                 expect_title = True
@@ -122,7 +123,7 @@ class DocumentReader:
                 continue
             if expect_title:
                 expect_title = False
-                if stripped == title.strip():
+                if html.unescape(stripped) == title.strip():
                     continue  # wikiextractor repeats the title as the first line
             doc.add(stripped)
             doc, rest = self._split_if_long(doc)

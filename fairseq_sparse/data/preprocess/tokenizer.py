@@ -24,6 +24,7 @@ import sys
 
 from .clean import shard_files
 from .io_utils import atomic_output, digest_file, file_fingerprint, finished, mark_finished, read_json
+from .parallel import resolve_workers
 from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,9 @@ class SentencePieceEncoder:
         self.unk = self.sp.id_to_piece(self.sp.unk_id())
 
     def encode(self, line):
-        return self.sp.encode(line, out_type=str)
+        # Via ids, so an unknown character comes out as "<unk>" (counted here) rather than as its
+        # surface form, which fairseq-preprocess would map to <unk> silently.
+        return [self.sp.id_to_piece(i) for i in self.sp.encode(line)]
 
 
 class WordPieceEncoder:
@@ -108,10 +111,10 @@ def sample_sentences(files, out_path, max_sentences, seed, show_progress=True):
     total = sum(os.path.getsize(f) for f in files)
     with progress_bar(total, "sample", show_progress) as bar:
         for path in files:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    bar.update(len(line))
-                    line = line.strip()
+            with open(path, "rb") as f:
+                for raw in f:
+                    bar.update(len(raw))
+                    line = raw.decode("utf-8", errors="replace").strip()
                     if not line:
                         continue
                     seen += 1
@@ -157,6 +160,7 @@ def _train_sentencepiece(out_dir, sample_path, vocab_size, model_type, character
     import sentencepiece
 
     prefix = os.path.join(out_dir, ".spm-training")
+    sentencepiece.set_random_generator_seed(seed)
     try:
         sentencepiece.SentencePieceTrainer.train(
             input=sample_path,
@@ -166,7 +170,6 @@ def _train_sentencepiece(out_dir, sample_path, vocab_size, model_type, character
             character_coverage=character_coverage,
             byte_fallback=byte_fallback,
             num_threads=max(1, workers),
-            random_seed=seed,
             input_sentence_size=0,  # the sample is already the right size
             minloglevel=1,
         )
@@ -323,8 +326,6 @@ def build_parser():
 
 
 def main(argv=None):
-    from .parallel import resolve_workers
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(name)s | %(message)s", stream=sys.stderr)
     try:
@@ -334,7 +335,6 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"tokenizer: error: {e}")
     print(json.dumps({"step": "tokenizer", **report}, indent=2))
-    return report
 
 
 def training_files(clean_dir):

@@ -1,0 +1,65 @@
+"""masked_lm_dam: masked-LM loss plus SparseBERT's L1 penalty on the learned attention mask.
+
+objective = MLM loss (mean over masked tokens) + dam_lambda * ||M||_1, where M is the 0/1
+mask sampled in this forward pass (its gradient reaches the mask logits straight-through).
+fairseq divides the summed loss by sample_size, so the penalty is added times sample_size.
+"""
+import math
+from dataclasses import dataclass, field
+
+from fairseq.criterions import register_criterion
+from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
+from fairseq.logging import metrics
+
+
+@dataclass
+class MaskedLmDamConfig(MaskedLmConfig):
+    dam_lambda: float = field(default=5e-5, metadata={"help": "weight of ||M||_1 (the authors use 5e-5)"})
+    dam_normalize_penalty: bool = field(
+        default=False, metadata={"help": "divide ||M||_1 by the number of mask entries (the kept fraction)"}
+    )
+
+
+@register_criterion("masked_lm_dam", dataclass=MaskedLmDamConfig)
+class MaskedLmDamLoss(MaskedLmLoss):
+    def __init__(self, cfg: MaskedLmDamConfig, task):
+        super().__init__(cfg, task)
+        if cfg.dam_lambda < 0:
+            raise ValueError(f"--dam-lambda must be >= 0, got {cfg.dam_lambda}")
+        self.dam_lambda = cfg.dam_lambda
+        self.normalize = cfg.dam_normalize_penalty
+
+    @staticmethod
+    def _dam(model):
+        encoder = getattr(getattr(model, "encoder", None), "sentence_encoder", None)
+        dam = getattr(getattr(encoder, "attn_masks", None), "dam", None)
+        if dam is None:
+            raise ValueError("criterion masked_lm_dam needs a model with a learned mask: "
+                             "--arch sparsebert_base/sparsebert_tiny, or sparse_roberta with --attn-mask dam")
+        return dam
+
+    def forward(self, model, sample, reduce=True):
+        dam = self._dam(model)
+        loss, sample_size, logging_output = super().forward(model, sample, reduce)
+        penalty = dam.l1_penalty(normalize=self.normalize)
+        logging_output["mlm_loss"] = loss.data
+        loss = loss + self.dam_lambda * penalty * sample_size
+        logging_output["loss"] = loss.data
+        logging_output["dam_l1"] = penalty.data
+        logging_output["dam_count"] = 1
+        for layer, density in enumerate(dam.densities()):
+            logging_output[f"dam_density_l{layer}"] = density
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        MaskedLmLoss.reduce_metrics(logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        count = sum(log.get("dam_count", 0) for log in logging_outputs)
+        mlm = sum(log.get("mlm_loss", 0) for log in logging_outputs)
+        metrics.log_scalar("mlm_loss", mlm / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        if count:
+            metrics.log_scalar("dam_l1", sum(log.get("dam_l1", 0) for log in logging_outputs) / count, count, round=4)
+            keys = sorted({k for log in logging_outputs for k in log if k.startswith("dam_density_l")})
+            for key in keys:
+                metrics.log_scalar(key, sum(log.get(key, 0) for log in logging_outputs) / count, count, round=4)
