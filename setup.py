@@ -20,7 +20,7 @@ setup(
         "sentencepiece",
         "tensorboardX",
     ],
-    extras_require={"test": ["pytest", "entmax"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "entmax"]},
     entry_points={
         "console_scripts": [
             "fairseq-sparse-env = fairseq_sparse.cli.env:main",

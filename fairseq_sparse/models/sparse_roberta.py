@@ -127,8 +127,8 @@ class SparseRobertaModel(RobertaModel):
             elif local not in own and any(m in local for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
                 logger.info("dropping %s from the checkpoint: this model was built without it", key)
                 del state_dict[key]
-        for key, value in self.state_dict().items():
-            if prefix + key not in state_dict and any(m in key for m in PLUGIN_STATE_MARKERS):
+        for key, value in self.state_dict().items():  # e.g. the mask file's mask, a new DAM's logits
+            if prefix + key not in state_dict and any(m in key for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
                 state_dict[prefix + key] = value
 
 

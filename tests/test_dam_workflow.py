@@ -1,0 +1,94 @@
+"""SparseBERT end to end with fairseq-train: DAM search -> export -> frozen mask -> fine-tune (issue 3)."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import fairseq_sparse  # noqa: F401
+from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
+from conftest import USER_DIR, run_cli, tiny_mlm_args
+
+
+def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
+    search = run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=8, extra=[
+        "--criterion", "masked_lm_dam", "--dam-lambda", "1e-5", "--lr", "1e-2"]))
+    log = search.stdout + search.stderr
+    densities = [float(d) for d in re.findall(r"dam_density_l0=([0-9.]+)", log)]
+    assert len(densities) == 8 and all(0 < d < 1 for d in densities), log[-2000:]
+    assert "dam_l1=" in log and "mlm_loss=" in log
+
+    exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
+                        "--out", tmp_path / "mask.npy", "--png", tmp_path / "mask.png"])
+    report = json.loads(exported.stdout.strip().splitlines()[-1])
+    mask = np.load(tmp_path / "mask.npy")
+    assert mask.shape == (4, 32, 32) and mask.dtype == np.bool_
+    assert not mask[:, range(32), range(32)].any(), "sparsebert holds the diagonal at 0"
+    assert 0 < mask.mean() < 1 and abs(report["density"] - mask.mean() * 32 / 31) < 0.05
+    assert (tmp_path / "mask.png").stat().st_size > 1000
+
+    # continue pre-training from the search checkpoint with the frozen, binarised mask
+    frozen = run_cli(tiny_mlm_args(mlm_data, tmp_path / "frozen", updates=3, extra=[
+        "--attn-mask", "file", "--attn-mask-file", tmp_path / "mask.npy",
+        "--restore-file", tmp_path / "search" / "checkpoint_last.pt", "--reset-optimizer",
+        "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]))
+    assert "dropping encoder.sentence_encoder.attn_masks.dam.dam_logits" in frozen.stdout + frozen.stderr
+    state = torch.load(tmp_path / "frozen" / "checkpoint_last.pt", map_location="cpu")["model"]
+    key = "encoder.sentence_encoder.attn_masks.frozen_attn_mask"
+    assert torch.equal(state[key], torch.from_numpy(mask))
+
+    # fine-tune from it with no mask file: the checkpoint carries the mask
+    tuned = run_cli([
+        "fairseq-train", cls_data, "--user-dir", USER_DIR, "--cpu", "--task", "sentence_prediction",
+        "--criterion", "sentence_prediction", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
+        "--attn-mask", "file", "--restore-file", tmp_path / "frozen" / "checkpoint_last.pt",
+        "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--max-positions", 32,
+        "--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed",
+        "--max-update", 2, "--log-format", "simple", "--save-dir", tmp_path / "ft", "--no-epoch-checkpoints",
+        "--num-workers", 0, "--init-token", 0, "--separator-token", 2,
+    ])
+    assert re.search(r"valid .* accuracy", tuned.stdout + tuned.stderr)
+    hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ft"), "checkpoint_last.pt",
+                                             data_name_or_path=str(cls_data), bpe=None)
+    masks = hub.model.encoder.sentence_encoder.attn_masks
+    assert torch.equal(masks.frozen_attn_mask, torch.from_numpy(mask))
+    tokens = torch.tensor([[0] + list(range(4, 24)) + [2]])
+    maps = hub.model.extract_attention(tokens)
+    n = tokens.size(1)
+    dropped = ~torch.from_numpy(mask[:, :n, :n])
+    for layer_map in maps:
+        assert (layer_map[0][dropped] == 0).all(), "the frozen mask holds at fine-tuning time"
+
+
+def test_file_mask_without_file_or_checkpoint_is_a_clear_error(mlm_data, tmp_path):
+    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=1, extra=["--attn-mask", "file"]), check=False)
+    assert result.returncode != 0
+    assert "--attn-mask file needs --attn-mask-file" in result.stderr
+
+
+def test_mask_file_shape_errors_name_the_problem(mlm_data, tmp_path):
+    np.save(tmp_path / "bad.npy", np.full((3, 16, 16), 2, dtype=np.int64))
+    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=1, extra=[
+        "--attn-mask", "file", "--attn-mask-file", tmp_path / "bad.npy"]), check=False)
+    assert result.returncode != 0 and "bad.npy" in result.stderr
+    np.save(tmp_path / "short.npy", np.ones((4, 16, 16), dtype=bool))
+    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck2", updates=1, extra=[
+        "--attn-mask", "file", "--attn-mask-file", tmp_path / "short.npy"]), check=False)
+    assert result.returncode != 0 and "exceeds the 16 positions" in result.stderr
+
+
+@pytest.mark.parametrize("pattern,extra", [("no_diagonal", []), ("longformer", ["--attn-mask-window", "2"]),
+                                          ("bigbird", ["--attn-mask-block", "4", "--attn-mask-seed", "1"])])
+def test_fixed_patterns_train_with_sparse_normalizer(mlm_data, tmp_path, pattern, extra):
+    run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=2, extra=[
+        "--attn-mask", pattern, "--attn-normalizer", "sparsemax"] + extra))
+    hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ck"), "checkpoint_last.pt",
+                                             data_name_or_path=str(mlm_data), bpe=None)
+    tokens = torch.tensor([[0] + list(range(4, 17)) + [2], [0] + list(range(4, 10)) + [2] + [1] * 7])
+    maps = hub.model.extract_attention(tokens)
+    if pattern == "no_diagonal":
+        assert (maps[0].diagonal(dim1=-2, dim2=-1)[0] == 0).all()
+    assert (maps[1][1, :, :, 8:] == 0).all(), "padded keys stay at 0 under a pattern"
+    real_rows = maps[1][1, :, :8].sum(-1)
+    assert torch.allclose(real_rows, torch.ones_like(real_rows), atol=1e-5)
