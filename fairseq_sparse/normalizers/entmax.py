@@ -98,17 +98,20 @@ def _solve_alpha(z, out, scratch, alpha, n_iter):
     tau = row_start(x, 1.0)
     live = torch.isfinite(tau)
     tol = _tolerance(z.dtype)
-    tiny = torch.finfo(z.dtype).tiny
+    tiny, eps = torch.finfo(z.dtype).tiny, torch.finfo(z.dtype).eps
     d = shifted_relu(x, tau, out)
     for _ in range(n_iter):
         # d ** (beta - 1) on the support only: 0 ** 0 would count entries off it (beta = 1).
         d_pow = torch.pow(d, beta - 1, out=scratch).mul_(torch.sign(d))
         mass = torch.linalg.vecdot(d_pow, d).unsqueeze(-1)
         excess = mass - 1
-        if not (excess.abs() > tol).logical_and_(live).any():
+        step = excess / (beta * d_pow.sum(dim=-1, keepdim=True)).clamp(min=tiny)
+        # done: the row sums to 1 within tol, or the step is a few ulps of tau (as exact as
+        # the float type gets at tau's magnitude; the renormalisation below absorbs the rest)
+        pending = (excess.abs() > tol) & live & (step.abs() > 4 * eps * (tau.abs() + 1))
+        if not pending.any():
             break
-        slope = beta * d_pow.sum(dim=-1, keepdim=True)
-        tau = torch.where(live, tau + excess / slope.clamp(min=tiny), tau)
+        tau = torch.where(pending, tau + step, tau)
         d = shifted_relu(x, tau, out)
     p = d.pow_(beta)
     p.div_(p.sum(dim=-1, keepdim=True).clamp_(min=tiny))
