@@ -20,7 +20,7 @@ setup(
         "sentencepiece",
         "tensorboardX",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "entmax"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "entmax", "tokenizers"]},
     entry_points={
         "console_scripts": [
             "fairseq-sparse-env = fairseq_sparse.cli.env:main",

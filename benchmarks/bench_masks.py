@@ -5,10 +5,10 @@
 Paths: PyTorch's fused SDPA with a bool mask (True = take part) and with an additive float
 mask; manual attention (QK^T, masked_fill, normaliser, AV) with softmax and with the plugin's
 sparsemax; and the learned-mask path (masked_normalize with a float 0/1 mask that also gets a
-gradient). Each masked time is divided by the same path's unmasked time; all configurations of
-one length are interleaved and the median of --repeats runs is taken, since this machine is
-noisy. Masks are built once per length (the attention module caches them), so building is
-not timed.
+gradient). Each masked run is timed right after (or before, alternating) the same path's
+unmasked run and the median of the --repeats ratios is printed: pairing cancels most of the
+drift of a shared, noisy machine. Masks are built once per length (the attention module
+caches them), so building is not timed.
 """
 import argparse
 import random
@@ -20,6 +20,9 @@ import torch.nn.functional as F
 
 from fairseq_sparse.masks import PATTERNS, additive_mask, build_fixed_mask, masked_normalize
 from fairseq_sparse.normalizers import sparsemax
+
+
+PATHS = ["sdpa_bool", "sdpa_additive", "manual_softmax", "manual_sparsemax"]
 
 
 def manual_attention(q, k, v, keep, normalise):
@@ -57,30 +60,42 @@ def time_fwd_bwd(fn, grad, leaves):
 
 
 def bench_length(n, args):
+    """Median over repeats of (masked time / unmasked time), each pair timed back to back."""
     torch.manual_seed(0)
     shape = (args.batch, args.heads, n, args.dim)
     q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
     grad = torch.randn(shape)
+    dam_mask = (torch.rand(args.heads, n, n) > 0.5).float().requires_grad_()
+    leaves = [q, k, v, dam_mask]
     patterns = [p for p in PATTERNS if p != "file"]
     keeps = {p: build_fixed_mask(p, n) for p in patterns}
-    dam_mask = (torch.rand(args.heads, n, n) > 0.5).float().requires_grad_()
-    configs = {(path, "unmasked"): fn for path, fn in make_runners(q, k, v, None).items()}
-    for p, keep in keeps.items():
-        for path, fn in make_runners(q, k, v, keep[None, None]).items():
-            configs[(path, p)] = fn
-    configs[("dam_softmax", "dam(0.5)")] = dam_softmax_runner(q, k, v, dam_mask)
-    leaves = [q, k, v, dam_mask]
-    for fn in configs.values():  # warm-up
-        time_fwd_bwd(fn, grad, leaves)
-    times = {key: [] for key in configs}
-    order = list(configs)
+    baseline = make_runners(q, k, v, None)
+    pairs = {}
+    for path in args.paths:
+        for p, keep in keeps.items():
+            pairs[(path, p)] = (baseline[path], make_runners(q, k, v, keep[None, None])[path])
+    pairs[("dam_softmax", "dam(0.5)")] = (baseline["manual_softmax"], dam_softmax_runner(q, k, v, dam_mask))
+    for base_fn, masked_fn in pairs.values():  # warm-up
+        time_fwd_bwd(base_fn, grad, leaves)
+        time_fwd_bwd(masked_fn, grad, leaves)
+    ratios = {key: [] for key in pairs}
+    base_times = {path: [] for path in args.paths + ["dam_softmax"]}
+    order = list(pairs)
     rng = random.Random(0)
-    for _ in range(args.repeats):
+    for rep in range(args.repeats):
         rng.shuffle(order)
         for key in order:
-            times[key].append(time_fwd_bwd(configs[key], grad, leaves))
-    median = {key: statistics.median(t) for key, t in times.items()}
-    return patterns, keeps, median
+            base_fn, masked_fn = pairs[key]
+            if rep % 2:  # alternate which of the pair runs first
+                t_masked = time_fwd_bwd(masked_fn, grad, leaves)
+                t_base = time_fwd_bwd(base_fn, grad, leaves)
+            else:
+                t_base = time_fwd_bwd(base_fn, grad, leaves)
+                t_masked = time_fwd_bwd(masked_fn, grad, leaves)
+            ratios[key].append(t_masked / t_base)
+            base_times[key[0]].append(t_base)
+    return patterns, keeps, {k: statistics.median(v) for k, v in ratios.items()}, {
+        k: statistics.median(v) for k, v in base_times.items() if v}
 
 
 def main(argv=None):
@@ -90,22 +105,22 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {args.batch} x "
-          f"{args.heads} heads, d {args.dim}; median fwd+bwd of {args.repeats} interleaved runs")
-    paths = ["sdpa_bool", "sdpa_additive", "manual_softmax", "manual_sparsemax"]
+          f"{args.heads} heads, d {args.dim}; fwd+bwd, median over {args.repeats} runs of masked / unmasked "
+          "timed back to back")
     for n in args.lengths:
-        patterns, keeps, median = bench_length(n, args)
-        print(f"\nN = {n}: unmasked time (ms): " + ", ".join(
-            f"{p} {1000 * median[(p, 'unmasked')]:.1f}" for p in paths))
-        print("| pattern | density | " + " | ".join(paths) + " |")
-        print("|---|---|" + "---|" * len(paths))
+        patterns, keeps, ratio, base = bench_length(n, args)
+        print(f"\nN = {n}: unmasked fwd+bwd (ms): " + ", ".join(
+            f"{p} {1000 * base[p]:.1f}" for p in args.paths))
+        print("| pattern | density | " + " | ".join(args.paths) + " |")
+        print("|---|---|" + "---|" * len(args.paths))
         for p in patterns:
-            ratios = " | ".join(f"{median[(path, p)] / median[(path, 'unmasked')]:.2f}x" for path in paths)
-            print(f"| {p} | {float(keeps[p].float().mean()):.3f} | {ratios} |")
-        dam = median[("dam_softmax", "dam(0.5)")] / median[("manual_softmax", "unmasked")]
-        print(f"learned-mask path (masked_normalize softmax, float mask with gradient, density 0.5) "
-              f"vs unmasked manual softmax: {dam:.2f}x")
+            cells = " | ".join(f"{ratio[(path, p)]:.2f}x" for path in args.paths)
+            print(f"| {p} | {float(keeps[p].float().mean()):.3f} | {cells} |")
+        print("learned-mask path (masked_normalize softmax, float 0/1 mask with gradient, density 0.5) vs "
+              f"unmasked manual softmax: {ratio[('dam_softmax', 'dam(0.5)')]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """fairseq_sparse: sparse self-attention for fairseq RoBERTa/BERT.
 
 Use as `fairseq-train --user-dir fairseq_sparse ...` or `import fairseq_sparse`. Importing
-registers the models, criteria and tasks, and lets torch >= 2.6 (weights_only loading) read
-fairseq checkpoints by allowing the one non-tensor type they pickle, argparse.Namespace.
+registers the models, criteria, tasks and the WordPiece BPE, and lets torch >= 2.6
+(weights_only loading) read fairseq checkpoints by allowing exactly the non-tensor types they
+pickle (argparse.Namespace, numpy scalars) rather than turning weights_only off.
 """
 import argparse
 import importlib
@@ -12,8 +13,22 @@ import torch
 
 __version__ = "0.1.0"
 
+
+def _checkpoint_safe_globals():
+    """The non-tensor types fairseq checkpoints pickle: the argparse config, and numpy scalars
+    (a best validation metric such as STS-B's pearson_and_spearman is a numpy float)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)]
+    return [argparse.Namespace, np.dtype, scalar] + dtypes
+
+
 if hasattr(torch.serialization, "add_safe_globals"):
-    torch.serialization.add_safe_globals([argparse.Namespace])
+    torch.serialization.add_safe_globals(_checkpoint_safe_globals())
 
 
 def _import_submodules(package_name):
@@ -30,6 +45,7 @@ def _import_submodules(package_name):
 
 for _sub in ("models", "criterions", "tasks"):
     _import_submodules(_sub)
+importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)
 
 # A broken apex (importable, CUDA extension missing) must not crash model building: fall back
 # to PyTorch's own LayerNorm / fused AdamW before fairseq builds anything.

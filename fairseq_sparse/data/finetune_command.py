@@ -5,6 +5,7 @@ defaults (RoBERTa's GLUE fine-tuning settings) and derives what users get wrong 
 encoder shape of a converted checkpoint, and BERT's [CLS] A [SEP] B [SEP] pair layout
 versus RoBERTa's <s> A </s></s> B </s>.
 """
+import math
 import os
 import sys
 
@@ -13,22 +14,18 @@ from ..convert.checkpoint import encoder_flags
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def sentence_prediction_command(data, checkpoint, save_dir, task_flags, bert_layout, arch="sparse_roberta",
-                                extra=()):
-    """[python, -m, fairseq_cli.train, ...]; `extra` comes last so it overrides any default."""
+def _finetune_command(data, checkpoint, save_dir, task_args, arch, extra):
     sparse_arch = arch.startswith("sparse_roberta")
     cmd = [
         sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", PLUGIN_DIR,
         "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--task", "sentence_prediction", "--criterion", "sentence_prediction",
+        *task_args,
         "--arch", arch, *encoder_flags(checkpoint, with_layer_norm_eps=sparse_arch),
-        "--init-token", "0", *([] if bert_layout else ["--separator-token", "2"]),
-        "--shorten-method", "truncate", "--max-tokens", "4400", "--required-batch-size-multiple", "1",
+        "--required-batch-size-multiple", "1",
         "--dropout", "0.1", "--attention-dropout", "0.1", "--weight-decay", "0.1",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--clip-norm", "0.0",
-        "--lr-scheduler", "polynomial_decay", "--max-epoch", "10",
+        "--lr-scheduler", "polynomial_decay",
         "--find-unused-parameters", "--no-epoch-checkpoints", "--save-dir", save_dir,
-        *task_flags,
     ]
     if "--cpu" not in extra:
         import torch
@@ -36,6 +33,30 @@ def sentence_prediction_command(data, checkpoint, save_dir, task_flags, bert_lay
         if torch.cuda.is_available():
             cmd += ["--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1", "--fp16-scale-window", "128"]
     return cmd + list(extra)
+
+
+def sentence_prediction_command(data, checkpoint, save_dir, task_flags, bert_layout, arch="sparse_roberta",
+                                extra=()):
+    """[python, -m, fairseq_cli.train, ...]; `extra` comes last so it overrides any default."""
+    task_args = [
+        "--task", "sentence_prediction", "--criterion", "sentence_prediction",
+        "--init-token", "0", *([] if bert_layout else ["--separator-token", "2"]),
+        "--shorten-method", "truncate", "--max-tokens", "4400", "--max-epoch", "10", *task_flags,
+    ]
+    return _finetune_command(data, checkpoint, save_dir, task_args, arch, extra)
+
+
+def squad_command(data, checkpoint, save_dir, n_train_features, lr=3e-5, batch_size=32, epochs=2,
+                  arch="sparse_roberta", extra=()):
+    """fairseq-train for --task squad with BERT's SQuAD schedule (lr 3e-5, batch 32, 2 epochs,
+    10% warm-up, linear decay), model selection on the validation F1."""
+    total = epochs * math.ceil(n_train_features / batch_size)
+    task_args = [
+        "--task", "squad", "--criterion", "squad_span", "--batch-size", str(batch_size), "--lr", str(lr),
+        "--max-epoch", str(epochs), "--total-num-update", str(total), "--warmup-updates", str(max(1, total // 10)),
+        "--best-checkpoint-metric", "f1", "--maximize-best-checkpoint-metric",
+    ]
+    return _finetune_command(data, checkpoint, save_dir, task_args, arch, extra)
 
 
 def classification_flags(num_classes, lr=1e-5, batch_size=32, total_updates=None, warmup_updates=None,

@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional
 
+from .files import building_dir
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,12 +32,21 @@ def _clean(text):
 
 
 def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names=None, regression=False,
-                                   workers=1, extra_meta=None):
+                                   workers=1, extra_meta=None, max_tokens=None):
     """Build DEST/{input0,input1,label}/ and DEST/meta.json atomically.
 
     splits: ordered {fairseq split name ("train", "valid", "valid1", "test", ...): [Example]}.
     label_names: class names in index order (classification); ignored with regression=True.
+    max_tokens: keep only the first max_tokens tokens of each text (long documents on a CPU).
     """
+
+    def encode(text):
+        if not max_tokens:
+            return tokenizer.encode(_clean(text))
+        # every word gives at least one token, so the first max_tokens words are enough to tokenise
+        words = str(text).split()[:max_tokens]
+        return " ".join(tokenizer.encode(" ".join(words)).split()[:max_tokens])
+
     if not splits:
         raise ValueError("no splits to write")
     if not regression:
@@ -46,62 +57,61 @@ def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names
     if len(pairs) > 1:
         raise ValueError("some splits have a second sentence and others do not")
     has_pair = pairs == {True}
-    tmp = f"{dest.rstrip(os.sep)}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    raw = os.path.join(tmp, "raw")
-    os.makedirs(raw)
-    labelled = []
-    for split, examples in splits.items():
-        if not examples:
-            raise ValueError(f"split {split!r} is empty")
-        cols = {"input0": [], "input1": [], "label": []}
-        for i, ex in enumerate(examples):
-            cols["input0"].append(tokenizer.encode(_clean(ex.text_a)))
-            if has_pair:
-                if ex.text_b is None:
-                    raise ValueError(f"{split} example {i} ({ex.uid}) lacks its second sentence")
-                cols["input1"].append(tokenizer.encode(_clean(ex.text_b)))
-            if ex.label is not None:
-                if regression:
-                    cols["label"].append(repr(float(ex.label)))
-                elif str(ex.label) in index:
-                    cols["label"].append(str(index[str(ex.label)]))
-                else:
-                    raise ValueError(f"{split} example {i} ({ex.uid}): label {ex.label!r} is not one of {label_names}")
-        n_labels = len(cols["label"])
-        if n_labels not in (0, len(examples)):
-            raise ValueError(f"split {split!r}: {n_labels} of {len(examples)} examples have labels (all or none)")
-        if n_labels:
-            labelled.append(split)
-        for key, lines in cols.items():
-            if lines:
-                _write_lines(os.path.join(raw, f"{split}.{key}"), lines)
-        _write_lines(os.path.join(raw, f"{split}.id"), [str(ex.uid if ex.uid is not None else i)
-                                                         for i, ex in enumerate(examples)])
-    inputs = ["input0", "input1"] if has_pair else ["input0"]
-    for key in inputs:
-        binarize(raw, list(splits), key, os.path.join(tmp, key), srcdict, workers)
-    if labelled:
-        label_dir = os.path.join(tmp, "label")
-        if regression:
-            os.makedirs(label_dir)
-            for split in labelled:
-                shutil.copy(os.path.join(raw, f"{split}.label"), os.path.join(label_dir, f"{split}.label"))
-        else:
-            label_dict = os.path.join(raw, "label_dict.txt")
-            _write_lines(label_dict, [f"{i} 1" for i in range(len(label_names))])
-            binarize(raw, labelled, "label", label_dir, label_dict, workers)
-    meta = {
-        "num_classes": 1 if regression else len(label_names),
-        "regression": regression,
-        "label_names": None if regression else list(label_names),
-        "pair": has_pair,
-        "splits": {s: len(e) for s, e in splits.items()},
-        **(extra_meta or {}),
-    }
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
-    _replace_dir(tmp, dest)
+    with building_dir(dest) as tmp:
+        raw = os.path.join(tmp, "raw")
+        os.makedirs(raw)
+        labelled = []
+        for split, examples in splits.items():
+            if not examples:
+                raise ValueError(f"split {split!r} is empty")
+            cols = {"input0": [], "input1": [], "label": []}
+            for i, ex in enumerate(examples):
+                cols["input0"].append(encode(ex.text_a))
+                if has_pair:
+                    if ex.text_b is None:
+                        raise ValueError(f"{split} example {i} ({ex.uid}) lacks its second sentence")
+                    cols["input1"].append(encode(ex.text_b))
+                if ex.label is not None:
+                    if regression:
+                        cols["label"].append(repr(float(ex.label)))
+                    elif str(ex.label) in index:
+                        cols["label"].append(str(index[str(ex.label)]))
+                    else:
+                        raise ValueError(f"{split} example {i} ({ex.uid}): label {ex.label!r} is not one of {label_names}")
+            n_labels = len(cols["label"])
+            if n_labels not in (0, len(examples)):
+                raise ValueError(f"split {split!r}: {n_labels} of {len(examples)} examples have labels (all or none)")
+            if n_labels:
+                labelled.append(split)
+            for key, lines in cols.items():
+                if lines:
+                    _write_lines(os.path.join(raw, f"{split}.{key}"), lines)
+            _write_lines(os.path.join(raw, f"{split}.id"), [str(ex.uid if ex.uid is not None else i)
+                                                             for i, ex in enumerate(examples)])
+        inputs = ["input0", "input1"] if has_pair else ["input0"]
+        for key in inputs:
+            binarize(raw, list(splits), key, os.path.join(tmp, key), srcdict, workers)
+        if labelled:
+            label_dir = os.path.join(tmp, "label")
+            if regression:
+                os.makedirs(label_dir)
+                for split in labelled:
+                    shutil.copy(os.path.join(raw, f"{split}.label"), os.path.join(label_dir, f"{split}.label"))
+            else:
+                label_dict = os.path.join(raw, "label_dict.txt")
+                _write_lines(label_dict, [f"{i} 1" for i in range(len(label_names))])
+                binarize(raw, labelled, "label", label_dir, label_dict, workers)
+        meta = {
+            "num_classes": 1 if regression else len(label_names),
+            "regression": regression,
+            "label_names": None if regression else list(label_names),
+            "pair": has_pair,
+            "splits": {s: len(e) for s, e in splits.items()},
+        "max_tokens": max_tokens,
+            **(extra_meta or {}),
+        }
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
     logger.info("wrote %s: %s", dest, meta["splits"])
     return meta
 
@@ -138,15 +148,6 @@ def _write_lines(path, lines):
     with open(path, "w", encoding="utf-8") as f:
         for line in lines:
             f.write(line + "\n")
-
-
-def _replace_dir(tmp, dest):
-    """Move a finished directory into place; an existing one is replaced only at the very end."""
-    old = f"{dest.rstrip(os.sep)}.old{os.getpid()}"
-    if os.path.exists(dest):
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_meta(data_dir):

@@ -8,6 +8,7 @@ every piece, the span of the original text it came from, which SQuAD needs to ma
 token spans back to answer text.
 """
 import os
+import re
 import unicodedata
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -26,8 +27,17 @@ _CJK_RANGES = (
 )
 
 
+# Plain ASCII text without control characters: words are alphanumeric runs and every other
+# printable character is punctuation under BERT's rule, so a regex gives the pre-tokens.
+_ASCII_PRETOKEN = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACE_SEPARATED = re.compile(r"[^ \t\n\r]+")
+_CACHE_LIMIT = 1 << 20
+
+
 def is_whitespace(ch):
-    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+    """Space separators plus line/paragraph separators (as Hugging Face's Rust tokenizer)."""
+    return ch in " \t\n\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp")
 
 
 def is_control(ch):
@@ -89,12 +99,15 @@ class WordPieceTokenizer:
         self.unk_token = unk_token
         self.max_chars_per_word = max_chars_per_word
         self.never_split = set(never_split or ())
+        self._pieces = {}  # pre-token -> WordPiece split (text repeats words a lot)
+        specials = sorted((t for t in self.never_split if t), key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
 
     # -- basic tokenizer ------------------------------------------------------------------
-    def _raw_words(self, text):
-        """Cleaned, whitespace/CJK-delimited words as lists of (char, original index)."""
+    def _raw_words(self, text, base=0):
+        """Cleaned, whitespace/CJK-delimited words as lists of (char, index in the text + base)."""
         words, current = [], []
-        for i, ch in enumerate(text):
+        for i, ch in enumerate(text, start=base):
             cp = ord(ch)
             if cp == 0 or cp == 0xFFFD or is_control(ch):
                 continue
@@ -115,13 +128,8 @@ class WordPieceTokenizer:
 
     def _normalize(self, word):
         """Lower-case / strip accents, keeping each output char's original index."""
-        if self.lowercase:
-            raw = "".join(c for c, _ in word)
-            lowered = raw.lower()
-            if len(lowered) == len(raw):  # context-aware (final sigma) and index-preserving
-                word = [(lc, i) for lc, (_, i) in zip(lowered, word)]
-            else:
-                word = [(lc, i) for c, i in word for lc in c.lower()]
+        if self.lowercase:  # per character, without context (no final sigma), as BERT's tokenizers do
+            word = [(lc, i) for c, i in word for lc in c.lower()]
         if self.strip_accents:
             word = [
                 (d, i)
@@ -132,9 +140,44 @@ class WordPieceTokenizer:
         return word
 
     def _pretokens(self, text):
-        """Pre-tokens as (string, original index of each char, end of the last char)."""
+        """Pre-tokens as (string, original index of each char, end of the last char).
+
+        Space-separated chunks of plain ASCII take a regex shortcut; any other chunk goes
+        through the character-level rules. Both give the same result on ASCII.
+        """
         out = []
-        for word in self._raw_words(text):
+        for chunk, base in self._split_special(text):
+            if chunk in self.never_split:
+                out.append((chunk, range(base, base + len(chunk)), base + len(chunk)))
+            elif chunk.isascii() and not _ASCII_CONTROL.search(chunk):
+                out.extend(
+                    (w.group().lower() if self.lowercase else w.group(), range(base + w.start(), base + w.end()),
+                     base + w.end())
+                    for w in _ASCII_PRETOKEN.finditer(chunk)
+                )
+            else:
+                out.extend(self._pretokens_by_char(chunk, base))
+        return out
+
+    def _split_special(self, text):
+        """(chunk, offset) of space-separated chunks, special tokens ([MASK] ...) cut out wherever they occur."""
+        for m in _SPACE_SEPARATED.finditer(text):
+            chunk, base = m.group(), m.start()
+            if self._special_re is None or "[" not in chunk:
+                yield chunk, base
+                continue
+            pos = 0
+            for sm in self._special_re.finditer(chunk):
+                if sm.start() > pos:
+                    yield chunk[pos:sm.start()], base + pos
+                yield sm.group(), base + sm.start()
+                pos = sm.end()
+            if pos < len(chunk):
+                yield chunk[pos:], base + pos
+
+    def _pretokens_by_char(self, text, base):
+        out = []
+        for word in self._raw_words(text, base):
             raw = "".join(c for c, _ in word)
             if raw in self.never_split:
                 out.append((raw, [i for _, i in word], word[-1][1] + 1))
@@ -159,6 +202,14 @@ class WordPieceTokenizer:
     # -- WordPiece ----------------------------------------------------------------------
     def wordpiece(self, word):
         """Greedy longest-match-first split of one pre-token; [UNK] if any part is unknown."""
+        pieces = self._pieces.get(word)
+        if pieces is None:
+            pieces = self._wordpiece(word)
+            if len(self._pieces) < _CACHE_LIMIT:
+                self._pieces[word] = pieces
+        return pieces
+
+    def _wordpiece(self, word):
         if word in self.never_split and word in self.vocab:
             return [word]
         if len(word) > self.max_chars_per_word:
@@ -190,7 +241,7 @@ class WordPieceTokenizer:
             pos = 0
             for k, piece in enumerate(pieces):
                 n = len(piece) - (len(CONTINUATION) if k > 0 else 0)
-                stop = end if pos + n >= len(word) else idx[pos + n]
+                stop = end if pos + n >= len(word) else idx[pos + n - 1] + 1
                 out.append((piece, idx[pos], stop))
                 pos += n
         return out

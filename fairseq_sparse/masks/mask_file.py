@@ -52,7 +52,7 @@ def validate_mask(array, num_heads=None, num_layers=None, source="mask"):
         bad = ~((array == 0) | (array == 1))
         if bad.any():
             index = tuple(int(k) for k in np.argwhere(bad)[0])
-            raise ValueError(f"{source} holds values other than 0/1: {array[index]!r} at index {index}")
+            raise ValueError(f"{source} holds values other than 0/1: {array[index].item()!r} at index {index}")
     if array.ndim >= 3 and num_heads is not None and array.shape[-3] != num_heads:
         raise ValueError(
             f"{source} has {array.shape[-3]} heads (shape {tuple(array.shape)}); the model has {num_heads}"

@@ -19,6 +19,12 @@ forward pass is exactly the normaliser over the kept keys - the fast, tested cod
 mask gradient is computed from its output. A dropped key gets a gradient only if it would
 fall inside the support, the sparse analogue of exp(e_ij) above.
 
+One change to the exact derivative: w is capped at 1. For a kept key w = p <= 1 anyway; a
+dropped key whose score towers over the kept ones would otherwise get w = exp(e_j - lse), up
+to e**80 in float32. Such spikes swamp Adam's second-moment estimate and freeze the logit for
+the rest of the run (seen in the synthetic search of tests/test_dam.py). Capped, the mask
+gradient says at most "this key would take the whole row".
+
 A row whose every key is dropped attends to nothing (probabilities 0). Its mask gradient is
 taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 [x - (max x - 1)]_+ ** beta otherwise), so a learned mask can switch a key back on.
@@ -26,8 +32,6 @@ taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 import torch
 
 from ..normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
-
-_EXP_CAP = 30.0  # w = exp(e - lse) is capped at e**30 so an extreme score cannot overflow it
 
 
 def _family(normalizer, lam, alpha):
@@ -50,8 +54,10 @@ def _family(normalizer, lam, alpha):
 def _softmax_or_zeros(z):
     """Softmax in float32; a row with no finite score gives zeros, with zero (not NaN) gradients."""
     zc = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
-    empty = torch.isneginf(zc.amax(dim=-1, keepdim=True))
-    p = torch.softmax(zc.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
+    p = torch.softmax(zc, dim=-1)
+    empty = torch.isnan(p[..., :1])  # a row of -inf is the only way to get NaN here
+    if bool(empty.any()):
+        p = torch.softmax(zc.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
     return p.to(z.dtype)
 
 
@@ -67,33 +73,35 @@ def _normalise(z, normalizer, lam, alpha, n_iter):
     return entmax_bisect(z, alpha=alpha, dim=-1, n_iter=n_iter)
 
 
-def would_be_weights(probs, scores, keep, alpha, scale=1.0):
+def would_be_weights(probs, scores, alpha, scale=1.0):
     """(w, c): the weight each key would get if switched on, and the normaliser's row weights c.
 
-    probs: the normaliser's output over the kept keys; scores: raw scores, -inf for keys that
-    do not exist (padding); keep: bool, True = kept. All (..., S) and broadcastable; float32.
+    probs: the normaliser's output over the kept keys (which it also identifies: the kept keys
+    are those it was given); scores: raw scores, -inf for keys that do not exist (padding).
+    Both (..., S); float32 or float64.
     """
-    real = scores > float("-inf")
-    row_max = scores.amax(dim=-1, keepdim=True)
     if not isinstance(alpha, torch.Tensor) and alpha == 1.0:
-        kept = scores.masked_fill(~(keep & real), float("-inf"))
-        lse = torch.logsumexp(kept, dim=-1, keepdim=True)
-        base = torch.where(torch.isfinite(lse), lse, row_max)
-        w = torch.exp((scores - base).clamp(max=_EXP_CAP))
-        w = torch.where(real & torch.isfinite(base), w, torch.zeros_like(w))
-        return w, probs
+        # exp(e_j - lse) = p_k exp(e_j - e_k) for the most probable kept key k: no extra logsumexp
+        p_max, k = probs.max(dim=-1, keepdim=True)
+        anchor = scores.gather(-1, k)
+        empty = p_max == 0
+        if bool(empty.any()):  # no kept key: as if the row's best key alone were kept
+            row_max = scores.amax(dim=-1, keepdim=True)
+            anchor = torch.where(empty, row_max, anchor)
+            p_max = torch.where(empty, torch.ones_like(p_max), p_max)
+            anchor = torch.where(torch.isfinite(anchor), anchor, torch.zeros_like(anchor))  # no key at all: w = 0
+        return (scores - anchor).exp_().mul_(p_max).clamp_(max=1.0), probs
+    row_max = scores.amax(dim=-1, keepdim=True)
     am1 = alpha - 1.0
     x = scores * (scale * am1)
-    beta = 1.0 / am1
     support = probs > 0
-    u = torch.where(support, probs.pow(am1), torch.zeros_like(probs))  # = x - tau on the support
     size = support.sum(dim=-1, keepdim=True)
-    tau = torch.where(support, x - u, torch.zeros_like(x)).sum(dim=-1, keepdim=True) / size.clamp(min=1)
-    x_max = row_max * (scale * am1)
-    tau = torch.where(size > 0, tau, x_max - 1.0)
-    d = torch.where(real & torch.isfinite(tau), x - tau, torch.zeros_like(x)).clamp(min=0)
-    w = d.pow(beta)
-    c = torch.where(support, probs.pow(2.0 - alpha), torch.zeros_like(probs))
+    # on the support p = (x - tau) ** (1 / (alpha - 1)), so tau = x - p ** (alpha - 1) there
+    tau = torch.where(support, x - probs.pow(am1), torch.zeros_like(x)).sum(dim=-1, keepdim=True) / size.clamp(min=1)
+    tau = torch.where(size > 0, tau, row_max * (scale * am1) - 1.0)
+    tau = torch.where(torch.isfinite(tau), tau, torch.full_like(tau, float("inf")))  # no key at all: w = 0
+    w = (x - tau).clamp_(min=0.0).pow_(1.0 / am1).clamp_(max=1.0)
+    c = probs.pow(2.0 - alpha).mul_(support)
     c = c / c.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(c.dtype).tiny)
     return w, c
 
@@ -102,24 +110,24 @@ class _MaskGradient(torch.autograd.Function):
     """Identity on the probabilities; adds the mask gradient w * (g - sum(c * g))."""
 
     @staticmethod
-    def forward(ctx, probs, scores, mask, keep, alpha, scale):
+    def forward(ctx, probs, scores, mask, alpha, scale):
         ctx.alpha, ctx.scale = alpha, scale
         ctx.mask_shape, ctx.mask_dtype = mask.shape, mask.dtype
         alpha_t = alpha if isinstance(alpha, torch.Tensor) else None
-        ctx.save_for_backward(probs, scores, keep, alpha_t)
+        ctx.save_for_backward(probs, scores, alpha_t)
         return probs.view_as(probs)
 
     @staticmethod
     def backward(ctx, grad):
-        probs, scores, keep, alpha_t = ctx.saved_tensors
+        probs, scores, alpha_t = ctx.saved_tensors
         alpha = ctx.alpha
         dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
         alpha = alpha if alpha_t is None else alpha_t.to(dtype)
-        w, c = would_be_weights(probs.to(dtype), scores.to(dtype), keep, alpha, ctx.scale)
+        w, c = would_be_weights(probs.to(dtype), scores.to(dtype), alpha, ctx.scale)
         g = grad.to(dtype)
-        grad_mask = w * (g - (c * g).sum(dim=-1, keepdim=True))
+        grad_mask = w.mul_(g - torch.linalg.vecdot(c, g, dim=-1).unsqueeze(-1))
         grad_mask = grad_mask.sum_to_size(ctx.mask_shape).to(ctx.mask_dtype)
-        return grad, None, grad_mask, None, None, None
+        return grad, None, grad_mask, None, None
 
 
 def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, lam=0.0, alpha=1.5, n_iter=None):
@@ -152,5 +160,5 @@ def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, 
     if mask.dtype != torch.bool and mask.requires_grad and torch.is_grad_enabled():
         if isinstance(family_alpha, torch.Tensor):
             family_alpha = family_alpha.detach()
-        probs = _MaskGradient.apply(probs, scores.detach(), mask, keep, family_alpha, scale)
+        probs = _MaskGradient.apply(probs, scores.detach(), mask, family_alpha, scale)
     return probs

@@ -4,9 +4,12 @@ Only fairseq's factory hooks are overridden (build_encoder -> build_encoder_laye
 build_self_attention), as fairseq's linformer example does, so every parameter keeps its
 stock RoBERTa name and a `roberta_base` checkpoint restores into `sparse_roberta_base` as it is.
 """
+import argparse
 import logging
+import os
 
 import torch
+from omegaconf import OmegaConf
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaEncoder, RobertaModel
@@ -81,6 +84,11 @@ class SparseRobertaModel(RobertaModel):
 
     @classmethod
     def build_model(cls, args, task):
+        if OmegaConf.is_config(args):
+            # fairseq-hydra-train passes a DictConfig, from which fairseq's
+            # TransformerConfig.from_namespace copies only its own fields: the sparse-attention
+            # options would be lost. A flat namespace keeps every option.
+            args = argparse.Namespace(**OmegaConf.to_container(args, resolve=True))
         base_architecture(args)
         validate_normalizer_options(args.attn_normalizer, args.sparsegen_lambda, args.entmax_alpha)
         if args.learn_entmax_alpha and args.attn_normalizer != "entmax_bisect":
@@ -92,6 +100,16 @@ class SparseRobertaModel(RobertaModel):
                 args.tokens_per_sample = task.max_positions()
             args.max_positions = args.tokens_per_sample
         return cls(args, SparseRobertaEncoder(args, task.source_dictionary))
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe=None, **kwargs):
+        """The hub interface. A directory with a WordPiece vocab.txt (a converted BERT) gets the
+        plugin's offline bert_wordpiece BPE; otherwise pass bpe= ("gpt2" needs its encoder files)."""
+        vocab = os.path.join(model_name_or_path, "vocab.txt")
+        if bpe is None and os.path.isfile(vocab):
+            bpe = "bert_wordpiece"
+            kwargs.setdefault("bpe_vocab_file", os.path.abspath(vocab))
+        return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
 
     def attention_modules(self):
         """The SparseMultiheadAttention of each layer, first layer first."""
@@ -123,7 +141,10 @@ class SparseRobertaModel(RobertaModel):
         for key in [k for k in state_dict if k.startswith(prefix)]:
             local = key[len(prefix):]
             if local.endswith(FROZEN_MASK_KEY) and local in own:
-                masks.load_frozen_mask(state_dict[key])  # the checkpoint's mask wins over the placeholder
+                if masks.frozen_attn_mask.numel() == 0:  # no --attn-mask-file: the checkpoint's mask
+                    masks.load_frozen_mask(state_dict[key])
+                else:  # a mask file given for this run wins over the one stored in the checkpoint
+                    state_dict[key] = masks.frozen_attn_mask
             elif local not in own and any(m in local for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
                 logger.info("dropping %s from the checkpoint: this model was built without it", key)
                 del state_dict[key]

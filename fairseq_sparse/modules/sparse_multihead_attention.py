@@ -231,6 +231,11 @@ def _combine_bool_masks(keep, pad, attn_mask):
     if pad is not None:
         key_ok = ~pad[:, None, None, :]
         allowed = key_ok if allowed is None else allowed & key_ok
+        if keep is not None:
+            # a padded query may keep only padded keys under a pattern; some fused kernels
+            # return NaN for such a row, which 0 * NaN would carry into real tokens later
+            empty = ~allowed.any(dim=-1, keepdim=True)
+            allowed = allowed | (empty & torch.eye(allowed.size(-2), allowed.size(-1), dtype=torch.bool, device=allowed.device))
     if attn_mask is None:
         return allowed
     if attn_mask.dtype == torch.bool:

@@ -18,7 +18,7 @@ def softmax(x, dim=-1):
     check_input(x, "softmax")
     z = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     p = torch.softmax(z, dim=dim)
-    return p.nan_to_num_(0.0).to(x.dtype)
+    return torch.nan_to_num(p, nan=0.0).to(x.dtype)  # not in place: softmax saves p for backward
 
 
 NORMALIZERS = {

@@ -24,6 +24,10 @@
 #   --cpu --distributed-backend gloo --ddp-backend legacy_ddp in cpu mode (fairseq's pytorch_ddp
 #   passes device_ids=[0] for a CPU module and fails). Explicit flags matter: with one GPU per node
 #   fairseq's default world size is 1 and it would silently train NNODES independent models.
+#
+# Arguments with a hydra --config-dir/--config-name (-cd/-cn) run fairseq-hydra-train instead of
+# fairseq-train (the YAML recipes of examples/pretraining); the same settings are then passed as
+# hydra overrides (distributed_training.*, and common.cpu=true in cpu mode).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
@@ -31,6 +35,21 @@ PYTHON=${PYTHON:-python}
 if [[ "${FAIRSEQ_SPARSE_LAUNCH_WORKER:-0}" == 1 ]]; then
     # One training process, started by torchrun (which set RANK, WORLD_SIZE, LOCAL_RANK).
     : "${RANK:?RANK not set: this mode is started by torchrun}" "${WORLD_SIZE:?}" "${LOCAL_RANK:?}"
+    for arg in "$@"; do
+        case "$arg" in
+            --config-dir|--config-dir=*|--config-name|--config-name=*|-cd|-cn)
+                extra=(distributed_training.distributed_init_method=env://
+                       "distributed_training.distributed_world_size=$WORLD_SIZE"
+                       "distributed_training.distributed_rank=$RANK" distributed_training.distributed_no_spawn=true)
+                if [[ "${LAUNCH_DEVICE:-gpu}" == cpu ]]; then
+                    extra+=(common.cpu=true distributed_training.distributed_backend=gloo
+                            distributed_training.ddp_backend=legacy_ddp)
+                else
+                    extra+=("distributed_training.device_id=$LOCAL_RANK")
+                fi
+                exec "$PYTHON" -m fairseq_cli.hydra_train "$@" "${extra[@]}" ;;
+        esac
+    done
     extra=(--distributed-init-method env:// --distributed-world-size "$WORLD_SIZE"
            --distributed-rank "$RANK" --distributed-no-spawn)
     if [[ "${LAUNCH_DEVICE:-gpu}" == cpu ]]; then
