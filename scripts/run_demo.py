@@ -118,7 +118,7 @@ def pretrain(args, out, summary):
 def finetune(args, out, summary):
     d = os.path.join(out, "finetune")
     run([sys.executable, "examples/finetune_bbc/run.py", "--out-dir", d, "--epochs", args.finetune_epochs,
-         "--lambdas", "-2", "--max-doc-tokens", 128, "--", "--cpu", "--num-workers", 0],
+         "--lambdas", "-2", "--max-doc-tokens", 64, "--", "--cpu", "--num-workers", 0],
         os.path.join(out, "finetune.log"))
     with open(os.path.join(d, "runs", "results.tsv")) as f:
         summary["finetune"] = list(csv.DictReader(f, delimiter="\t"))
@@ -134,12 +134,12 @@ def analysis(args, out, summary):
         sys.exit(f"run_demo: no fine-tuned sparsegen_lin checkpoint under {runs_dir}")
     data = os.path.join(ft, "data")
     common = ["--data", data, "--no-progress"]
-    for sub, extra in (("maps", ["--examples", 0, 1]), ("patterns", ["--num-examples", 64]),
-                       ("special-tokens", ["--num-examples", 64])):
+    for sub, extra in (("maps", ["--examples", 0, 1]), ("patterns", ["--max-examples", 64]),
+                       ("special-tokens", ["--max-examples", 64])):
         run([tool("fairseq-sparse-analyze"), sub, tuned[0], "--out-dir", os.path.join(d, sub)] + common + extra,
             os.path.join(d, f"{sub}.log"))
     run([tool("fairseq-sparse-analyze"), "drift", os.path.join(ft, "minilm", "model.pt"), tuned[0],
-         "--out-dir", os.path.join(d, "drift"), "--num-examples", 64] + common, os.path.join(d, "drift.log"))
+         "--out-dir", os.path.join(d, "drift"), "--max-examples", 64] + common, os.path.join(d, "drift.log"))
     summary["analysis_outputs"] = sorted(os.path.relpath(os.path.join(r, f), out)
                                          for r, _, fs in os.walk(d) for f in fs if f.endswith((".json", ".png")))
 

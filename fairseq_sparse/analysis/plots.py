@@ -20,7 +20,7 @@ def attention_grid(maps, tokens, title, show_tokens=48):
     """layers x heads grid of heatmaps of one example; token strings on the outer axes."""
     maps = np.asarray(maps)
     layers, heads, n, _ = maps.shape
-    cell = 1.25 if n <= 24 else 1.6
+    cell = 1.25
     fig = Figure(figsize=(heads * cell + 1.0, layers * cell + 0.8))
     axes = fig.subplots(layers, heads, squeeze=False)
     labelled = n <= show_tokens
@@ -65,10 +65,10 @@ def single_map(attention, tokens, title, show_tokens=64):
     return fig
 
 
-def contact_sheet(images, captions, columns=6):
-    """Many small maps with their ids, for labelling by eye."""
+def contact_sheet(images, captions, columns=5):
+    """Many maps (each scaled to its own maximum) with their ids, for labelling by eye."""
     rows = int(np.ceil(len(images) / columns))
-    fig = Figure(figsize=(columns * 1.6, rows * 1.75))
+    fig = Figure(figsize=(columns * 2.3, rows * 2.45))
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])

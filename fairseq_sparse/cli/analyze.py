@@ -113,7 +113,7 @@ def build_parser():
     _add_threshold_args(p)
     p.add_argument("--num-maps", type=int, default=200, help="maps to export (random (example, layer, head))")
     p.add_argument("--image-size", type=int, default=32, help="side of the CNN input image (default 32)")
-    p.add_argument("--sheet-size", type=int, default=30, help="maps per contact sheet (default 30)")
+    p.add_argument("--sheet-size", type=int, default=20, help="maps per contact sheet (default 20)")
 
     p = sub.add_parser("train-cnn", help="train the pattern CNN on labelled maps; agreement with the rules")
     p.add_argument("--maps", required=True, help="maps.npz written by label-maps")
@@ -504,9 +504,10 @@ def cmd_label_maps(args):
     for map_id, (index, layer, head, attention, tokens, rule) in enumerate(kept):
         png = os.path.join("maps", f"map_{map_id:04d}.png")
         written.append(write_figure(_path(args, png), plots.single_map(
-            attention.numpy(), tokens, f"map {map_id}: example {index}, layer {layer + 1}, head {head + 1}"), dpi=80))
+            attention.numpy(), tokens, f"map {map_id}: example {index}, layer {layer + 1}, head {head + 1}",
+            show_tokens=40), dpi=80))
         images.append(map_image(attention, args.image_size))
-        sheet_images.append(map_image(attention, max(64, args.image_size)))
+        sheet_images.append((attention / attention.max().clamp(min=1e-12)).numpy())
         rules.append(rule)
         rows.append([map_id, index, layer + 1, head + 1, png, ""])
     images = np.stack(images)
