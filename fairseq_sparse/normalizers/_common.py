@@ -72,3 +72,29 @@ def rowwise(x, dim, solve, *args):
         sliced = [a[s:e] if isinstance(a, torch.Tensor) and a.dim() == 2 else a for a in args]
         solve(z[s:e], out[s:e], scratch[: e - s], *sliced)
     return out.reshape(shape).movedim(-1, dim)
+
+
+def family_input_grad(grad_out, s, dim):
+    """s * (g - sum(s g) / sum(s)): the Jacobian-vector product of the whole entmax family.
+
+    s = p ** (2 - alpha) on the support: sign(p) for sparsemax, sqrt(p) for entmax-1.5.
+    """
+    gs = grad_out.to(s.dtype) * s
+    q = gs.sum(dim=dim, keepdim=True) / s.sum(dim=dim, keepdim=True).clamp(min=torch.finfo(s.dtype).tiny)
+    return gs.sub_(q * s).to(grad_out.dtype)
+
+
+class ThresholdFunction(torch.autograd.Function):
+    """p = solve(x) row by row; backward from the saved p alone, with s = support_weights(p)."""
+
+    @staticmethod
+    def forward(ctx, x, dim, solve, support_weights):
+        p = rowwise(x, dim, solve)
+        ctx.dim, ctx.support_weights = dim, support_weights
+        ctx.save_for_backward(p)
+        return p.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (p,) = ctx.saved_tensors
+        return family_input_grad(grad_out, ctx.support_weights(p), ctx.dim), None, None, None

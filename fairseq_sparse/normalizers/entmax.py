@@ -11,7 +11,7 @@ support, dz = s * (g - sum(s * g) / sum(s)).
 """
 import torch
 
-from ._common import check_input, compute_dtype, row_start, rowwise, shifted_relu, support_size
+from ._common import ThresholdFunction, check_input, compute_dtype, family_input_grad, row_start, rowwise, shifted_relu, support_size
 
 
 def _tolerance(dtype):
@@ -64,31 +64,10 @@ def _solve_entmax15(z, out, scratch):
     d.square_().mul_(0.25)
 
 
-def _entmax_input_grad(grad_out, s, dim):
-    """s * (g - sum(s g) / sum(s)): the Jacobian-vector product of the entmax family."""
-    gs = grad_out.to(s.dtype) * s
-    q = gs.sum(dim=dim, keepdim=True) / s.sum(dim=dim, keepdim=True).clamp(min=torch.finfo(s.dtype).tiny)
-    return gs.sub_(q * s).to(grad_out.dtype)
-
-
-class Entmax15Function(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, dim):
-        p = rowwise(x, dim, _solve_entmax15)
-        ctx.dim = dim
-        ctx.save_for_backward(p)
-        return p.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (p,) = ctx.saved_tensors
-        return _entmax_input_grad(grad_out, p.sqrt(), ctx.dim), None
-
-
 def entmax15(x, dim=-1):
     """1.5-entmax: sparser than softmax, smoother than sparsemax. -inf entries get 0."""
     check_input(x, "entmax15")
-    return Entmax15Function.apply(x, dim)
+    return ThresholdFunction.apply(x, dim, _solve_entmax15, torch.sqrt)
 
 
 def _solve_alpha(z, out, scratch, alpha, n_iter):
@@ -135,7 +114,7 @@ class EntmaxAlphaFunction(torch.autograd.Function):
         dim = ctx.dim
         tiny = torch.finfo(p.dtype).tiny
         s = torch.where(p > 0, p.pow(2 - alpha), torch.zeros_like(p))
-        grad_z = _entmax_input_grad(grad_out, s, dim) if ctx.needs_input_grad[0] else None
+        grad_z = family_input_grad(grad_out, s, dim) if ctx.needs_input_grad[0] else None
         grad_alpha = None
         if ctx.needs_input_grad[1]:
             # dp/dalpha = (p - s_hat) / (alpha-1)^2 - (p log p - s_hat * H) / (alpha-1), with

@@ -8,7 +8,7 @@ after a few O(n) passes, with none of a sort's O(n log n) time and 7x memory.
 """
 import torch
 
-from ._common import check_input, row_start, rowwise, shifted_relu, support_size
+from ._common import ThresholdFunction, check_input, row_start, shifted_relu, support_size
 
 
 def _solve_sparsemax(z, out, scratch):
@@ -25,33 +25,10 @@ def _solve_sparsemax(z, out, scratch):
         support = new_support
 
 
-def support_mask_grad(grad_out, p, dim):
-    """Sparsemax Jacobian-vector product: g - mean over the support, zero off it."""
-    s = torch.sign(p)
-    gs = grad_out.to(p.dtype) * s
-    size = s.sum(dim=dim, keepdim=True).clamp_(min=1)
-    mean = gs.sum(dim=dim, keepdim=True).div_(size)
-    return gs.sub_(mean).mul_(s)
-
-
-class SparsemaxFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, dim):
-        p = rowwise(x, dim, _solve_sparsemax)
-        ctx.dim = dim
-        ctx.save_for_backward(p)
-        return p.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (p,) = ctx.saved_tensors
-        return support_mask_grad(grad_out, p, ctx.dim).to(grad_out.dtype), None
-
-
 def sparsemax(x, dim=-1):
     """Sparse probability vector closest to x (Martins & Astudillo, 2016). -inf entries get 0."""
     check_input(x, "sparsemax")
-    return SparsemaxFunction.apply(x, dim)
+    return ThresholdFunction.apply(x, dim, _solve_sparsemax, torch.sign)
 
 
 def sparsegen_lin(x, lam=0.0, dim=-1):
@@ -64,5 +41,5 @@ def sparsegen_lin(x, lam=0.0, dim=-1):
     if not lam < 1.0:
         raise ValueError(f"sparsegen_lin: lam must be < 1, got {lam}")
     if lam == 0.0:
-        return SparsemaxFunction.apply(x, dim)
-    return SparsemaxFunction.apply(x / (1.0 - lam), dim)
+        return ThresholdFunction.apply(x, dim, _solve_sparsemax, torch.sign)
+    return ThresholdFunction.apply(x / (1.0 - lam), dim, _solve_sparsemax, torch.sign)
