@@ -13,7 +13,7 @@
 Every step is an ordinary command of this repository, printed before it runs; outputs go to
 --out (default runs/demo) and a summary of the numbers to OUT/summary.json. Steps whose
 outputs exist are skipped, so an interrupted demo resumes.
-Usage: python scripts/run_demo.py [--out runs/demo] [--wiki-docs 2000] [--pretrain-updates 300]
+Usage: python scripts/run_demo.py [--out runs/demo] [--wiki-docs 1500] [--pretrain-updates 150] [--steps ...]
 """
 import argparse
 import csv
@@ -147,8 +147,8 @@ def analysis(args, out, summary):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(REPO, "runs", "demo"))
-    parser.add_argument("--wiki-docs", type=int, default=2000, help="Wikipedia paragraphs to pre-train on")
-    parser.add_argument("--pretrain-updates", type=int, default=300)
+    parser.add_argument("--wiki-docs", type=int, default=1500, help="Wikipedia paragraphs to pre-train on")
+    parser.add_argument("--pretrain-updates", type=int, default=150)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--steps", nargs="+", default=["pretrain", "finetune", "analysis"],
                         choices=["pretrain", "finetune", "analysis"])
