@@ -18,7 +18,8 @@ from fairseq_sparse.analysis.attention_maps import SparsityStats, iterate_maps
 from fairseq_sparse.analysis.examples import CLS, PUNCT, SEP, TokenTyper, make_batches, select_indices
 from fairseq_sparse.analysis.pattern_cnn import (cross_validated_predictions, load_cnn, map_image, predict,
                                                  read_labels, save_cnn, train_cnn)
-from fairseq_sparse.analysis.patterns import CLASSES, PatternCounter, classify, map_features
+from fairseq_sparse.analysis.patterns import (CLASSES, PatternCounter, PatternThresholds, calibrate, classify,
+                                              map_features)
 from fairseq_sparse.analysis.special_tokens import SpecialTokenAttention
 from fairseq_sparse.cli.analyze import run as analyze
 
@@ -237,6 +238,19 @@ def test_block_and_heterogeneous_on_hand_built_maps():
     feats1 = map_features(maps, TokenTyper(d, d.bos(), None).types(single))
     assert math.isnan(float(feats1["block"][0, 0]))  # one sentence has no blocks
     assert CLASSES[classify(feats1)[0, 0]] != "block"
+
+
+def test_rule_thresholds_refit_to_hand_labels():
+    """Labels made by stricter-than-default rules are reproduced once the thresholds are refitted."""
+    rng = np.random.RandomState(0)
+    feats = {"vertical": torch.tensor(rng.rand(120) * 0.8), "diagonal": torch.tensor(rng.rand(120) * 0.6),
+             "block": torch.full((120,), float("nan"))}
+    person = PatternThresholds(vertical=0.3, diagonal=0.35, minor=0.1, mixed=0.4)
+    labels = classify(feats, person)
+    assert metrics.cohen_kappa(classify(feats), labels) < 0.9  # the defaults disagree with this person
+    fitted, in_sample, cv = calibrate(feats, labels, folds=3)
+    assert metrics.accuracy(in_sample, labels) == 1.0 and metrics.cohen_kappa(cv, labels) > 0.8
+    assert abs(fitted.vertical - 0.3) <= 0.05 and fitted.block == PatternThresholds().block
 
 
 # ----- special tokens, drift, sparsity -----------------------------------------------------------

@@ -156,3 +156,50 @@ def shares_table(per_layer, overall):
     lines.append("| all | " + " | ".join(f"{100 * x:.1f}" for x in overall.tolist()) + " |")
     return "\n".join(lines)
 
+
+
+def calibration_grid():
+    """Threshold sets tried when fitting the rules to hand labels (block and offsets stay as given)."""
+    steps = [round(0.05 * i, 2) for i in range(1, 13)]  # 0.05 .. 0.6
+    return [dict(vertical=v, diagonal=d, minor=m, mixed=x)
+            for v in steps if v >= 0.2 for d in steps if d >= 0.1 for m in steps if m <= 0.3
+            for x in steps if x >= 0.2 and m < min(v, d)]
+
+
+def calibrate(features, labels, base=None, folds=5, seed=1):
+    """Thresholds that best reproduce hand labels (Cohen's kappa), and an honest k-fold estimate.
+
+    features: {vertical, diagonal, block: tensor (N,)} of the labelled maps; labels: class indices.
+    Returns (thresholds fitted on all maps, in-sample predictions, cross-validated predictions).
+    """
+    import random
+
+    from .metrics import cohen_kappa
+
+    base = base or PatternThresholds()
+    labels = torch.as_tensor(labels).long()
+    feats = {k: torch.as_tensor(features[k]).double() for k in ("vertical", "diagonal", "block")}
+    grid = calibration_grid()
+
+    def fit(idx):
+        sub = {k: v[idx] for k, v in feats.items()}
+        best, best_key = None, None
+        for g in grid:
+            t = PatternThresholds(block=base.block, offsets=base.offsets, **g)
+            pred = classify(sub, t)
+            key = (cohen_kappa(labels[idx], pred, len(CLASSES)), float((pred == labels[idx]).double().mean()))
+            if best_key is None or key > best_key:
+                best, best_key = t, key
+        return best
+
+    everything = torch.arange(len(labels))
+    fitted = fit(everything)
+    order = list(range(len(labels)))
+    random.Random(seed).shuffle(order)
+    cv = torch.zeros_like(labels)
+    for k in range(folds):
+        test = torch.tensor(order[k::folds])
+        train = torch.tensor(sorted(set(order) - set(order[k::folds])))
+        t = fit(train)
+        cv[test] = classify({n: v[test] for n, v in feats.items()}, t)
+    return fitted, classify(feats, fitted), cv

@@ -18,6 +18,7 @@ import os
 import sys
 
 PROG = "fairseq-sparse-analyze"
+FEATURES = ("vertical", "diagonal", "block")  # rule features stored with exported maps, for calibration
 logger = logging.getLogger("fairseq_sparse.analyze")
 
 
@@ -500,8 +501,8 @@ def cmd_label_maps(args):
     kept = _maps_to_label(args, setup, thresholds, keep)
     written = []
     os.makedirs(_path(args, "maps"), exist_ok=True)
-    rows, images, sheet_images, rules = [], [], [], []
-    for map_id, (index, layer, head, attention, tokens, rule) in enumerate(kept):
+    rows, images, sheet_images, rules, features = [], [], [], [], []
+    for map_id, (index, layer, head, attention, tokens, rule, feats) in enumerate(kept):
         png = os.path.join("maps", f"map_{map_id:04d}.png")
         written.append(write_figure(_path(args, png), plots.single_map(
             attention.numpy(), tokens, f"map {map_id}: example {index}, layer {layer + 1}, head {head + 1}",
@@ -509,6 +510,7 @@ def cmd_label_maps(args):
         images.append(map_image(attention, args.image_size))
         sheet_images.append((attention / attention.max().clamp(min=1e-12)).numpy())
         rules.append(rule)
+        features.append([feats[k] for k in FEATURES])
         rows.append([map_id, index, layer + 1, head + 1, png, ""])
     images = np.stack(images)
     for start in range(0, len(images), args.sheet_size):
@@ -518,7 +520,8 @@ def cmd_label_maps(args):
     # the rule-based class stays out of the CSV, so it cannot sway the person labelling
     written.append(write_npz(_path(args, "maps.npz"), images=images, map_id=np.array([r[0] for r in rows]),
                              example=np.array([r[1] for r in rows]), layer=np.array([r[2] for r in rows]),
-                             head=np.array([r[3] for r in rows]), rule_label=np.array(rules)))
+                             head=np.array([r[3] for r in rows]), rule_label=np.array(rules),
+                             **{k: np.array(features)[:, i] for i, k in enumerate(FEATURES)}))
     written.append(write_csv(_path(args, "labels.csv"), LABEL_COLUMNS, rows))
     written.append(write_json(_path(args, "label_maps.json"), {
         "run": _run_info(args, setup, len(keep)), "maps": len(rows), "image_size": args.image_size,
@@ -540,10 +543,11 @@ def _maps_to_label(args, setup, thresholds, keep):
     kept = []
     for index, tokens, maps in iterate_maps(setup.model, batches, setup.dictionary.pad(), setup.device,
                                             progress=not args.no_progress):
-        labels = classify(map_features(maps, typer.types(tokens), thresholds.offsets), thresholds)
+        feats = map_features(maps, typer.types(tokens), thresholds.offsets)
+        labels = classify(feats, thresholds)
         for layer, head in keep.get(index, []):
             kept.append((index, layer, head, maps[layer, head].clone(), typer.strings(tokens),
-                         int(labels[layer, head])))
+                         int(labels[layer, head]), {k: float(feats[k][layer, head]) for k in FEATURES}))
     kept.sort(key=lambda k: (k[0], k[1], k[2]))
     return kept
 
@@ -555,7 +559,7 @@ def cmd_train_cnn(args):
     from fairseq_sparse.analysis.outputs import write_json
     from fairseq_sparse.analysis.pattern_cnn import (cross_validated_predictions, predict, read_labels, save_cnn,
                                                      train_cnn)
-    from fairseq_sparse.analysis.patterns import CLASSES
+    from fairseq_sparse.analysis.patterns import CLASSES, calibrate
 
     if not os.path.isfile(args.maps):
         raise FileNotFoundError(f"--maps {args.maps!r} not found (written by `{PROG} label-maps`)")
@@ -581,6 +585,19 @@ def cmd_train_cnn(args):
     def agree(a, b):
         return {"accuracy": metrics.accuracy(a, b), "cohen_kappa": metrics.cohen_kappa(a, b, len(CLASSES))}
 
+    calibrated = None
+    if all(k in data for k in FEATURES):  # refit the rule thresholds to the hand labels
+        fitted, in_sample, rule_cv = calibrate({k: data[k][rows] for k in FEATURES}, human, folds=args.folds,
+                                               seed=args.seed)
+        calibrated = {
+            "thresholds": {k: getattr(fitted, k) for k in ("vertical", "diagonal", "minor", "mixed", "block")},
+            "rules_vs_human_in_sample": agree(in_sample.numpy(), human),
+            "rules_vs_human_cross_validated": agree(rule_cv.numpy(), human),
+            "confusion_human_rows_rule_columns": _confusion(human, in_sample.numpy()),
+            "use_with": " ".join(f"--{k}-threshold {getattr(fitted, k)}"
+                                 for k in ("vertical", "diagonal", "minor", "mixed")),
+        }
+
     result = {
         "maps": args.maps, "labels": args.labels, "labelled_maps": len(ids), "folds": args.folds,
         "epochs": args.epochs, "seed": args.seed, "classes": list(CLASSES),
@@ -591,10 +608,15 @@ def cmd_train_cnn(args):
         "final_cnn_vs_rules_all_exported_maps": agree(all_cnn, all_rules),
         "confusion_human_rows_cnn_columns": _confusion(human, cv),
         "confusion_human_rows_rule_columns": _confusion(human, rules),
+        "rules_calibrated_to_human": calibrated,
     }
     written = [save_cnn(model, _path(args, "pattern_cnn.pt")), write_json(_path(args, "cnn_agreement.json"), result)]
     for name in ("cnn_vs_human_cross_validated", "rules_vs_human", "cnn_cross_validated_vs_rules"):
         print(f"{name}: accuracy {result[name]['accuracy']:.3f}, kappa {result[name]['cohen_kappa']:.3f}")
+    if calibrated:
+        cv = calibrated["rules_vs_human_cross_validated"]
+        print(f"rules refitted to the labels ({calibrated['use_with']}): cross-validated accuracy "
+              f"{cv['accuracy']:.3f}, kappa {cv['cohen_kappa']:.3f}")
     return written
 
 
