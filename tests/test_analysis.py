@@ -85,6 +85,21 @@ def test_stock_roberta_checkpoint_loads_as_sparse_model(cls_data, tmp_path):
     assert tokens[0, 0] == 0  # the init token of the fine-tuning layout
 
 
+def test_sparsebert_checkpoint_keeps_its_mask(cls_data, tmp_path):
+    """A SparseBERT (diagonal-free DAM) checkpoint is analysed with its own mask: self-attention is exactly 0."""
+    save_checkpoint(tmp_path / "sb.pt", cls_data, arch="sparsebert_tiny", seed=6)
+    setup = load_for_analysis(str(tmp_path / "sb.pt"), str(cls_data), device="cpu")
+    assert setup.arch == "sparsebert_tiny"
+    dataset = setup.task.dataset("valid")
+    stats = SparsityStats(2, 4)
+    for _, tokens, maps in iterate_maps(setup.model, make_batches(dataset, [0, 1, 2], 3), setup.dictionary.pad(),
+                                        progress=False):
+        stats.update(maps)
+        assert torch.diagonal(maps, dim1=-2, dim2=-1).abs().max() == 0
+        assert float(map_features(maps, TokenTyper(setup.dictionary, 0, 2).types(tokens))["self"].max()) == 0
+    assert float(stats.density().max()) < 1.0
+
+
 # ----- ablation ----------------------------------------------------------------------------------
 def test_layer_cache_gives_the_full_forward_result(tiny, cls_data):
     _, cached = evaluator(tiny, cls_data)

@@ -36,9 +36,6 @@ class Batch:
     src_tokens: torch.Tensor  # (batch, length), right-padded
     target: torch.Tensor = None
 
-    def lengths(self, pad):
-        return self.src_tokens.ne(pad).sum(dim=1)
-
 
 def make_batches(dataset, indices, batch_size=32, max_tokens=None):
     """Collated batches over `indices`, examples of similar length together."""

@@ -123,6 +123,7 @@ def build_parser():
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the agreement (default 5)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
     p = sub.add_parser("special-tokens", help="attention to [CLS], [SEP] and punctuation per head")
     _add_model_args(p)
@@ -135,15 +136,19 @@ def build_parser():
 
 
 # ----- shared steps ------------------------------------------------------------------------------
-def _load(args, checkpoint):
+def _set_threads(args):
     import torch
-
-    from fairseq_sparse.analysis import load_for_analysis
 
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+
+
+def _load(args, checkpoint):
+    from fairseq_sparse.analysis import load_for_analysis
+
+    _set_threads(args)
 
     overrides = None
     if args.model_overrides:
@@ -232,7 +237,7 @@ def cmd_maps(args):
 
     setup = _load(args, args.checkpoint)
     typer = _typer(setup)
-    items = []  # (name, tokens, label)
+    items = []  # (name, tokens, gold target or None, example index or None)
     dataset = setup.task.dataset(args.split)
     indices = args.examples if args.examples is not None else ([] if args.text else [0])
     for i in select_indices(len(dataset), indices=indices):
@@ -561,6 +566,7 @@ def cmd_train_cnn(args):
                                                      train_cnn)
     from fairseq_sparse.analysis.patterns import CLASSES, calibrate
 
+    _set_threads(args)
     if not os.path.isfile(args.maps):
         raise FileNotFoundError(f"--maps {args.maps!r} not found (written by `{PROG} label-maps`)")
     data = np.load(args.maps)
