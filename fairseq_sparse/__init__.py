@@ -43,12 +43,22 @@ def _import_submodules(package_name):
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
-for _sub in ("models", "criterions", "tasks"):
-    _import_submodules(_sub)
-importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)
+def _fairseq_available():
+    """The math (normalizers/, masks/) needs only torch; everything else needs fairseq."""
+    try:
+        import fairseq  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-# A broken apex (importable, CUDA extension missing) must not crash model building: fall back
-# to PyTorch's own LayerNorm / fused AdamW before fairseq builds anything.
-from .fused import apply_safe_apex_fallbacks  # noqa: E402
 
-apply_safe_apex_fallbacks()
+if _fairseq_available():
+    for _sub in ("models", "criterions", "tasks", "optim"):
+        _import_submodules(_sub)
+    importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)
+
+    # A broken apex (importable, CUDA extension missing) must not crash model building: fall
+    # back to PyTorch's own LayerNorm / fused AdamW before fairseq builds anything.
+    from .fused import apply_safe_apex_fallbacks  # noqa: E402
+
+    apply_safe_apex_fallbacks()

@@ -1,0 +1,1 @@
+"""Optimizers: fairseq's Adam with parameter groups taken from tags on the parameters."""
