@@ -1,4 +1,34 @@
+import os
+
 from setuptools import find_packages, setup
+
+
+def optional_extension():
+    """The fused CPU normalisers (fairseq_sparse/csrc), built when torch and a C++ compiler are
+    at hand; without them the package installs alone and uses its eager PyTorch normalisers.
+
+    torch must be importable while building: `pip install --no-build-isolation -e .`.
+    FAIRSEQ_SPARSE_NO_EXT=1 skips the build.
+    """
+    if os.environ.get("FAIRSEQ_SPARSE_NO_EXT") == "1":
+        return [], {}
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        print("fairseq_sparse: torch is not importable at build time; installing without the fused normalisers")
+        return [], {}
+
+    ext = CppExtension(
+        "fairseq_sparse._C",
+        ["fairseq_sparse/csrc/normalizers.cpp"],
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+        optional=True,  # setuptools warns and goes on when the build fails
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=False)}
+
+
+EXT_MODULES, CMDCLASS = optional_extension()
 
 setup(
     name="fairseq_sparse",
@@ -8,6 +38,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["fairseq_sparse", "fairseq_sparse.*"]),
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     # Any recent torch: GPU users keep the build they have; CPU machines install torch==2.13.0
     # first (README) so pip never pulls a multi-GB CUDA wheel to satisfy this range.
     install_requires=[
@@ -18,15 +50,17 @@ setup(
         "matplotlib",
         "safetensors",
         "sentencepiece",
+        "tokenizers>=0.19",  # BERT WordPiece (data/wordpiece.py); a small Rust wheel, no transformers
         "tensorboardX",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "entmax", "tokenizers"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "entmax"]},
     entry_points={
         "console_scripts": [
             "fairseq-sparse-env = fairseq_sparse.cli.env:main",
             "fairseq-sparse-export-mask = fairseq_sparse.cli.export_mask:main",
             "fairseq-sparse-convert-bert = fairseq_sparse.cli.convert_bert:main",
             "fairseq-sparse-analyze = fairseq_sparse.cli.analyze:main",
+            "fairseq-sparse-finetune = fairseq_sparse.cli.finetune:main",
         ]
     },
 )

@@ -31,10 +31,15 @@ def median_times(fns, repeats=7, warmup=2):
 
 
 class PeakMemory(TorchDispatchMode):
-    """Peak bytes of tensor storages allocated while active (inputs created before don't count)."""
+    """Peak bytes of tensor storages allocated while active.
 
-    def __init__(self):
+    Storages that existed before (the inputs, passed as `existing`) don't count, also when an
+    op returns a view of them.
+    """
+
+    def __init__(self, existing=()):
         super().__init__()
+        self.existing = {t.untyped_storage().data_ptr() for t in existing}
         self.live = {}
         self.current = 0
         self.peak = 0
@@ -54,6 +59,8 @@ class PeakMemory(TorchDispatchMode):
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 storage = t.untyped_storage()
                 ptr = storage.data_ptr()
+                if ptr in self.existing:
+                    continue
                 if ptr in self.live:
                     self.live[ptr][1] += 1
                 else:
@@ -65,7 +72,7 @@ class PeakMemory(TorchDispatchMode):
 
 
 def forward_peak_bytes(fn, x):
-    with torch.no_grad(), PeakMemory() as meter:
+    with torch.no_grad(), PeakMemory(existing=(x,)) as meter:
         out = fn(x)
         del out
     return meter.peak

@@ -56,9 +56,3 @@ if _fairseq_available():
     for _sub in ("models", "criterions", "tasks", "optim"):
         _import_submodules(_sub)
     importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)
-
-    # A broken apex (importable, CUDA extension missing) must not crash model building: fall
-    # back to PyTorch's own LayerNorm / fused AdamW before fairseq builds anything.
-    from .fused import apply_safe_apex_fallbacks  # noqa: E402
-
-    apply_safe_apex_fallbacks()

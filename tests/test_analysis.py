@@ -18,7 +18,7 @@ from fairseq_sparse.analysis.attention_maps import SparsityStats, iterate_maps
 from fairseq_sparse.analysis.examples import CLS, PUNCT, SEP, TokenTyper, make_batches, select_indices
 from fairseq_sparse.analysis.pattern_cnn import (cross_validated_predictions, load_cnn, map_image, predict,
                                                  read_labels, save_cnn, train_cnn)
-from fairseq_sparse.analysis.patterns import (CLASSES, PatternCounter, PatternThresholds, calibrate, classify,
+from fairseq_sparse.analysis.pattern_classes import (CLASSES, PatternCounter, PatternThresholds, calibrate, classify,
                                               map_features)
 from fairseq_sparse.analysis.special_tokens import SpecialTokenAttention
 from fairseq_sparse.cli.analyze import run as analyze

@@ -149,3 +149,62 @@ def test_bad_options_fail_with_value():
         SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", entmax_alpha=2.5)
     with pytest.raises(ValueError, match="entmax_bisect"):
         SparseMultiheadAttention(C, H, self_attention=True, normalizer="sparsemax", learn_entmax_alpha=True)
+
+
+def test_fully_masked_rows_attend_to_nothing_on_every_path():
+    """One rule: a row whose keys are all masked has probabilities 0 and attention output 0, on
+    the fused SDPA path (evaluation with a frozen mask), the module's own path (extract_attention)
+    and masked_normalize (training with a straight-through DAM sample)."""
+    _, ours = make()
+    x, pad = inputs()
+    keep = torch.ones(1, T, T, dtype=torch.bool)
+    keep[0, 2] = False  # query 2 may attend to no key at all
+    keep[0, 5:, :5] = False  # queries 5, 6 keep only keys 5, 6: padding in sequence 1
+    ours.set_keep_mask_fn(lambda t, s: keep[:, :t, :s])
+    fused, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    ours.train()
+    ours.dropout_module.p = 0.0
+    fused_train, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    ours.eval()
+    ours.capture_attention = True
+    manual, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    p = ours.last_attention
+    st = keep.float().requires_grad_()  # a 0/1 float mask as a DAM sample is: masked_normalize
+    ours.set_keep_mask_fn(lambda t, s: st[:, :t, :s])
+    ours.capture_attention = False
+    product, _ = ours(x, x, x, key_padding_mask=pad, need_weights=True)
+    empty_rows = [(b, 2) for b in range(B)] + [(1, 5), (1, 6)]
+    for b, t in empty_rows:
+        assert (p[b, :, t] == 0).all()
+        for out in (fused, fused_train, manual, product):
+            assert torch.equal(out[t, b], ours.out_proj.bias.detach())  # attention output 0, then out_proj
+    for other in (fused_train, manual, product):
+        assert torch.allclose(fused, other, atol=1e-6)
+    (product * torch.randn_like(product)).sum().backward()
+    assert torch.isfinite(st.grad).all() and st.grad[0, 2].abs().sum() > 0  # a DAM can switch keys back on
+
+
+@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"])
+def test_fully_masked_row_zero_output_and_zero_gradient(normalizer):
+    from fairseq_sparse.masks.masked_normalize import masked_normalize
+    from fairseq_sparse.normalizers import get_normalizer
+
+    kw = {"lam": -1.0} if normalizer == "sparsegen_lin" else {"alpha": 1.3} if normalizer == "entmax_bisect" else {}
+    fn = get_normalizer(normalizer, **kw)
+    torch.manual_seed(0)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        x = torch.randn(3, 5, dtype=torch.float64).to(dtype)
+        x[1] = float("-inf")  # fully masked
+        x[2, :3] = float("-inf")  # partly masked
+        x.requires_grad_()
+        p = fn(x, dim=-1)
+        assert (p[1] == 0).all() and (p[2, :3] == 0).all()
+        assert torch.allclose(p[[0, 2]].double().sum(-1), torch.ones(2, dtype=torch.float64), atol=1e-2)
+        (p * torch.arange(5.0, dtype=dtype)).sum().backward()
+        assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all(), (normalizer, dtype, x.grad)
+    scores = torch.randn(1, 1, 2, 4, requires_grad=True)
+    keep = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    p = masked_normalize(scores, keep, normalizer, **({"lam": -1.0} if normalizer == "sparsegen_lin" else
+                                                      {"alpha": 1.3} if normalizer == "entmax_bisect" else {}))
+    p.pow(2).sum().backward()
+    assert (p[0, 0, 1] == 0).all() and torch.isfinite(scores.grad).all() and (scores.grad[0, 0, 1] == 0).all()

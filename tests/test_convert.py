@@ -32,8 +32,8 @@ def load_hub(out_dir):
     return SparseRobertaModel.from_pretrained(out_dir, "model.pt", **hub_kwargs(out_dir)).eval()
 
 
-def bert_reference(t, cfg, ids, mask):
-    """Hidden states of the last BERT layer, float64, from the raw tensors."""
+def bert_reference(t, cfg, ids, mask, types):
+    """Hidden states of the last BERT layer, float64, from the raw tensors (types: token_type_ids)."""
     t = {k.replace("bert.", "", 1) if k.startswith("bert.") else k: v.double() for k, v in t.items()}
     eps = cfg["layer_norm_eps"]
     heads, dim = cfg["num_attention_heads"], cfg["hidden_size"]
@@ -47,7 +47,7 @@ def bert_reference(t, cfg, ids, mask):
         return x @ t[p + ".weight"].T + t[p + ".bias"]
 
     x = t["embeddings.word_embeddings.weight"][ids]
-    x = x + t["embeddings.position_embeddings.weight"][:L] + t["embeddings.token_type_embeddings.weight"][0]
+    x = x + t["embeddings.position_embeddings.weight"][:L] + t["embeddings.token_type_embeddings.weight"][types]
     x = ln(x, "embeddings.LayerNorm")
     bias = (1.0 - mask.double())[:, None, None, :] * -1e9
     for i in range(cfg["num_hidden_layers"]):
@@ -65,22 +65,42 @@ def bert_reference(t, cfg, ids, mask):
 SENTENCES = ["Hello world, this is the unaffable MiniLM test!", "Sparse attention in fairseq."]
 
 
-def compare(src, out_dir, tensors, cfg):
+PAIRS = [("How old is the unaffable MiniLM model?", "It was distilled in 2021 from a much larger BERT."),
+         ("Sparse attention.", "Every head may keep a few keys, or none at all!")]
+
+
+def compare(src, out_dir, tensors, cfg, texts=None):
+    """Max abs difference of the converted model's last hidden states from the reference BERT
+    on a padded batch; texts: sentences, or (A, B) pairs as [CLS] A [SEP] B [SEP] with BERT's
+    token types 0...0 1...1."""
+    texts = SENTENCES if texts is None else texts
     hub = load_hub(out_dir)
     vocab = {tok: i for i, tok in enumerate(open(os.path.join(src, "vocab.txt"), encoding="utf-8").read().split("\n"))}
     tok = WordPieceTokenizer(os.path.join(src, "vocab.txt"))
-    bert_ids = [[vocab["[CLS]"]] + [vocab[w] for w in tok.tokenize(s)] + [vocab["[SEP]"]] for s in SENTENCES]
-    fs_ids = [hub.encode(s) for s in SENTENCES]
+    bert_ids, bert_types, fs_ids = [], [], []
+    for text in texts:
+        segments = (text,) if isinstance(text, str) else text
+        ids_, types_ = [vocab["[CLS]"]], [0]
+        for k, seg in enumerate(segments):
+            piece = [vocab[w] for w in tok.tokenize(seg)] + [vocab["[SEP]"]]
+            ids_ += piece
+            types_ += [k] * len(piece)
+        bert_ids.append(ids_)
+        bert_types.append(types_)
+        fs_ids.append(hub.encode(*segments, no_separator=True))  # BERT's layout: one </s> between segments
     assert [len(a) for a in bert_ids] == [len(a) for a in fs_ids]
     L = max(len(a) for a in bert_ids)
-    ids = torch.full((len(SENTENCES), L), vocab["[PAD]"])
-    src_tokens = torch.full((len(SENTENCES), L), hub.task.source_dictionary.pad())
-    mask = torch.zeros(len(SENTENCES), L)
-    for b, (a, f) in enumerate(zip(bert_ids, fs_ids)):
+    assert min(len(a) for a in bert_ids) < L  # the batch is padded
+    ids = torch.full((len(texts), L), vocab["[PAD]"])
+    types = torch.zeros((len(texts), L), dtype=torch.long)
+    src_tokens = torch.full((len(texts), L), hub.task.source_dictionary.pad())
+    mask = torch.zeros(len(texts), L)
+    for b, (a, ty, f) in enumerate(zip(bert_ids, bert_types, fs_ids)):
         ids[b, : len(a)] = torch.tensor(a)
+        types[b, : len(a)] = torch.tensor(ty)
         src_tokens[b, : len(f)] = f
         mask[b, : len(a)] = 1
-    ref = bert_reference(tensors, cfg, ids, mask)
+    ref = bert_reference(tensors, cfg, ids, mask, types)
     with torch.no_grad():
         got = hub.model(src_tokens, features_only=True)[0].double()
     keep = mask.bool()
@@ -91,7 +111,7 @@ def compare(src, out_dir, tensors, cfg):
 def minilm(tmp_path_factory):
     src = minilm_dir()
     out = str(tmp_path_factory.mktemp("minilm"))
-    convert_bert(src, out, arch=ARCH, pooler_head="sentence_classification_head", pooler_head_classes=3)
+    convert_bert(src, out, arch=ARCH, pooler_head="sentence_classification_head")
     return src, out
 
 
@@ -106,13 +126,59 @@ def test_minilm_hidden_states_match_bert(minilm):
     assert (d[0], d[1], d[2], d[3], d[len(d) - 1]) == ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
+def test_minilm_sentence_pairs_match_bert_with_token_types(minilm):
+    """[CLS] A [SEP] B [SEP], padded: segment B must be embedded with token type 1, as in BERT."""
+    src, out = minilm
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    tensors = load_file(os.path.join(src, "model.safetensors"))
+    diff, hub = compare(src, out, tensors, cfg, texts=PAIRS)
+    print(f"MiniLM converted vs reference BERT on sentence pairs: max abs diff {diff:.3g}")
+    assert diff <= 1e-4
+    # the same inputs with every token typed 0 differ clearly: the check sees the token types
+    types = tensors["embeddings.token_type_embeddings.weight"]
+    assert (types[1] - types[0]).abs().max() > 1e-2
+    assert hub.model.encoder.sentence_encoder.segment_embeddings.num_embeddings == cfg["type_vocab_size"]
+
+
+def test_segment_ids_follow_the_separators():
+    from fairseq_sparse.models.sparse_roberta import segment_ids
+
+    # <s> a a </s> b </s> <pad>: BERT types 0 0 0 0 1 1 (padding takes the last type)
+    src = torch.tensor([[0, 7, 8, 2, 9, 2, 1], [0, 7, 2, 1, 1, 1, 1]])
+    assert segment_ids(src, eos=2, num_segments=2).tolist() == [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]]
+    assert segment_ids(src, eos=2, num_segments=1).tolist() == [[0] * 7, [0] * 7]
+
+
+def test_stock_roberta_state_loads_without_segment_embeddings_and_a_bert_needs_them(tmp_path):
+    from fairseq import options, tasks
+
+    src = str(tmp_path / "bert")
+    write_tiny_bert(src)
+    out = str(tmp_path / "fs")
+    convert_bert(src, out, arch=ARCH)
+    state = torch.load(os.path.join(out, "model.pt"), weights_only=False)
+    assert state["args"].segment_embeddings == 2
+    argv = [out, "--task", "masked_lm", "--arch", ARCH, "--encoder-layers", "2", "--encoder-embed-dim", "16",
+            "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "4", "--max-positions", "40"]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task = tasks.setup_task(args)
+    plain = task.build_model(args)  # RoBERTa-shaped: no token types
+    assert not any("segment" in k for k in plain.state_dict())
+    with pytest.raises(ValueError, match="segment .*2 types.*--segment-embeddings 2"):
+        plain.load_state_dict(state["model"], strict=True, model_cfg=args)
+    args.segment_embeddings = 2
+    typed = task.build_model(args)
+    typed.load_state_dict(state["model"], strict=True, model_cfg=args)
+
+
 def test_minilm_pooler_becomes_head_dense(minilm):
     src, out = minilm
     t = load_file(os.path.join(src, "model.safetensors"))
     state = torch.load(os.path.join(out, "model.pt"), weights_only=False)
     head = state["model"]["classification_heads.sentence_classification_head.dense.weight"]
     assert torch.equal(head, t["pooler.dense.weight"])
-    assert state["model"]["classification_heads.sentence_classification_head.out_proj.weight"].shape[0] == 3
+    # the output layer is new: the fine-tuning run initialises it from its own seed
+    assert not any(".out_proj." in k for k in state["model"])
     assert state["args"].max_positions == 512 and state["args"].encoder_layers == 6
     assert state["args"].layer_norm_eps == 1e-12 and state["args"].arch == ARCH
     # the MLM head has no BERT counterpart in this BertModel; the decoder stays tied to the embeddings
@@ -173,7 +239,7 @@ def test_tiny_pretraining_layout_matches_and_keeps_mlm_head(tmp_path):
     t, cfg = write_tiny_bert(src)
     convert_bert(src, out, arch=ARCH)
     sentences = SENTENCES
-    SENTENCES[:] = ["the cat sat on the mat.", "a good movie, it is!"]
+    SENTENCES[:] = ["the cat sat on the mat.", "a good movie!"]
     try:
         diff, hub = compare(src, out, t, cfg)
     finally:
@@ -184,17 +250,20 @@ def test_tiny_pretraining_layout_matches_and_keeps_mlm_head(tmp_path):
     # MLM output bias follows the dictionary permutation: <s> row is [CLS]'s, <mask> row is [MASK]'s
     assert state["encoder.lm_head.bias"][0] == t["cls.predictions.bias"][3]
     assert state["encoder.lm_head.bias"][-1] == t["cls.predictions.bias"][5]
-    # positions start at padding_idx + 1 and include token type 0
+    # positions start at padding_idx + 1; token types are their own table
     pos = state["encoder.sentence_encoder.embed_positions.weight"]
-    assert torch.allclose(pos[2], t["bert.embeddings.position_embeddings.weight"][0]
-                          + t["bert.embeddings.token_type_embeddings.weight"][0])
+    assert torch.equal(pos[2], t["bert.embeddings.position_embeddings.weight"][0])
     assert pos[:2].abs().sum() == 0
+    assert torch.equal(state["encoder.sentence_encoder.segment_embeddings.weight"],
+                       t["bert.embeddings.token_type_embeddings.weight"])
+    pair_diff, _ = compare(src, out, t, cfg, texts=[("the cat sat on the mat.", "a good movie!"), ("the dog", "it is")])
+    assert pair_diff <= 1e-4
 
 
 def test_cli_and_clear_errors(tmp_path, capsys):
     src = str(tmp_path / "bert")
     write_tiny_bert(src)
-    convert_cli.main([src, str(tmp_path / "out"), "--pooler-head", "h", "--pooler-head-classes", "4"])
+    convert_cli.main([src, str(tmp_path / "out"), "--pooler-head", "h"])
     assert sorted(os.listdir(tmp_path / "out")) == ["dict.txt", "model.pt", "vocab.txt"]
     assert capsys.readouterr().out.strip().endswith("model.pt")
 
@@ -275,3 +344,24 @@ def test_wordpiece_matches_hugging_face_tokenizer():
         assert [(s, e) for _, s, e in got] == ref.offsets, text[:60]
         n += len(got)
     assert n > 20000
+
+
+def first_pair_segments(data, checkpoint, bert_layout, split="valid"):
+    """(segment ids the model derives, BERT's token_type_ids) for the first pair of `split`,
+    batched as the plugin's own fine-tuning command (fairseq_sparse/finetune/commands.py) batches it."""
+    from fairseq import options, tasks
+    from fairseq.data import data_utils
+    from fairseq_sparse.finetune.commands import sentence_prediction_command
+    from fairseq_sparse.models.sparse_roberta import segment_ids
+
+    cmd = sentence_prediction_command(str(data), str(checkpoint), "unused", ["--num-classes", "2"], bert_layout)
+    argv = [str(a) for a in cmd[cmd.index("fairseq_cli.train") + 1:]]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task = tasks.setup_task(args)
+    task.load_dataset(split)
+    src = task.datasets[split][0]["net_input.src_tokens"]
+    d = task.source_dictionary
+    a, b = (len(data_utils.load_indexed_dataset(os.path.join(str(data), k, split), d)[0]) for k in ("input0", "input1"))
+    expected = [0] * (1 + a) + [1] * b  # [CLS] A [SEP] -> 0, B [SEP] -> 1 (a, b count their </s>)
+    assert src.tolist().count(d.eos()) == 2 and len(src) == len(expected)
+    return segment_ids(src[None], d.eos(), 2)[0].tolist(), expected

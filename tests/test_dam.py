@@ -146,11 +146,44 @@ def test_temperature_annealing():
         ({"num_layers": 0}, "num_layers must be a positive integer, got 0"),
         ({"tau_end": -1.0}, "tau_end must be > 0"),
         ({"tau_anneal_steps": 1.5}, "tau_anneal_steps must be a non-negative integer"),
+        ({"logit_scale": 0}, "logit_scale must be a finite number > 0, got 0"),
+        ({"init_mean": float("nan")}, "init_mean must be a finite number, got nan"),
     ],
 )
 def test_constructor_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DifferentiableAttentionMask(2, 8, **kwargs)
+
+
+def test_logit_scale_multiplies_the_adam_step_and_init_sets_the_start():
+    torch.manual_seed(0)
+    dam = DifferentiableAttentionMask(2, 8, init_mean=2.0, init_std=0.0, logit_scale=25.0)
+    assert torch.allclose(dam.alpha(), torch.full((1, 2, 8), 2.0))  # alpha starts at init_mean
+    assert torch.allclose(dam.dam_logits, torch.full((1, 2, 8), 2.0 / 25.0))
+    before = dam.alpha().detach().clone()
+    opt = torch.optim.Adam(dam.parameters(), lr=1e-3)
+    dam(8)
+    dam.l1_penalty().backward()
+    opt.step()
+    # Adam's first step moves the parameter by lr; alpha moves by logit_scale x lr
+    step = before - dam.alpha().detach()
+    assert torch.allclose(step[..., 1:], torch.full_like(step[..., 1:], 25e-3), rtol=1e-3)
+    dam.eval()
+    assert dam(8).all()  # dense start: every logit > 0
+    assert torch.equal(dam.keep_mask(8), binarize_dam_logits(dam.alpha(), 8))
+
+
+def test_no_diagonal_follows_the_checkpoint():
+    searched = DifferentiableAttentionMask(2, 8, no_diagonal=True, init_mean=3.0)
+    restored = DifferentiableAttentionMask(2, 8, no_diagonal=False, init_mean=3.0)
+    restored.load_state_dict(searched.state_dict())
+    assert restored.no_diagonal
+    assert not restored.eval()(6)[0].diagonal(dim1=-2, dim2=-1).any()
+    assert not restored.train()(6)[0].diagonal(dim1=-2, dim2=-1).any()
+    searched = DifferentiableAttentionMask(2, 8, no_diagonal=False, init_mean=3.0)
+    restored = DifferentiableAttentionMask(2, 8, no_diagonal=True, init_mean=3.0)
+    restored.load_state_dict(searched.state_dict())
+    assert not restored.no_diagonal and restored.eval()(6)[0].diagonal(dim1=-2, dim2=-1).all()
 
 
 def test_length_and_layer_validation():

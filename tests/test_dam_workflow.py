@@ -92,3 +92,28 @@ def test_fixed_patterns_train_with_sparse_normalizer(mlm_data, tmp_path, pattern
     assert (maps[1][1, :, :, 8:] == 0).all(), "padded keys stay at 0 under a pattern"
     real_rows = maps[1][1, :, :8].sum(-1)
     assert torch.allclose(real_rows, torch.ones_like(real_rows), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch, extra, message", [
+    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
+    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-logit-scale", "-2"],
+     "--dam-logit-scale must be a finite number > 0, got -2.0"),
+    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-lambda", "-1"], "--dam-lambda must be >= 0, got -1.0"),
+    ("sparse_roberta_tiny", ["--criterion", "masked_lm_dam"], "criterion masked_lm_dam needs a model with a learned mask"),
+])
+def test_bad_dam_settings_are_clear_errors_through_the_cli(mlm_data, tmp_path, arch, extra, message):
+    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", arch=arch, updates=1, extra=extra), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_an_empty_mask_file_is_refused_at_load_unless_allowed(mlm_data, tmp_path):
+    mask = np.ones((4, 32, 32), dtype=bool)
+    mask[2, 7] = False  # head 2, query 7 may attend to nothing
+    np.save(tmp_path / "holey.npy", mask)
+    args = tiny_mlm_args(mlm_data, tmp_path / "ck", updates=1, extra=[
+        "--attn-mask", "file", "--attn-mask-file", tmp_path / "holey.npy"])
+    result = run_cli(args, check=False)
+    assert result.returncode != 0
+    assert "1 of its 128 query rows keep no key (first: head 2, row 7)" in result.stderr, result.stderr[-2000:]
+    run_cli(args + ["--attn-mask-allow-empty"])

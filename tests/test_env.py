@@ -1,9 +1,11 @@
-"""fairseq-sparse-env and the apex safety net (fairseq_sparse/fused.py).
+"""fairseq-sparse-env (environment.py), the apex safety net (apex_fallbacks.py) and the native
+fused AdamW (optim/native_fused_adamw.py).
 
 The broken-apex case is reproduced for real: a fake `apex` package that imports fine but lacks
 its CUDA extensions (exactly what a Python-only apex install looks like) is put first on
 sys.path of a fresh interpreter. There, with torch told a GPU is present, stock fairseq crashes
-while building a LayerNorm -- and, after fairseq_sparse's fallbacks, builds torch.nn.LayerNorm.
+while building a LayerNorm -- importing fairseq_sparse changes nothing -- and building a
+sparse_roberta model applies the fallbacks, logs the choice and builds torch.nn.LayerNorm.
 """
 import json
 import os
@@ -14,8 +16,9 @@ import textwrap
 import pytest
 import torch
 
-from fairseq_sparse import fused
+from fairseq_sparse import environment
 from fairseq_sparse.cli import env
+from fairseq_sparse.optim import native_fused_adamw
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,8 +63,9 @@ FAKE_APEX = {
 }
 
 PROBE = textwrap.dedent("""
-    import json, torch
+    import argparse, json, logging, torch
     torch.cuda.is_available = lambda: True   # what fairseq sees on a GPU machine
+    import fairseq_sparse  # registers the plugin; patches nothing
     from fairseq.modules import LayerNorm
     try:
         LayerNorm(8)
@@ -69,16 +73,26 @@ PROBE = textwrap.dedent("""
     except Exception as e:
         stock = f"{type(e).__name__}: {e}"
 
-    from fairseq_sparse.fused import apply_safe_apex_fallbacks, describe_environment
-    status = apply_safe_apex_fallbacks()
-    layer = LayerNorm(8)
-    y = layer(torch.randn(2, 8))
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("fairseq_sparse.apex_fallbacks").addHandler(handler)
+    logging.getLogger("fairseq_sparse.apex_fallbacks").setLevel(logging.INFO)
+    from fairseq.data import Dictionary
+    from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
+    from fairseq_sparse.environment import describe_environment
+    args = argparse.Namespace(arch="sparse_roberta_tiny", encoder_layers=1, encoder_embed_dim=16,
+                              encoder_ffn_embed_dim=32, encoder_attention_heads=2, max_positions=16)
+    task = argparse.Namespace(source_dictionary=Dictionary(), max_positions=lambda: 16)
+    model = SparseRobertaModel.build_model(args, task)
+    layer = model.encoder.sentence_encoder.layers[0].self_attn_layer_norm
+    y = layer(torch.randn(2, 16))
 
     from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
     opt = FairseqAdam(FairseqAdamConfig(lr=[0.1], adam_betas="(0.9, 0.999)"), [torch.nn.Parameter(torch.ones(3))])
 
     report = describe_environment()
-    print(json.dumps({"stock": stock, "layer": type(layer).__module__ + "." + type(layer).__name__,
+    print(json.dumps({"stock": stock, "layer": type(layer).__module__ + "." + type(layer).__name__, "logged": logged,
                       "finite": bool(torch.isfinite(y).all()), "optimizer": type(opt._optimizer).__name__,
                       "report": report}))
 """)
@@ -105,6 +119,11 @@ def test_fake_apex_reproduces_the_stock_crash(broken_apex_run):
 
 def test_broken_apex_falls_back_to_torch_kernels(broken_apex_run):
     assert broken_apex_run["layer"] == "torch.nn.modules.normalization.LayerNorm"
+    # building the model said once, at INFO, what it chose and why
+    assert len(broken_apex_run["logged"]) == 1, broken_apex_run["logged"]
+    line = broken_apex_run["logged"][0]
+    assert "LayerNorm = torch.nn.LayerNorm" in line and "Adam = torch AdamW(fused=True)" in line
+    assert "FusedLayerNorm" in line and "fused_layer_norm_cuda" in line
     assert broken_apex_run["finite"]
     # FairseqAdam on CPU parameters: fairseq's own Adam, not apex's (and no crash).
     assert broken_apex_run["optimizer"] == "Adam"
@@ -122,7 +141,7 @@ def test_broken_apex_falls_back_to_torch_kernels(broken_apex_run):
 
 
 def test_describe_environment_on_this_machine():
-    report = fused.describe_environment()
+    report = environment.describe_environment()
     assert report["torch"] == torch.__version__
     assert report["cuda"]["available"] == torch.cuda.is_available()
     assert set(report["apex"]["kernels"]) == {"FusedLayerNorm", "FusedAdam", "FusedLAMB"}
@@ -148,11 +167,11 @@ def test_native_fused_adam_keeps_fairseq_adam_where_fused_cannot_run():
     from fairseq.optim.adam import Adam
 
     cpu = [torch.nn.Parameter(torch.ones(3))]
-    assert isinstance(fused.native_fused_adam(cpu, lr=0.1), Adam)
+    assert isinstance(native_fused_adamw.native_fused_adam(cpu, lr=0.1), Adam)
     half = [torch.nn.Parameter(torch.ones(3, dtype=torch.float16))]
-    assert isinstance(fused.native_fused_adam(half, lr=0.1), Adam)
+    assert isinstance(native_fused_adamw.native_fused_adam(half, lr=0.1), Adam)
     with pytest.raises(NotImplementedError, match="fp16-adam-stats"):
-        fused.native_fused_adam(cpu, use_fp16_stats=True, lr=0.1)
+        native_fused_adamw.native_fused_adam(cpu, use_fp16_stats=True, lr=0.1)
 
 
 def test_native_fused_adamw_is_adamw_and_accepts_fairseq_flat_fp32_params():
@@ -161,7 +180,7 @@ def test_native_fused_adamw_is_adamw_and_accepts_fairseq_flat_fp32_params():
     flat = torch.nn.Parameter(torch.randn(64))  # FP16Optimizer hands over ONE flat fp32 tensor
     ref = torch.nn.Parameter(flat.detach().clone())
     config = dict(lr=0.01, betas=[0.9, 0.98], eps=1e-6, weight_decay=0.01)  # betas as fairseq passes them
-    opt = fused.NativeFusedAdamW([flat], **config)
+    opt = native_fused_adamw.NativeFusedAdamW([flat], **config)
     ref_opt = torch.optim.AdamW([ref], foreach=False, **{**config, "betas": (0.9, 0.98)})
     assert opt.supports_flat_params and opt.defaults["fused"]
     for _ in range(5):
@@ -181,5 +200,5 @@ def test_native_fused_adamw_is_adamw_and_accepts_fairseq_flat_fp32_params():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_native_fused_adamw_on_gpu():
     p = [torch.nn.Parameter(torch.ones(8, device="cuda"))]
-    opt = fused.native_fused_adam(p, lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    assert isinstance(opt, fused.NativeFusedAdamW) and opt.defaults["fused"]
+    opt = native_fused_adamw.native_fused_adam(p, lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    assert isinstance(opt, native_fused_adamw.NativeFusedAdamW) and opt.defaults["fused"]

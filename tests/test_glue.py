@@ -209,6 +209,15 @@ def test_mnli_pairs_and_task_flags(setup, capfd):
         assert "--separator-token" not in cmd  # BERT: [CLS] A [SEP] B [SEP]
 
 
+def test_pairs_get_bert_token_types(setup):
+    """RTE as the fine-tuning command batches it: B is token type 1 for the converted BERT."""
+    from test_convert import first_pair_segments
+
+    dest = preprocess(setup, "RTE")
+    got, expected = first_pair_segments(dest, setup / "ckpt" / "model.pt", json.load(open(dest / "meta.json"))["bert_layout"])
+    assert got == expected and 0 in got and 1 in got
+
+
 def write_fake_gpt2(directory, words=WORDS):
     """encoder.json / vocab.bpe / dict.txt of a tiny byte-level BPE in GPT-2's file formats.
 

@@ -311,3 +311,45 @@ def test_export_cli_errors(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         export_mask.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m3.npy")])
     assert not (tmp_path / "m2.npy").exists() and not (tmp_path / "m3.npy").exists()
+
+
+# ----- empty masks are never silent ------------------------------------------------------
+
+def test_empty_mask_problem_names_the_first_empty_row():
+    from fairseq_sparse.masks.mask_file import empty_mask_problem
+
+    assert empty_mask_problem(torch.ones(2, 5, 5, dtype=torch.bool)) is None
+    assert "all zero" in empty_mask_problem(np.zeros((3, 4, 4), dtype=bool))
+    keep = torch.ones(2, 3, 6, 6, dtype=torch.bool)
+    keep[1, 2, 4] = False
+    assert empty_mask_problem(keep) == ("1 of its 36 query rows keep no key (first: layer 1, head 2, row 4); "
+                                        "such a query attends to nothing")
+
+
+def test_export_refuses_an_empty_or_row_empty_mask_unless_allowed(tmp_path, capsys):
+    ckpt, out = tmp_path / "ck.pt", tmp_path / "mask.npy"
+    _write_checkpoint(ckpt, torch.full((1, 2, 8), -0.01), no_diagonal=True)  # every logit just below 0
+    with pytest.raises(SystemExit, match="unusable: it is all zero .*--allow-empty writes it anyway"):
+        export_mask.main([str(ckpt), "--out", str(out)])
+    assert not out.exists()
+    assert export_mask.main([str(ckpt), "--out", str(out), "--allow-empty"]) == 0
+    assert "all zero" in json.loads(capsys.readouterr().out)["empty"] and not np.load(out).any()
+    logits = torch.full((1, 2, 8), -1.0)
+    logits[0, :, 5] = 1.0  # only distance 5 kept: rows 3 and 4 of an 8 x 8 mask keep nothing
+    _write_checkpoint(ckpt, logits, no_diagonal=True)
+    with pytest.raises(SystemExit, match="4 of its 16 query rows keep no key \\(first: head 0, row 3\\)"):
+        export_mask.main([str(ckpt), "--out", str(tmp_path / "m2.npy")])
+
+
+def test_loading_an_empty_mask_file_is_an_error_unless_allowed(tmp_path):
+    path = tmp_path / "m.npy"
+    array = np.ones((2, 6, 6), dtype=bool)
+    array[1, 3] = False
+    np.save(path, array)
+    with pytest.raises(ValueError, match="m.npy: 1 of its 12 query rows keep no key \\(first: head 1, row 3\\).*"
+                                         "--attn-mask-allow-empty"):
+        load_mask_file(path, num_heads=2)
+    assert torch.equal(load_mask_file(path, num_heads=2, allow_empty=True), torch.from_numpy(array))
+    np.save(path, np.zeros((6, 6), dtype=bool))
+    with pytest.raises(ValueError, match="all zero"):
+        load_mask_file(path)

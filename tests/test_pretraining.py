@@ -276,7 +276,7 @@ def _lr_at(cfg, updates):
 
 def test_schedules_batch_arithmetic_learning_rates_and_optimisers():
     from fairseq.optim import build_optimizer
-    from fairseq_sparse.fused import probe_apex
+    from fairseq_sparse.apex_fallbacks import probe_apex
 
     lamb_works = probe_apex()["FusedLAMB"].available
     for (phase, schedule), (batch, peak) in SCHEDULES.items():

@@ -15,6 +15,7 @@ from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.convert.checkpoint import encoder_flags
 from fairseq_sparse.data.bert_wordpiece_bpe import BertWordPieceBPE, BertWordPieceConfig
 from fairseq_sparse.data.squad import FeatureBuilder, SquadExample, best_spans, read_squad, split_words
+from fairseq_sparse.models.sparse_roberta import segment_ids
 from fairseq_sparse.data.squad_metrics import evaluate, exact_match, f1_score, normalize_answer
 from test_convert import write_tiny_bert
 
@@ -106,6 +107,8 @@ def test_windows_max_context_and_answer_positions(ckpt):
     for ids, word_of, maxctx, s, e in feats:
         assert len(ids) <= 16 and ids[0] == d.bos() and ids[-1] == d.eos()
         assert ids[1:4] == b.ids("is the cat")  # question truncated to max_query_length
+        # BERT's token types: [CLS] question [SEP] -> 0, context window [SEP] -> 1
+        assert segment_ids(torch.tensor([ids]), d.eos(), 2)[0].tolist() == [0] * 5 + [1] * (len(ids) - 5)
         for pos, (w, m) in enumerate(zip(word_of, maxctx)):
             if m:
                 owners.setdefault(w, []).append(pos)
@@ -208,7 +211,7 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
 def test_gpt2_layout_and_leading_spaces(tmp_path):
     from argparse import Namespace
 
-    from fairseq_sparse.data.tokenizers import build_tokenizer
+    from fairseq_sparse.data.checkpoint_tokenizer import build_tokenizer
     from test_glue import write_fake_gpt2
 
     g = write_fake_gpt2(str(tmp_path / "gpt2"))

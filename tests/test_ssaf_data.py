@@ -154,6 +154,10 @@ def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     words = Dictionary.load(str(tmp_path / "sci-bin" / "input1" / "dict.txt"))
     assert words.string(data_utils.load_indexed_dataset(str(tmp_path / "sci-bin" / "input1" / "train"), words)[1]) \
         == "the dog is good ."
+    from test_convert import first_pair_segments
+
+    got, expected = first_pair_segments(tmp_path / "sci-bin", ckpt / "model.pt", meta["bert_layout"])
+    assert got == expected and 0 in got and 1 in got  # premise type 0, hypothesis type 1 (BERT)
 
     trees = [t for t in TREES for _ in range(6)]
     files = {s: write(tmp_path / "trees" / f"{s}.txt", trees) for s in ("train", "dev", "test")}

@@ -17,7 +17,7 @@ import random
 import sys
 
 from fairseq_sparse.data.sentence_prediction_data import Example, write_sentence_prediction_data
-from fairseq_sparse.data.tokenizers import build_tokenizer
+from fairseq_sparse.data.checkpoint_tokenizer import build_tokenizer
 
 TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 

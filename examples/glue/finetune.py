@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from fairseq_sparse.data import glue
-from fairseq_sparse.data.finetune_command import sentence_prediction_command
+from fairseq_sparse.finetune.commands import sentence_prediction_command
 from fairseq_sparse.data.sentence_prediction_data import read_meta
 
 

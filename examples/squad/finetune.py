@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 
-from fairseq_sparse.data.finetune_command import squad_command
+from fairseq_sparse.finetune.commands import squad_command
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import sys
 from fairseq.data import Dictionary
 
 from fairseq_sparse.data.squad import FeatureBuilder, write_squad_data
-from fairseq_sparse.data.tokenizers import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
 
 
 def main(argv=None):

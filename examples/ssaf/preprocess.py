@@ -13,7 +13,7 @@ import sys
 
 from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
 from fairseq_sparse.data.ssaf import DATASETS, read_dataset
-from fairseq_sparse.data.tokenizers import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from fairseq_sparse.data.finetune_command import classification_flags, sentence_prediction_command
+from fairseq_sparse.finetune.commands import classification_flags, sentence_prediction_command
 from fairseq_sparse.data.sentence_prediction_data import read_meta
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -27,6 +27,12 @@ def _confusion(pred, gold, n):
     return m
 
 
+def confusion_counts(gold, pred, n):
+    """n x n counts as nested lists: row = gold class, column = predicted class."""
+    gold, pred = torch.as_tensor(gold).reshape(-1), torch.as_tensor(pred).reshape(-1)
+    return _confusion(pred, gold, n).long().tolist()
+
+
 def _f1_of_class(conf, k):
     tp = conf[k, k]
     precision = tp / conf[:, k].sum() if conf[:, k].sum() > 0 else torch.tensor(0.0)

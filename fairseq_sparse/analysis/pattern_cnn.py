@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .patterns import CLASSES, class_index
+from .pattern_classes import CLASSES, class_index
 
 LABEL_COLUMNS = ("map_id", "example", "layer", "head", "png", "label")
 

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .patterns import CLASSES
+from .pattern_classes import CLASSES
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#c7c7c7")
 

@@ -17,9 +17,8 @@ def build_parser():
                         "which cannot use BERT's LayerNorm epsilon)")
     p.add_argument("--pooler-head", metavar="NAME", default=None,
                    help="store BERT's pooler as the dense layer of classification head NAME "
-                        "(e.g. sentence_classification_head)")
-    p.add_argument("--pooler-head-classes", type=int, default=2, metavar="N",
-                   help="output size of that head (must equal the fine-tuning --num-classes; default 2)")
+                        "(e.g. sentence_classification_head); its output layer is made by the fine-tuning "
+                        "run, from its --seed and --num-classes")
     p.add_argument("--seed", type=int, default=1, help="seed for parameters BERT does not provide")
     return p
 
@@ -31,7 +30,7 @@ def main(argv=None):
 
     try:
         path = convert_bert(args.src, args.out_dir, arch=args.arch, pooler_head=args.pooler_head,
-                            pooler_head_classes=args.pooler_head_classes, seed=args.seed)
+                            seed=args.seed)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"fairseq-sparse-convert-bert: error: {e}")
     print(path)

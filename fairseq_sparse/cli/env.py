@@ -34,7 +34,7 @@ def format_report(report):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from fairseq_sparse.fused import describe_environment
+    from fairseq_sparse.environment import describe_environment
 
     report = describe_environment()
     print(json.dumps(report, indent=2) if args.json else format_report(report))

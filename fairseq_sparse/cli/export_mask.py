@@ -32,6 +32,8 @@ def build_parser():
     parser.add_argument("--key", help=f"state-dict key of the logits, when several keys contain {LOGITS_KEY!r}")
     parser.add_argument("--no-diagonal", action="store_true",
                         help="drop the diagonal even if the checkpoint does not record dam_no_diagonal")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="write the mask even if it is all zero or a query row keeps no key (an error otherwise)")
     return parser
 
 
@@ -118,7 +120,7 @@ def draw_masks(keep, densities, path):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from ..masks.dam import binarize_dam_logits, mask_densities
-    from ..masks.mask_file import save_mask_file
+    from ..masks.mask_file import empty_mask_problem, save_mask_file
 
     state = load_checkpoint_state(args.checkpoint)
     key, logits, stored_no_diagonal = find_logits(state, args.checkpoint, args.key)
@@ -128,6 +130,13 @@ def main(argv=None):
         raise SystemExit(f"fairseq-sparse-export-mask: --length must be in [1, {positions}], got {args.length}")
     keep = binarize_dam_logits(logits.float(), args.length, no_diagonal)
     shared = keep.shape[0] == 1
+    problem = empty_mask_problem(keep[0] if shared else keep)
+    if problem and not args.allow_empty:
+        raise SystemExit(
+            f"fairseq-sparse-export-mask: the learned mask in {args.checkpoint} is unusable: {problem}. "
+            f"Per-head densities: {mask_densities(keep)['density_per_head']}. The search drove those logits "
+            "below 0 (a smaller --dam-lambda or a longer search may keep more); --allow-empty writes it anyway"
+        )
     save_mask_file(args.out, keep[0] if shared else keep)
     densities = mask_densities(keep)
     report = {
@@ -140,6 +149,8 @@ def main(argv=None):
         "no_diagonal": no_diagonal,
         **densities,
     }
+    if problem:
+        report["empty"] = problem
     if args.png:
         draw_masks(keep, densities, args.png)
         report["png"] = args.png

@@ -6,8 +6,12 @@ Why each step exists (fairseq and BERT disagree on these points):
   permuted to match ([CLS]-><s>, [PAD]-><pad>, [SEP]-></s>, [UNK]-><unk>, [MASK]-><mask>).
   The size stays the same.
 - Positions: fairseq numbers positions from padding_idx + 1, so BERT position i lands on
-  row padding_idx + 1 + i; fairseq has no segment embeddings, so token type 0 is added to
-  every position row (single-segment inputs then embed exactly as in BERT).
+  row padding_idx + 1 + i.
+- Token types: fairseq RoBERTa has none; the checkpoint asks sparse_roberta for
+  --segment-embeddings TYPE_VOCAB_SIZE and carries BERT's token_type_embeddings there. The
+  model derives each token's type from the </s> ([SEP]) before it, so `<s> A </s> B </s>`
+  (BERT's [CLS] A [SEP] B [SEP], the layout the plugin's pair and SQuAD data use for a
+  converted BERT) embeds exactly as BERT embeds it with token_type_ids 0...0 1...1.
 - LayerNorm epsilon: BERT uses 1e-12; fairseq's default 1e-5 moves hidden states by ~1e-3,
   so the checkpoint carries --layer-norm-eps from config.json.
 - Pooler: BERT's pooler (dense + tanh on [CLS]) is exactly a RoBERTa classification head's
@@ -201,6 +205,14 @@ def build_args(bert, arch, vocab_file, data="."):
     args = options.parse_args_and_arch(parser, argv)
     if bert.strip_accents is not None:
         args.bpe_strip_accents = bool(bert.strip_accents)
+    types = bert.tensors.get("embeddings.token_type_embeddings.weight")
+    if types is not None and hasattr(args, "segment_embeddings"):
+        args.segment_embeddings = types.shape[0]
+    elif types is not None:
+        logger.warning(
+            "arch %s has no --segment-embeddings: token type 0 is folded into the positions, so the "
+            "second segment of a sentence pair is embedded as the first", arch,
+        )
     eps = float(c.get("layer_norm_eps", 1e-12))
     if hasattr(args, "layer_norm_eps"):
         args.layer_norm_eps = eps
@@ -212,14 +224,18 @@ def build_args(bert, arch, vocab_file, data="."):
     return args
 
 
-def map_bert_tensors(bert, padding_idx):
-    """{fairseq parameter name: tensor} for everything BERT provides."""
+def map_bert_tensors(bert, padding_idx, segment_embeddings=True):
+    """{fairseq parameter name: tensor} for everything BERT provides.
+
+    segment_embeddings=False (an arch without them): token type 0 is added to every position.
+    """
     t, c = bert.tensors, bert.config
     order = torch.tensor(bert.fairseq_order())
     words = t["embeddings.word_embeddings.weight"][order]
     pos = t["embeddings.position_embeddings.weight"]
-    if "embeddings.token_type_embeddings.weight" in t:
-        pos = pos + t["embeddings.token_type_embeddings.weight"][0]
+    types = t.get("embeddings.token_type_embeddings.weight")
+    if types is not None and not segment_embeddings:
+        pos = pos + types[0]
     positions = torch.zeros(pos.shape[0] + padding_idx + 1, pos.shape[1], dtype=pos.dtype)
     positions[padding_idx + 1:] = pos
     out = {
@@ -229,6 +245,8 @@ def map_bert_tensors(bert, padding_idx):
         ENC + "layernorm_embedding.weight": t["embeddings.LayerNorm.weight"],
         ENC + "layernorm_embedding.bias": t["embeddings.LayerNorm.bias"],
     }
+    if types is not None and segment_embeddings:
+        out[ENC + "segment_embeddings.weight"] = types
     per_layer = {
         "attention.self.query": "self_attn.q_proj",
         "attention.self.key": "self_attn.k_proj",
@@ -256,7 +274,7 @@ def map_bert_tensors(bert, padding_idx):
     return out
 
 
-def convert_bert(src, out_dir, arch=None, pooler_head=None, pooler_head_classes=2, seed=1):
+def convert_bert(src, out_dir, arch=None, pooler_head=None, seed=1):
     """Write OUT_DIR/{model.pt, dict.txt, vocab.txt}; return the model.pt path.
 
     model.pt loads with `fairseq-train --restore-file OUT_DIR/model.pt` and with
@@ -267,8 +285,6 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, pooler_head_classes=
     bert = BertCheckpoint(src)
     if pooler_head and "pooler.dense.weight" not in bert.tensors:
         raise ValueError(f"--pooler-head {pooler_head!r} asked for, but {src!r} has no pooler weights")
-    if pooler_head_classes < 1:
-        raise ValueError(f"--pooler-head-classes must be >= 1, got {pooler_head_classes}")
     os.makedirs(out_dir, exist_ok=True)
     vocab_out = os.path.abspath(os.path.join(out_dir, "vocab.txt"))
     dict_lines = "".join(f"{bert.vocab[i]} 1\n" for i in bert.fairseq_order()[4:-1])
@@ -285,9 +301,9 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, pooler_head_classes=
     if len(task.source_dictionary) != len(bert.vocab):
         raise RuntimeError(f"dictionary has {len(task.source_dictionary)} symbols, BERT vocab {len(bert.vocab)}")
 
-    converted = map_bert_tensors(bert, task.source_dictionary.pad())
+    converted = map_bert_tensors(bert, task.source_dictionary.pad(), bool(getattr(args, "segment_embeddings", 0)))
     if pooler_head:
-        model.register_classification_head(pooler_head, num_classes=pooler_head_classes)
+        model.register_classification_head(pooler_head, num_classes=1)  # out_proj is not kept (below)
         head = f"classification_heads.{pooler_head}.dense."
         converted[head + "weight"] = bert.tensors["pooler.dense.weight"]
         converted[head + "bias"] = bert.tensors["pooler.dense.bias"]
@@ -304,6 +320,9 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, pooler_head_classes=
     if kept:
         logger.info("not in the BERT checkpoint, kept at initialisation: %s", ", ".join(kept))
     model.load_state_dict(state, strict=True)  # proves the checkpoint matches the architecture
+    if pooler_head:  # the output layer is new: the fine-tuning run makes it from its own --seed and classes
+        for key in [k for k in state if k.startswith(f"classification_heads.{pooler_head}.out_proj.")]:
+            del state[key]
 
     checkpoint = {"args": args, "model": state, **minimal_training_state("masked_lm")}
     atomic_write(vocab_out, lambda f: f.write("".join(t + "\n" for t in bert.vocab).encode("utf-8")))

@@ -66,6 +66,8 @@ def encoder_flags(path, with_layer_norm_eps=True):
 
     fairseq builds the model from the command line and only then loads weights, so
     fine-tuning a converted (non-base-sized) BERT needs its dimensions repeated there.
+    with_layer_norm_eps: also the plugin-only options (--layer-norm-eps, --segment-embeddings)
+    of a sparse_roberta target.
     """
     args = checkpoint_model_args(path)
     flags = []
@@ -74,4 +76,6 @@ def encoder_flags(path, with_layer_norm_eps=True):
             flags += ["--" + name.replace("_", "-"), str(args[name])]
     if with_layer_norm_eps and args.get("layer_norm_eps") is not None:
         flags += ["--layer-norm-eps", repr(float(args["layer_norm_eps"]))]
+    if with_layer_norm_eps and args.get("segment_embeddings"):
+        flags += ["--segment-embeddings", str(int(args["segment_embeddings"]))]
     return flags

@@ -18,6 +18,9 @@ class MaskedLmDamConfig(MaskedLmConfig):
     dam_normalize_penalty: bool = field(
         default=False, metadata={"help": "divide ||M||_1 by the number of mask entries (the kept fraction)"}
     )
+    dam_lambda_warmup_updates: int = field(
+        default=0, metadata={"help": "raise the penalty weight linearly from 0 to --dam-lambda over this many updates"}
+    )
 
 
 @register_criterion("masked_lm_dam", dataclass=MaskedLmDamConfig)
@@ -26,8 +29,17 @@ class MaskedLmDamLoss(MaskedLmLoss):
         super().__init__(cfg, task)
         if cfg.dam_lambda < 0:
             raise ValueError(f"--dam-lambda must be >= 0, got {cfg.dam_lambda}")
+        if cfg.dam_lambda_warmup_updates < 0:
+            raise ValueError(f"--dam-lambda-warmup-updates must be >= 0, got {cfg.dam_lambda_warmup_updates}")
         self.dam_lambda = cfg.dam_lambda
         self.normalize = cfg.dam_normalize_penalty
+        self.warmup = cfg.dam_lambda_warmup_updates
+
+    def penalty_weight(self, num_updates):
+        """--dam-lambda, ramped linearly from 0 over the first --dam-lambda-warmup-updates updates."""
+        if self.warmup == 0:
+            return self.dam_lambda
+        return self.dam_lambda * min(1.0, num_updates / self.warmup)
 
     @staticmethod
     def _dam(model):
@@ -43,7 +55,7 @@ class MaskedLmDamLoss(MaskedLmLoss):
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         penalty = dam.l1_penalty(normalize=self.normalize)
         logging_output["mlm_loss"] = loss.data
-        loss = loss + self.dam_lambda * penalty * sample_size
+        loss = loss + self.penalty_weight(dam.num_updates) * penalty * sample_size
         logging_output["loss"] = loss.data
         logging_output["dam_l1"] = penalty.data
         logging_output["dam_count"] = 1

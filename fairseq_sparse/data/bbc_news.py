@@ -47,3 +47,26 @@ def read_bbc_news(directory=None, seed=1, fractions=DEFAULT_FRACTIONS):
                     text = " ".join(f.read().split())
                 splits[split].append(Example(text, label=topic, uid=f"{topic}/{name}"))
     return splits, tuple(topics)
+
+
+def write_bbc_news_tsv(dest, seed=1, train_size=None, max_words=None, directory=None):
+    """DEST/{train,valid,test}.tsv (text<TAB>topic, no header), the input of fairseq-sparse-finetune.
+
+    train_size keeps a seeded random subset of the training split (a CPU budget; valid and test
+    stay whole); max_words cuts each article to its first words (the headline comes first).
+    Returns {split: number of articles}.
+    """
+    splits, _ = read_bbc_news(directory, seed=seed)
+    if train_size is not None:
+        if not 0 < train_size <= len(splits["train"]):
+            raise ValueError(f"train_size must be in [1, {len(splits['train'])}], got {train_size}")
+        splits["train"] = random.Random(seed).sample(splits["train"], train_size)
+    os.makedirs(dest, exist_ok=True)
+    for split, examples in splits.items():
+        path = os.path.join(dest, f"{split}.tsv")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            for ex in examples:
+                words = ex.text_a.split()
+                f.write(" ".join(words[:max_words] if max_words else words) + "\t" + ex.label + "\n")
+        os.replace(path + ".tmp", path)
+    return {split: len(examples) for split, examples in splits.items()}

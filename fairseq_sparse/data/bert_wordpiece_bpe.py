@@ -1,4 +1,5 @@
-"""`--bpe bert_wordpiece`: fairseq BPE entry for BERT WordPiece without `transformers`.
+"""`--bpe bert_wordpiece`: fairseq BPE entry for BERT WordPiece without `transformers`
+(data/wordpiece.py: BERT's tokenizer built on Hugging Face `tokenizers`).
 
 Usage: `--bpe bert_wordpiece --bpe-vocab-file OUT_DIR/vocab.txt [--bpe-cased]`.
 BERT's special tokens in the text come out under fairseq's names ([CLS] -> <s>,

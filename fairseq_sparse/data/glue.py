@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from .finetune_command import classification_flags
+from ..finetune.commands import classification_flags
 from .sentence_prediction_data import Example
 
 logger = logging.getLogger(__name__)

@@ -13,10 +13,20 @@ through). Evaluation uses the deterministic M = 1[sigmoid(alpha) > 0.5] = 1[alph
 The parameter is `dam_logits`, shape (layers, heads, max_positions) or (layers, heads,
 max_positions, max_positions); layers = 1 means one mask shared by all layers (the authors'
 setting). It carries `param_group = "dam"` so an optimiser can give it weight decay 0.
+
+The logit is alpha = logit_scale * dam_logits. Adam moves every parameter by about its learning
+rate per update whatever the gradient's size, so the scale is the logits' learning rate as a
+multiple of the model's, under any Adam (plain `--optimizer adam` included): at the model's
+1e-3 a logit would move by 0.1 in 100 updates and never leave the neighbourhood of its init.
+A positive scale never changes the sign, so the binarised mask 1[alpha > 0] = 1[dam_logits > 0].
 """
+import logging
+
 import numpy as np
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 STRUCTURES = ("structured", "unstructured")
 
@@ -70,7 +80,10 @@ def _check_length(length, max_positions):
 
 
 def binarize_dam_logits(logits, length=None, no_diagonal=False):
-    """Deterministic keep mask 1[alpha > 0] as bool (L, H, n, n); n defaults to all positions."""
+    """Deterministic keep mask 1[alpha > 0] as bool (L, H, n, n); n defaults to all positions.
+
+    `logits` may be alpha or dam_logits: a positive logit scale does not change the sign.
+    """
     positions = logits.shape[-1]
     length = positions if length is None else length
     _check_length(length, positions)
@@ -101,6 +114,10 @@ class DifferentiableAttentionMask(nn.Module):
     tau: Gumbel-sigmoid temperature (the authors keep 1). tau_end / tau_anneal_steps: anneal
     geometrically from tau to tau_end over that many updates (set_num_updates, called by
     fairseq each update); tau_end=None keeps tau constant.
+    init_mean / init_std: alpha starts as init_mean + init_std * N(0, 1) (init_mean > 0 starts
+    dense: keep probability sigmoid(init_mean)). logit_scale: alpha = logit_scale * dam_logits
+    (module docstring). `num_updates` follows set_num_updates (the criterion's penalty warm-up
+    reads it).
     """
 
     def __init__(
@@ -114,6 +131,8 @@ class DifferentiableAttentionMask(nn.Module):
         init_std=1e-3,
         tau_end=None,
         tau_anneal_steps=0,
+        init_mean=0.0,
+        logit_scale=1.0,
     ):
         super().__init__()
         for name, value in (("num_heads", num_heads), ("max_positions", max_positions), ("num_layers", num_layers)):
@@ -129,6 +148,10 @@ class DifferentiableAttentionMask(nn.Module):
             raise ValueError(f"DAM tau_anneal_steps must be a non-negative integer, got {tau_anneal_steps!r}")
         if not float(init_std) >= 0:
             raise ValueError(f"DAM init_std must be >= 0, got {init_std}")
+        if not np.isfinite(float(init_mean)):
+            raise ValueError(f"DAM init_mean must be a finite number, got {init_mean}")
+        if not (np.isfinite(float(logit_scale)) and float(logit_scale) > 0):
+            raise ValueError(f"DAM logit_scale must be a finite number > 0, got {logit_scale}")
         self.num_heads = num_heads
         self.max_positions = max_positions
         self.structure = structure
@@ -139,6 +162,9 @@ class DifferentiableAttentionMask(nn.Module):
         self.tau_anneal_steps = tau_anneal_steps
         self.tau = self.tau_start
         self.init_std = float(init_std)
+        self.init_mean = float(init_mean)
+        self.logit_scale = float(logit_scale)
+        self.num_updates = 0
         shape = (num_layers, num_heads, max_positions)
         if structure == "unstructured":
             shape = shape + (max_positions,)
@@ -151,16 +177,31 @@ class DifferentiableAttentionMask(nn.Module):
 
     def reset_parameters(self):
         with torch.no_grad():
-            self.dam_logits.normal_(0.0, self.init_std)
+            self.dam_logits.normal_(self.init_mean, self.init_std).div_(self.logit_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """The checkpoint's `dam_no_diagonal` decides whether the diagonal is held at 0 from now on."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        stored = bool(self.dam_no_diagonal)
+        if stored != self.no_diagonal:
+            logger.warning("DAM: the checkpoint was trained with no_diagonal=%s; using it (this run asked for %s)",
+                           stored, self.no_diagonal)
+            self.no_diagonal = stored
+
+    def alpha(self):
+        """The mask logits alpha = logit_scale * dam_logits (keep probability sigmoid(alpha))."""
+        return self.dam_logits * self.logit_scale if self.logit_scale != 1.0 else self.dam_logits
 
     def extra_repr(self):
         tau = f"tau={self.tau_start}" if self.tau_end is None else (
             f"tau={self.tau_start}->{self.tau_end} over {self.tau_anneal_steps} updates")
         return (f"heads={self.num_heads}, max_positions={self.max_positions}, structure={self.structure}, "
-                f"layers={self.num_layers}, no_diagonal={self.no_diagonal}, {tau}")
+                f"layers={self.num_layers}, no_diagonal={self.no_diagonal}, {tau}, "
+                f"init={self.init_mean}+-{self.init_std}, logit_scale={self.logit_scale}")
 
     def set_num_updates(self, num_updates):
         """Temperature for this update: geometric from tau to tau_end over tau_anneal_steps."""
+        self.num_updates = num_updates
         if self.tau_end is None:
             return
         frac = 1.0 if self.tau_anneal_steps == 0 else min(1.0, max(0, num_updates) / self.tau_anneal_steps)
@@ -178,7 +219,7 @@ class DifferentiableAttentionMask(nn.Module):
         1[alpha > 0], no gradient.
         """
         _check_length(length, self.max_positions)
-        logits = self.dam_logits
+        logits = self.alpha()
         if self.training:
             if self.structure == "structured":
                 band = gumbel_sigmoid(logits[..., :length], self.tau)

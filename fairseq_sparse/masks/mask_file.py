@@ -16,11 +16,30 @@ def _describe(path):
     return os.fspath(path)
 
 
-def load_mask_file(path, num_heads=None, num_layers=None):
+def empty_mask_problem(mask):
+    """None when every query row of a keep mask (..., n, n) keeps a key; else a sentence saying what is empty.
+
+    An all-zero mask, or a row with no allowed key (a query that attends to nothing), is almost
+    always a failed search or a wrong file; the sentence names the first empty row.
+    """
+    keep = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).bool()
+    if not keep.any():
+        return f"it is all zero ({tuple(keep.shape)}): no query may attend to any key"
+    rows = ~keep.any(dim=-1)
+    if not rows.any():
+        return None
+    first = tuple(int(i) for i in rows.nonzero()[0])
+    where = ", ".join(f"{a} {i}" for a, i in zip(("layer", "head", "row")[-len(first):], first))
+    return (f"{int(rows.sum())} of its {rows.numel()} query rows keep no key (first: {where}); "
+            "such a query attends to nothing")
+
+
+def load_mask_file(path, num_heads=None, num_layers=None, allow_empty=False):
     """Read and validate a mask file; return a bool tensor of shape (n, n), (H, n, n) or (L, H, n, n).
 
     num_heads / num_layers, when given, must match the file's head / layer dimensions (a
-    4-d file may also have a single layer, meaning shared by all layers).
+    4-d file may also have a single layer, meaning shared by all layers). An all-zero mask or
+    one with an empty query row is an error unless allow_empty (empty_mask_problem).
     """
     where = _describe(path)
     if not os.path.isfile(path):
@@ -33,7 +52,11 @@ def load_mask_file(path, num_heads=None, num_layers=None):
         raise ValueError(f"mask file {where} could not be read as .npy: {err}") from None
     if not isinstance(array, np.ndarray):
         raise ValueError(f"mask file {where} holds {type(array).__name__}, expected one .npy array")
-    return validate_mask(array, num_heads=num_heads, num_layers=num_layers, source=where)
+    mask = validate_mask(array, num_heads=num_heads, num_layers=num_layers, source=where)
+    problem = None if allow_empty else empty_mask_problem(mask)
+    if problem:
+        raise ValueError(f"mask file {where}: {problem}. Pass --attn-mask-allow-empty to use it anyway")
+    return mask
 
 
 def validate_mask(array, num_heads=None, num_layers=None, source="mask"):

@@ -31,7 +31,7 @@ taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 """
 import torch
 
-from ..normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
+from ..normalizers import entmax15, entmax_bisect, softmax, sparsegen_lin, sparsemax
 
 
 def _family(normalizer, lam, alpha):
@@ -51,19 +51,9 @@ def _family(normalizer, lam, alpha):
     )
 
 
-def _softmax_or_zeros(z):
-    """Softmax in float32; a row with no finite score gives zeros, with zero (not NaN) gradients."""
-    zc = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
-    p = torch.softmax(zc, dim=-1)
-    empty = torch.isnan(p[..., :1])  # a row of -inf is the only way to get NaN here
-    if bool(empty.any()):
-        p = torch.softmax(zc.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
-    return p.to(z.dtype)
-
-
 def _normalise(z, normalizer, lam, alpha, n_iter):
     if normalizer == "softmax":
-        return _softmax_or_zeros(z)
+        return softmax(z, dim=-1)
     if normalizer == "sparsemax":
         return sparsemax(z, dim=-1)
     if normalizer == "sparsegen_lin":

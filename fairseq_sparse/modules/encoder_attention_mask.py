@@ -56,7 +56,8 @@ class EncoderAttentionMask(nn.Module):
         elif self.kind == "file":
             path = getattr(args, "attn_mask_file", None)
             if path:
-                frozen = load_mask_file(path, num_heads=num_heads, num_layers=num_layers)
+                frozen = load_mask_file(path, num_heads=num_heads, num_layers=num_layers,
+                                        allow_empty=getattr(args, "attn_mask_allow_empty", False))
             else:  # the mask comes from the checkpoint being restored (see load_frozen_mask)
                 frozen = torch.zeros(0, dtype=torch.bool)
             self.register_buffer("frozen_attn_mask", frozen)
@@ -65,6 +66,7 @@ class EncoderAttentionMask(nn.Module):
                 num_heads, max_positions, structure=args.dam_structure,
                 num_layers=1 if args.dam_share_layers else num_layers, no_diagonal=args.dam_no_diagonal,
                 tau=args.dam_tau, tau_end=args.dam_tau_end, tau_anneal_steps=args.dam_tau_anneal_steps,
+                init_mean=args.dam_init, logit_scale=args.dam_logit_scale,
             )
 
     def load_frozen_mask(self, tensor):

@@ -20,10 +20,13 @@ import torch.nn.functional as F
 from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 
+from ..kernels import can_run, flex_softmax_attention, sparse_attention
+from ..kernels import normalize as kernel_normalize
 from ..masks.masked_normalize import masked_normalize
 from ..normalizers import NORMALIZERS, entmax_bisect, get_normalizer
 
 ALPHA_MIN, ALPHA_MAX = 1.0, 2.0
+LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
 
 
 def validate_normalizer_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5):
@@ -47,6 +50,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         learn_entmax_alpha=False,
         entmax_n_iter=None,
         layer_idx=0,
+        entmax_alpha_start=None,
         **kwargs,
     ):
         super().__init__(embed_dim, num_heads, **kwargs)
@@ -65,11 +69,21 @@ class SparseMultiheadAttention(MultiheadAttention):
             self._normalize = get_normalizer(normalizer)
         self.entmax_alpha = float(entmax_alpha)
         if learn_entmax_alpha:
-            # alpha = 1 + sigmoid(logit) stays in (1, 2): alpha <= 1 would give NaN.
-            start = min(max(self.entmax_alpha - 1.0, 1e-3), 1.0 - 1e-3)
-            self.entmax_alpha_logit = torch.nn.Parameter(torch.full((num_heads,), math.log(start / (1 - start))))
+            # alpha = 1 + floor + (1 - floor) sigmoid(logit) stays in (1 + floor, 2): see entmax_alpha_per_head
+            u = (self.entmax_alpha - ALPHA_MIN - LEARNED_ALPHA_FLOOR) / (1.0 - LEARNED_ALPHA_FLOOR)
+            u = min(max(u, 1e-3), 1.0 - 1e-3)
+            self.entmax_alpha_logit = torch.nn.Parameter(torch.full((num_heads,), math.log(u / (1 - u))))
         else:
             self.entmax_alpha_logit = None
+        if entmax_alpha_start is not None:
+            # the sparsity schedule's current alpha, saved with the model so a checkpoint is
+            # evaluated with the alpha it was trained to (set_scheduled_alpha moves it)
+            if normalizer != "entmax_bisect" or learn_entmax_alpha:
+                raise ValueError("a sparsity schedule needs --attn-normalizer entmax_bisect with a fixed alpha, "
+                                 f"got {normalizer!r}" + (" with --learn-entmax-alpha" if learn_entmax_alpha else ""))
+            self.register_buffer("entmax_alpha_scheduled", torch.tensor(float(entmax_alpha_start)))
+        else:
+            self.entmax_alpha_scheduled = None
         self.register_buffer("head_gates", torch.ones(num_heads), persistent=False)
         self.register_buffer("uniform_heads", torch.zeros(num_heads, dtype=torch.bool), persistent=False)
         self._gated = False
@@ -105,9 +119,18 @@ class SparseMultiheadAttention(MultiheadAttention):
         """
         self.__dict__["_keep_mask_fn"] = fn
 
+    def set_scheduled_alpha(self, alpha):
+        """The sparsity schedule's alpha for the coming updates (entmax_bisect only)."""
+        self.entmax_alpha_scheduled.fill_(float(alpha))
+
     def entmax_alpha_per_head(self):
+        if self.entmax_alpha_scheduled is not None:
+            return self.entmax_alpha_scheduled.float().expand(self.num_heads)
         if self.entmax_alpha_logit is None:
             return torch.full((self.num_heads,), self.entmax_alpha)
+        # in float32 whatever the parameters' dtype: under --fp16/--bf16 1 + sigmoid(logit) in half
+        # precision rounds to exactly 1 (entmax is undefined there); the floor keeps alpha > 1
+        # in float32 too, however negative the logit gets
         return ALPHA_MIN + torch.sigmoid(self.entmax_alpha_logit)
 
     # ----- forward -----------------------------------------------------------------------
@@ -159,12 +182,17 @@ class SparseMultiheadAttention(MultiheadAttention):
             and not (need_weights or self._any_uniform or self.capture_attention)
             and (keep is None or keep.dtype == torch.bool)
         )
-        if use_fused:
-            allowed = _combine_bool_masks(keep, pad, attn_mask)
+        gpu_out = self._gpu_attention(q, k, v, pad, attn_mask, keep, need_weights)
+        if gpu_out is not None:
+            out, probs = gpu_out, None
+        elif use_fused:
+            allowed, empty = _combine_bool_masks(keep, pad, attn_mask)
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=allowed,
                 dropout_p=self.dropout_module.p if self.training else 0.0, scale=self.scaling,
             )
+            if empty is not None:  # a row with no allowed key attends to nothing, as on every other path
+                out = out.masked_fill(empty, 0.0)
             probs = None
         else:
             scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
@@ -190,10 +218,43 @@ class SparseMultiheadAttention(MultiheadAttention):
                 weights = weights.mean(dim=0)
         return out, weights
 
+    def _gpu_attention(self, q, k, v, pad, attn_mask, keep, need_weights):
+        """The output from fairseq_sparse.kernels on CUDA when nothing needs the probabilities, else None.
+
+        Sparse normalisers: the fused Triton attention (padding, bool keep mask run block-sparse,
+        dropout, learned alpha). Softmax with a bool keep mask and no dropout: FlexAttention,
+        block-sparse. Everything else (SDPA without a mask, learned DAM samples, captured maps,
+        CPU) stays on the paths below.
+        """
+        if need_weights or self._any_uniform or self.capture_attention or attn_mask is not None:
+            return None
+        if keep is not None and keep.dtype != torch.bool:
+            return None  # a learned DAM sample: its mask gradient comes from masked_normalize
+        dropout_p = self.dropout_module.p if self.training else 0.0
+        if self.normalizer_name == "softmax":
+            if not q.is_cuda or keep is None or dropout_p > 0:
+                return None
+            return flex_softmax_attention(q, k, v, keep, pad, scale=self.scaling)
+        if not can_run(q):  # CUDA (or the Triton interpreter, TRITON_INTERPRET=1, in tests)
+            return None
+        alpha = self.entmax_alpha_per_head().to(q.device) if self.normalizer_name == "entmax_bisect" else 1.5
+        out, support = sparse_attention(
+            q, k, v, self.normalizer_name, scale=self.scaling, lam=self.sparsegen_lambda, alpha=alpha,
+            key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_support=True,
+        )
+        if self.training and self.log_stats:
+            self._log_support(support, pad)
+        return out
+
     def _normalise(self, scores):
+        kernel = can_run(scores)  # Triton on CUDA: no host sync in the threshold search
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32)
+            if kernel:
+                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1), n_iter=self.entmax_n_iter)
             return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
+        if kernel and self.normalizer_name != "softmax":
+            return kernel_normalize(scores, self.normalizer_name, lam=self.sparsegen_lambda)
         return self._normalize(scores, dim=-1)
 
     def _normalise_with_mask(self, scores, keep):
@@ -212,11 +273,15 @@ class SparseMultiheadAttention(MultiheadAttention):
     @torch.no_grad()
     def _log_sparsity(self, probs, pad):
         """Fraction of non-zero weights over the real keys, and mean support size per row."""
-        support = torch.sign(probs).sum(dim=-1)  # batch x heads x tgt; probs >= 0
+        self._log_support(torch.sign(probs).sum(dim=-1), pad)  # probs >= 0
+
+    @torch.no_grad()
+    def _log_support(self, support, pad):
+        """The same from the support size of each row: batch x heads x tgt."""
         if pad is None:
-            real = probs.new_ones(probs.size(0), probs.size(2))
+            real = support.new_ones(support.size(0), support.size(2))
         else:
-            real = (~pad).to(probs.dtype)
+            real = (~pad).to(support.dtype)
         lengths = real.sum(dim=-1)
         rows = real.sum() * self.num_heads
         nonzero = (support * real[:, None, :]).sum()
@@ -226,21 +291,31 @@ class SparseMultiheadAttention(MultiheadAttention):
 
 
 def _combine_bool_masks(keep, pad, attn_mask):
-    """One SDPA mask: boolean 'may attend' (True = take part), additive float if attn_mask is float."""
+    """(SDPA mask, empty rows): the mask is boolean 'may attend' (True = take part), or additive
+    float if attn_mask is float; empty marks (broadcastable to B, H, T, 1) the rows with no
+    allowed key, or is None when there can be none.
+
+    The masked-row rule of the whole plugin: a row whose keys are all masked attends to nothing,
+    its output is 0 (the module's own path and masked_normalize give it all-zero probabilities).
+    Fused kernels disagree on such rows (some give NaN, which 0 * NaN would carry into real
+    tokens), so the kernel gets the diagonal for them and the caller zeroes their output.
+    """
     allowed = keep
     if pad is not None:
         key_ok = ~pad[:, None, None, :]
         allowed = key_ok if allowed is None else allowed & key_ok
-        if keep is not None:
-            # a padded query may keep only padded keys under a pattern; some fused kernels
-            # return NaN for such a row, which 0 * NaN would carry into real tokens later
-            empty = ~allowed.any(dim=-1, keepdim=True)
-            allowed = allowed | (empty & torch.eye(allowed.size(-2), allowed.size(-1), dtype=torch.bool, device=allowed.device))
-    if attn_mask is None:
-        return allowed
-    if attn_mask.dtype == torch.bool:
-        return ~attn_mask if allowed is None else allowed & ~attn_mask
-    return attn_mask if allowed is None else attn_mask.masked_fill(~allowed, float("-inf"))
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        allowed = ~attn_mask if allowed is None else allowed & ~attn_mask
+    elif attn_mask is not None:
+        allowed = torch.isfinite(attn_mask) if allowed is None else allowed & torch.isfinite(attn_mask)
+    if allowed is None or (keep is None and attn_mask is None):
+        return allowed, None  # padding alone leaves every row its real keys
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    allowed = allowed | (empty & torch.eye(allowed.size(-2), allowed.size(-1), dtype=torch.bool, device=allowed.device))
+    if attn_mask is None or attn_mask.dtype == torch.bool:
+        return allowed, empty
+    finite = attn_mask.masked_fill(~torch.isfinite(attn_mask), 0.0)  # the re-enabled diagonal gets 0
+    return finite.masked_fill(~allowed, float("-inf")), empty
 
 
 def _uniform_over_keys(pad, like):

@@ -14,11 +14,14 @@ from .sparsemax import sparsemax, sparsegen_lin
 
 
 def softmax(x, dim=-1):
-    """Softmax in float32 (as fairseq does); fully masked rows give zeros, not NaN."""
+    """Softmax in float32 (as fairseq does); a fully masked (all -inf) row gives zeros, and
+    zero (not NaN) input gradients."""
     check_input(x, "softmax")
     z = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    p = torch.softmax(z, dim=dim)
-    return torch.nan_to_num(p, nan=0.0).to(x.dtype)  # not in place: softmax saves p for backward
+    empty = torch.isneginf(z.amax(dim=dim, keepdim=True))
+    if bool(empty.any()):  # softmax of such a row is 0/0: compute it on zeros, then drop it
+        return torch.softmax(z.masked_fill(empty, 0.0), dim=dim).masked_fill(empty, 0.0).to(x.dtype)
+    return torch.softmax(z, dim=dim).to(x.dtype)
 
 
 NORMALIZERS = {

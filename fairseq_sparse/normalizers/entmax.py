@@ -11,7 +11,10 @@ support, dz = s * (g - sum(s * g) / sum(s)).
 """
 import torch
 
-from ._common import ThresholdFunction, check_input, compute_dtype, family_input_grad, row_start, rowwise, shifted_relu, support_size
+from ._common import (
+    ENTMAX15, ENTMAX_ALPHA, FusedThresholdFunction, ThresholdFunction, as_rows, check_input, compute_dtype,
+    family_input_grad, from_rows, fused_ops, row_start, rowwise, shifted_relu, support_size,
+)
 
 
 def _tolerance(dtype):
@@ -67,6 +70,8 @@ def _solve_entmax15(z, out, scratch):
 def entmax15(x, dim=-1):
     """1.5-entmax: sparser than softmax, smoother than sparsemax. -inf entries get 0."""
     check_input(x, "entmax15")
+    if fused_ops(x) is not None:
+        return FusedThresholdFunction.apply(x, dim, ENTMAX15, 1.0)
     return ThresholdFunction.apply(x, dim, _solve_entmax15, torch.sqrt)
 
 
@@ -130,6 +135,37 @@ class EntmaxAlphaFunction(torch.autograd.Function):
         return grad_z, grad_alpha, None, None
 
 
+def _alpha_rows(alpha, z, dim):
+    """alpha (broadcastable to z, size 1 along dim) as one value per row of as_rows(z, dim)."""
+    return alpha.expand_as(z.select(dim, 0).unsqueeze(dim)).movedim(dim, -1).reshape(-1)
+
+
+class FusedEntmaxAlphaFunction(torch.autograd.Function):
+    """alpha-entmax by the C++ kernels: the forward and both gradients in one op each."""
+
+    @staticmethod
+    def forward(ctx, z, alpha, dim, n_iter):
+        rows, shape = as_rows(z, dim)
+        alpha_rows = _alpha_rows(alpha.to(rows.dtype), z, dim).contiguous()
+        p = torch.ops.fairseq_sparse.entmax_alpha_forward(rows, alpha_rows, n_iter)
+        ctx.dim, ctx.shape, ctx.alpha_shape = dim, shape, alpha.shape
+        ctx.save_for_backward(p, alpha_rows)
+        return from_rows(p, shape, dim).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        p, alpha_rows = ctx.saved_tensors
+        g, _ = as_rows(grad_out.to(p.dtype), ctx.dim)
+        want_alpha = ctx.needs_input_grad[1]
+        gz, ga = torch.ops.fairseq_sparse.family_backward(p, g, ENTMAX_ALPHA, 1.0, alpha_rows, want_alpha)
+        grad_z = from_rows(gz, ctx.shape, ctx.dim).to(grad_out.dtype) if ctx.needs_input_grad[0] else None
+        grad_alpha = None
+        if want_alpha:
+            grad_alpha = from_rows(ga.unsqueeze(-1), ctx.shape[:-1] + (1,), ctx.dim)
+            grad_alpha = grad_alpha.sum_to_size(ctx.alpha_shape) if len(ctx.alpha_shape) else grad_alpha.sum()
+        return grad_z, grad_alpha, None, None
+
+
 def entmax_bisect(x, alpha=1.5, dim=-1, n_iter=None):
     """alpha-entmax for any alpha in (1, 2]; alpha may be a tensor (e.g. learned per head).
 
@@ -159,4 +195,6 @@ def entmax_bisect(x, alpha=1.5, dim=-1, n_iter=None):
             lo, hi = float(alpha.min()), float(alpha.max())
         if not (lo > 1.0 and hi <= 2.0):
             raise ValueError(f"entmax_bisect: alpha must be in (1, 2], got values in [{lo}, {hi}]")
+    if fused_ops(x) is not None:
+        return FusedEntmaxAlphaFunction.apply(x, alpha, dim, int(n_iter))
     return EntmaxAlphaFunction.apply(x, alpha, dim, int(n_iter))

@@ -3,8 +3,8 @@
 Three kinds, all ending in OUT/tokenizer.json (what the encode step loads) and OUT/dict.txt:
 - sentencepiece: trained here (unigram or bpe, --vocab-size) on a reservoir sample of the
   cleaned training text; fairseq side: `--bpe sentencepiece --sentencepiece-model spm.model`.
-- wordpiece: a given BERT vocab.txt, encoded by fairseq_sparse's own WordPiece tokenizer
-  (`transformers` is not needed); fairseq side: `--bpe bert_wordpiece --bpe-vocab-file vocab.txt`.
+- wordpiece: a given BERT vocab.txt, encoded by data/wordpiece.py (BERT's tokenizer on Hugging
+  Face `tokenizers`, no `transformers`); fairseq side: `--bpe bert_wordpiece --bpe-vocab-file vocab.txt`.
   dict.txt is the vocab without BERT's five specials, in vocab order (what
   fairseq-sparse-convert-bert writes, so a converted BERT checkpoint can continue pre-training).
 - gpt2: RoBERTa's encoder.json + vocab.bpe, encoded with fairseq's gpt2_bpe_utils (tokens are the

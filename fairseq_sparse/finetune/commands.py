@@ -1,29 +1,55 @@
 """fairseq-train command lines for fine-tuning on data written by this package.
 
-A recipe is one command; building it here keeps GLUE, the SSAF sets and BBC News on the same
-defaults (RoBERTa's GLUE fine-tuning settings) and derives what users get wrong by hand: the
-encoder shape of a converted checkpoint, and BERT's [CLS] A [SEP] B [SEP] pair layout
-versus RoBERTa's <s> A </s></s> B </s>.
+A recipe is one command; building it here keeps GLUE, the SSAF sets, BBC News and one's own
+files on the same defaults (RoBERTa's GLUE fine-tuning settings, no weight decay on biases and
+LayerNorm as in BERT) and derives what users get wrong by hand: the encoder shape of a
+converted checkpoint, and BERT's [CLS] A [SEP] B [SEP] pair layout versus RoBERTa's
+<s> A </s></s> B </s>.
 """
 import math
 import os
 import sys
 
-from ..convert.checkpoint import encoder_flags
-
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Model options that fix the shape of the weights: fairseq builds the model from the command
+# line and only then loads the checkpoint, so they must be repeated there.
+SHAPE_OPTIONS = (
+    "encoder_layers",
+    "encoder_embed_dim",
+    "encoder_ffn_embed_dim",
+    "encoder_attention_heads",
+    "max_positions",
+    "activation_fn",
+    "segment_embeddings",
+)
+
+
+def model_flags(checkpoint, sparse_arch=True):
+    """fairseq-train options that rebuild the checkpoint's encoder (shape, activation, LayerNorm eps)."""
+    from ..convert.checkpoint import checkpoint_model_args
+
+    args = checkpoint_model_args(checkpoint)
+    flags = []
+    for name in SHAPE_OPTIONS:
+        if args.get(name) is not None and (name != "segment_embeddings" or (sparse_arch and args[name])):
+            flags += ["--" + name.replace("_", "-"), str(args[name])]
+    if sparse_arch and args.get("layer_norm_eps") is not None:
+        flags += ["--layer-norm-eps", repr(float(args["layer_norm_eps"]))]
+    return flags
 
 
 def _finetune_command(data, checkpoint, save_dir, task_args, arch, extra):
-    sparse_arch = arch.startswith("sparse_roberta")
     cmd = [
         sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", PLUGIN_DIR,
-        "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        # the pre-trained weights on the first launch, SAVE_DIR/checkpoint_last.pt on a re-run (resume)
+        "--finetune-from-model", checkpoint,
         *task_args,
-        "--arch", arch, *encoder_flags(checkpoint, with_layer_norm_eps=sparse_arch),
+        "--arch", arch, *model_flags(checkpoint, sparse_arch=arch.startswith(("sparse_roberta", "sparsebert"))),
         "--required-batch-size-multiple", "1",
         "--dropout", "0.1", "--attention-dropout", "0.1", "--weight-decay", "0.1",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--clip-norm", "0.0",
+        "--optimizer", "adam_groups", "--no-decay-bias-norm",
+        "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--clip-norm", "0.0",
         "--lr-scheduler", "polynomial_decay",
         "--find-unused-parameters", "--no-epoch-checkpoints", "--save-dir", save_dir,
     ]
@@ -31,7 +57,8 @@ def _finetune_command(data, checkpoint, save_dir, task_args, arch, extra):
         import torch
 
         if torch.cuda.is_available():
-            cmd += ["--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1", "--fp16-scale-window", "128"]
+            cmd += ["--fp16", "--fp16-no-flatten-grads", "--fp16-init-scale", "4", "--threshold-loss-scale", "1",
+                    "--fp16-scale-window", "128"]
     return cmd + list(extra)
 
 

@@ -1,4 +1,5 @@
-"""The checkpoint's tokenizer, chosen on the command line, as fairseq BPE objects.
+"""The checkpoint's tokenizer for the fine-tuning data readers: its command-line options, and the
+fairseq BPE object built from them (the pre-training pipeline's own step is preprocess/tokenizer.py).
 
 Data must be tokenised exactly as the checkpoint was pre-trained: GPT-2 byte BPE for
 fairseq RoBERTa, WordPiece for converted BERT, a sentencepiece model for the plugin's own

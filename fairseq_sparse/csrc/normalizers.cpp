@@ -1,0 +1,405 @@
+// Fused CPU kernels for the sparse normalisers: sparsemax (and sparsegen-lin through a scale),
+// entmax-1.5 and alpha-entmax with one alpha per row. Registered as torch.ops.fairseq_sparse.*;
+// fairseq_sparse/normalizers/_common.py calls them and falls back to its eager PyTorch code
+// when this library is not built.
+//
+// Every op takes a contiguous (rows, n) float32/float64 tensor and works row by row inside
+// at::parallel_for, so a call is one parallel region (torch.softmax is one too). Per row:
+//   1. one pass for the row maximum m (a row of -inf gives zeros and stops here);
+//   2. one pass copying the candidates x > m - 1 into a row-sized scratch buffer (in double):
+//      the threshold tau is never below m - 1 (the largest entry alone would already carry
+//      mass >= 1), so nothing else can be in the support;
+//   3. the threshold search on that buffer only, dropping entries that fall to tau or below
+//      (tau only grows, so they never return);
+//   4. one pass writing the output.
+// Backward passes use only the saved output: with s = p^(2 - alpha) on the support,
+// dz = s * (g - sum(s g) / sum(s)) (two passes per row).
+#include <Python.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+constexpr int64_t kGrainElements = 1 << 15;  // elements per parallel task, at least
+
+int64_t grain_rows(int64_t n) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(n, 1)); }
+
+// log2 and exp2 for float32 that the compiler vectorises (plain code, no libm calls), accurate
+// to a few ulps: alpha-entmax spends its time in x^y = exp2(y log2 x) on float rows. Inputs:
+// log2 takes x > 0 (clamped to 1e-30, below which every use here gives ~0), exp2 takes y <= 0
+// (clamped to -125; the result is then < 1e-37).
+inline float fast_log2(float x) {
+  x = x > 1e-30f ? x : 1e-30f;
+  const uint32_t bits = __builtin_bit_cast(uint32_t, x);
+  float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 127);
+  float m = __builtin_bit_cast(float, (bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;  // [0.707, 1.414)
+  e = big ? e + 1.0f : e;
+  const float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;  // |t| <= 0.172
+  // log(m) = 2 atanh(t) = 2 (t + t^3/3 + t^5/5 + t^7/7 + t^9/9), error < 4e-10
+  const float series = t * (2.0f + t2 * (2.0f / 3 + t2 * (2.0f / 5 + t2 * (2.0f / 7 + t2 * (2.0f / 9)))));
+  return e + series * 1.44269504f;
+}
+
+inline float fast_exp2(float y) {
+  y = y > -125.0f ? y : -125.0f;
+  const float i = __builtin_floorf(y + 0.5f);
+  const float f = (y - i) * 0.693147181f;  // |f| <= 0.347: exp(f) by Taylor to f^7, error < 5e-9
+  const float ef = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720 + f * (1.0f / 5040)))))));
+  const uint32_t scale = static_cast<uint32_t>(static_cast<int32_t>(i) + 127) << 23;
+  return ef * __builtin_bit_cast(float, scale);
+}
+
+// x^y for x > 0, y >= 0 (x <= 1 where it is fast): exact libm for double, fast_* for float.
+inline double pow_pos(double x, double y) { return std::pow(x, y); }
+inline float pow_pos(float x, float y) { return fast_exp2(y * fast_log2(x)); }
+inline double log_pos(double x) { return std::log(x); }
+inline float log_pos(float x) { return fast_log2(x) * 0.693147181f; }
+
+void check_rows(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, name, ": expected a (rows, n) tensor, got ", t.dim(), " dims");
+  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+              ": expected float32 or float64, got ", t.scalar_type());
+}
+
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+_Pragma("omp simd reduction(max : m)")
+  for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// buf <- {scale * x_j : scale * x_j > lo}; returns the count.
+template <typename T>
+int64_t gather_candidates(const T* x, int64_t n, double scale, double lo, double* buf) {
+  int64_t k = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double v = scale * static_cast<double>(x[j]);
+    buf[k] = v;
+    k += v > lo;
+  }
+  return k;
+}
+
+// Keep the entries of buf above tau; returns the new count.
+int64_t shrink(double* buf, int64_t k, double tau) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    buf[m] = buf[i];
+    m += buf[i] > tau;
+  }
+  return m;
+}
+
+// sparsemax(scale * x): Michelot's support shrinking. On a superset S of the support,
+// tau_S = (sum_S x - 1) / |S| lies left of the true threshold, so every entry at or below it
+// is off the support; drop those and repeat until nothing drops. Exact after a few passes.
+template <typename T>
+double sparsemax_threshold(const T* x, int64_t n, double scale, double m, double* buf) {
+  int64_t k = gather_candidates(x, n, scale, m - 1.0, buf);
+  double tau = m - 1.0;
+  while (true) {
+    double sum = 0;
+_Pragma("omp simd reduction(+ : sum)")
+    for (int64_t i = 0; i < k; ++i) sum += buf[i];
+    tau = (sum - 1.0) / static_cast<double>(k);
+    const int64_t kept = shrink(buf, k, tau);
+    if (kept == k || kept == 0) return tau;
+    k = kept;
+  }
+}
+
+// entmax-1.5 of x (x = z / 2): p = max(x - tau, 0)^2 with sum(p) = 1. f(tau) = sum (x - tau)_+^2
+// - 1 is convex and decreasing, so Newton steps from tau = m - 1 climb to the root without
+// overshooting. Given the support S (k entries), the root has the closed form
+// tau = mean_S + ... : sum_S (x - tau)^2 = 1 -> tau = mean_S(x) - sqrt(1/k - var_S(x)); it is
+// accepted once no entry of S lies below it, which makes the result exact.
+template <typename T>
+double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
+  int64_t k = gather_candidates(x, n, 0.5, m - 1.0, buf);
+  double tau = m - 1.0;
+  for (int it = 0; it < 200 && k > 0; ++it) {
+    double s1 = 0, s2 = 0, lo = std::numeric_limits<double>::infinity();
+_Pragma("omp simd reduction(+ : s1, s2) reduction(min : lo)")
+    for (int64_t i = 0; i < k; ++i) {
+      const double d = buf[i] - tau;
+      s1 += d;
+      s2 += d * d;
+      lo = std::min(lo, d);
+    }
+    const double kd = static_cast<double>(k);
+    const double mean = s1 / kd;
+    const double disc = 1.0 / kd - (s2 / kd - mean * mean);
+    if (disc >= 0) {
+      const double shift = mean - std::sqrt(disc);  // >= 0: tau is left of the root
+      if (shift <= lo) return tau + shift;
+    }
+    const double step = (s2 - 1.0) / (2.0 * s1);
+    if (!(step > 4 * std::numeric_limits<double>::epsilon() * (std::abs(tau) + 1.0))) return tau;
+    tau += step;
+    k = shrink(buf, k, tau);
+  }
+  return tau;
+}
+
+// alpha-entmax of x (x = (alpha - 1) z): p = max(x - tau, 0)^beta, beta = 1 / (alpha - 1).
+// Newton on the convex decreasing f(tau) = sum (x - tau)_+^beta - 1 from tau = m - 1; stops
+// when the row sums to 1 within tol or the step is a few ulps of tau (the caller renormalises).
+// The candidates are kept in T: float rows take the vectorised fast pow.
+template <typename T>
+T entmax_alpha_threshold(const T* x, int64_t n, T am1, T m, double tol, int64_t n_iter, T* buf) {
+  const T beta = T(1) / am1, bm1 = beta - T(1);
+  T tau = m - T(1);
+  int64_t k = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    buf[k] = am1 * x[j];
+    k += buf[k] > tau;
+  }
+  for (int64_t it = 0; it < n_iter && k > 0; ++it) {
+    T mass = 0, slope = 0;
+_Pragma("omp simd reduction(+ : mass, slope)")
+    for (int64_t i = 0; i < k; ++i) {
+      const T d = buf[i] - tau;
+      const T dp = pow_pos(d, bm1);  // d > 0 here
+      slope += dp;
+      mass += dp * d;
+    }
+    const T excess = mass - T(1);
+    if (std::abs(excess) <= tol) break;
+    const T step = excess / (beta * slope);
+    if (!(std::abs(step) > 4 * std::numeric_limits<T>::epsilon() * (std::abs(tau) + T(1)))) break;
+    tau += step;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      buf[kept] = buf[i];
+      kept += buf[i] > tau;
+    }
+    k = kept;
+  }
+  return tau;
+}
+
+template <typename T>
+void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
+
+Tensor sparsemax_forward(const Tensor& x, double scale) {
+  check_rows(x, "sparsemax_forward");
+  TORCH_CHECK(scale > 0, "sparsemax_forward: scale must be > 0, got ", scale);
+  Tensor out = at::empty_like(x);
+  const int64_t rows = x.size(0), n = x.size(1);
+  if (rows == 0 || n == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sparsemax_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
+      std::vector<double> buf(n);
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* xr = xp + r * n;
+        scalar_t* pr = op + r * n;
+        const double m = scale * static_cast<double>(row_max(xr, n));
+        if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(pr, n); continue; }
+        const double tau = sparsemax_threshold(xr, n, scale, m, buf.data());
+        const scalar_t s = static_cast<scalar_t>(scale), t = static_cast<scalar_t>(tau);
+        for (int64_t j = 0; j < n; ++j) pr[j] = std::max(s * xr[j] - t, scalar_t(0));
+      }
+    });
+  });
+  return out;
+}
+
+Tensor entmax15_forward(const Tensor& x) {
+  check_rows(x, "entmax15_forward");
+  Tensor out = at::empty_like(x);
+  const int64_t rows = x.size(0), n = x.size(1);
+  if (rows == 0 || n == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "entmax15_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
+      std::vector<double> buf(n);
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* xr = xp + r * n;
+        scalar_t* pr = op + r * n;
+        const double m = 0.5 * static_cast<double>(row_max(xr, n));
+        if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(pr, n); continue; }
+        const scalar_t t = static_cast<scalar_t>(entmax15_threshold(xr, n, m, buf.data()));
+        for (int64_t j = 0; j < n; ++j) {
+          const scalar_t d = std::max(scalar_t(0.5) * xr[j] - t, scalar_t(0));
+          pr[j] = d * d;
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// alpha: (rows,) in x's dtype, each in (1, 2].
+Tensor entmax_alpha_forward(const Tensor& x, const Tensor& alpha, int64_t n_iter) {
+  check_rows(x, "entmax_alpha_forward");
+  TORCH_CHECK(alpha.dim() == 1 && alpha.size(0) == x.size(0) && alpha.is_contiguous() &&
+                  alpha.scalar_type() == x.scalar_type(),
+              "entmax_alpha_forward: alpha must be a contiguous (rows,) tensor of x's dtype");
+  TORCH_CHECK(n_iter >= 1, "entmax_alpha_forward: n_iter must be >= 1, got ", n_iter);
+  Tensor out = at::empty_like(x);
+  const int64_t rows = x.size(0), n = x.size(1);
+  if (rows == 0 || n == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "entmax_alpha_forward", [&] {
+    const double tol = std::is_same<scalar_t, double>::value ? 1e-12 : 1e-6;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* ap = alpha.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> buf(n);
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* xr = xp + r * n;
+        scalar_t* pr = op + r * n;
+        const scalar_t am1 = ap[r] - scalar_t(1);
+        const scalar_t m = am1 * row_max(xr, n);
+        if (!(m > -std::numeric_limits<scalar_t>::infinity())) { zero_row(pr, n); continue; }
+        const scalar_t tau = entmax_alpha_threshold(xr, n, am1, m, tol, n_iter, buf.data());
+        const scalar_t beta = scalar_t(1) / am1;
+        scalar_t total = 0;
+_Pragma("omp simd reduction(+ : total)")
+        for (int64_t j = 0; j < n; ++j) {
+          const scalar_t d = am1 * xr[j] - tau;
+          const scalar_t p = d > 0 ? pow_pos(d > 0 ? d : scalar_t(1), beta) : scalar_t(0);
+          total += p;
+          pr[j] = p;
+        }
+        const scalar_t inv = scalar_t(1) / std::max(total, std::numeric_limits<scalar_t>::min());
+_Pragma("omp simd")
+        for (int64_t j = 0; j < n; ++j) pr[j] *= inv;
+      }
+    });
+  });
+  return out;
+}
+
+// Backward of the family from the saved output p. kind 0: sparsemax (s = 1 on the support,
+// result times scale), 1: entmax-1.5 (s = sqrt(p)), 2: alpha-entmax (s = p^(2 - alpha), alpha
+// per row). For kind 2 with want_alpha, also returns d loss / d alpha per row:
+// dp/dalpha = (p - s_hat) / (alpha-1)^2 - (p log p - s_hat H) / (alpha-1), s_hat = s / sum(s),
+// H = sum(p log p).
+std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, int64_t kind, double scale,
+                                           const std::optional<Tensor>& alpha, bool want_alpha) {
+  check_rows(p, "family_backward");
+  TORCH_CHECK(grad.sizes() == p.sizes() && grad.is_contiguous() && grad.scalar_type() == p.scalar_type(),
+              "family_backward: grad must be contiguous with p's shape and dtype");
+  TORCH_CHECK(kind >= 0 && kind <= 2, "family_backward: kind must be 0, 1 or 2, got ", kind);
+  TORCH_CHECK(kind != 2 || (alpha.has_value() && alpha->dim() == 1 && alpha->size(0) == p.size(0) &&
+                            alpha->is_contiguous() && alpha->scalar_type() == p.scalar_type()),
+              "family_backward: kind 2 needs a contiguous (rows,) alpha of p's dtype");
+  const int64_t rows = p.size(0), n = p.size(1);
+  Tensor gz = at::empty_like(p);
+  Tensor ga = at::empty({want_alpha ? rows : 0}, p.options());
+  if (rows == 0 || n == 0) {
+    if (want_alpha) ga.zero_();
+    return {gz, ga};
+  }
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "family_backward", [&] {
+    using T = scalar_t;
+    const T* pp = p.const_data_ptr<T>();
+    const T* gp = grad.const_data_ptr<T>();
+    const T* ap = kind == 2 ? alpha->const_data_ptr<T>() : nullptr;
+    T* zp = gz.mutable_data_ptr<T>();
+    T* gap = want_alpha ? ga.mutable_data_ptr<T>() : nullptr;
+    at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const T* pr = pp + r * n;
+        const T* gr = gp + r * n;
+        T* zr = zp + r * n;
+        T ss = 0, sg = 0;
+        if (kind == 0) {  // s = 1 on the support
+_Pragma("omp simd reduction(+ : ss, sg)")
+          for (int64_t j = 0; j < n; ++j) {
+            const T s = pr[j] > 0 ? T(1) : T(0);
+            ss += s;
+            sg += s * gr[j];
+          }
+          const T q = sg / std::max(ss, T(1)), sc = static_cast<T>(scale);
+_Pragma("omp simd")
+          for (int64_t j = 0; j < n; ++j) zr[j] = pr[j] > 0 ? sc * (gr[j] - q) : T(0);
+          continue;
+        }
+        if (kind == 1) {  // s = sqrt(p)
+_Pragma("omp simd reduction(+ : ss, sg)")
+          for (int64_t j = 0; j < n; ++j) {
+            const T s = std::sqrt(pr[j]);
+            ss += s;
+            sg += s * gr[j];
+          }
+          const T q = sg / std::max(ss, std::numeric_limits<T>::min());
+_Pragma("omp simd")
+          for (int64_t j = 0; j < n; ++j) zr[j] = std::sqrt(pr[j]) * (gr[j] - q);
+          continue;
+        }
+        // kind 2: s = p^(2 - alpha), kept in zr between the passes
+        const T e = T(2) - ap[r];
+        T h = 0, gpsum = 0, gplogp = 0;
+_Pragma("omp simd reduction(+ : ss, sg, h, gpsum, gplogp)")
+        for (int64_t j = 0; j < n; ++j) {
+          const bool on = pr[j] > 0;
+          const T safe = on ? pr[j] : T(1);
+          const T s = on ? pow_pos(safe, e) : T(0);
+          const T pl = on ? pr[j] * log_pos(safe) : T(0);
+          zr[j] = s;
+          ss += s;
+          sg += s * gr[j];
+          h += pl;
+          gpsum += gr[j] * pr[j];
+          gplogp += gr[j] * pl;
+        }
+        const T sum_s = std::max(ss, std::numeric_limits<T>::min());
+        const T q = sg / sum_s;  // sum_j g_j s_hat_j
+        if (want_alpha) {
+          const T am1 = ap[r] - T(1);
+          gap[r] = (gpsum - q) / (am1 * am1) - (gplogp - q * h) / am1;
+        }
+_Pragma("omp simd")
+        for (int64_t j = 0; j < n; ++j) zr[j] = zr[j] * (gr[j] - q);
+      }
+    });
+  });
+  return {gz, ga};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fairseq_sparse, m) {
+  m.def("sparsemax_forward(Tensor x, float scale) -> Tensor");
+  m.def("entmax15_forward(Tensor x) -> Tensor");
+  m.def("entmax_alpha_forward(Tensor x, Tensor alpha, int n_iter) -> Tensor");
+  m.def("family_backward(Tensor p, Tensor grad, int kind, float scale, Tensor? alpha, bool want_alpha) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(fairseq_sparse, CPU, m) {
+  m.impl("sparsemax_forward", &sparsemax_forward);
+  m.impl("entmax15_forward", &entmax15_forward);
+  m.impl("entmax_alpha_forward", &entmax_alpha_forward);
+  m.impl("family_backward", &family_backward);
+}
+
+// A plain Python module, so `from fairseq_sparse import _C` loads the library and registers
+// the ops above.
+static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", "Fused CPU sparse normalisers (torch.ops.fairseq_sparse)", -1,
+                                     nullptr};
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&kModule); }

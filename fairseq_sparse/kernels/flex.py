@@ -1,0 +1,55 @@
+"""Block-sparse softmax attention for fixed and frozen masks, through PyTorch's FlexAttention.
+
+The BlockMask is built from the dense keep mask with the same block tables as the Triton kernel
+(no mask_mod evaluation over N x N); blocks with no kept entry are skipped. On CUDA the call goes
+through torch.compile (FlexAttention's fused kernel, forward and backward); on the CPU the
+uncompiled forward runs (inference only: FlexAttention has no CPU backward).
+"""
+import functools
+
+import torch
+
+from .attention import block_tables
+
+FLEX_BLOCK = 128
+
+
+def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
+    """A FlexAttention BlockMask for keep (H or 1, N, N) bool (True = may attend) and optional padding."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    if keep.dim() != 3 or keep.dtype != torch.bool:
+        raise ValueError(f"keep must be a bool mask of shape (heads or 1, N, N), got {keep.dtype} {tuple(keep.shape)}")
+    hk, n, s = keep.shape
+    kv_num, kv_idx, _, _ = block_tables(keep, block, block)
+    pad = key_padding_mask
+
+    def mask_mod(b, h, q_idx, kv_idx_):
+        allowed = keep[h % hk, q_idx, kv_idx_]
+        if pad is not None:
+            allowed = allowed & ~pad[b, kv_idx_]
+        return allowed
+
+    return BlockMask.from_kv_blocks(kv_num[None], kv_idx[None], BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(n, s))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def flex_softmax_attention(q, k, v, keep, key_padding_mask=None, scale=None):
+    """softmax(scale * q k^T masked by keep and padding) @ v, skipping empty blocks. q, k, v: (B, H, N, D).
+
+    A row with no allowed key gives zeros.
+    """
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if keep.dim() == 2:
+        keep = keep[None]
+    if keep.dim() == 4 and keep.shape[0] == 1:
+        keep = keep[0]
+    block_mask = flex_block_mask(keep.to(q.device), key_padding_mask, q.shape[0])
+    fn = _compiled_flex() if q.is_cuda else flex_attention
+    return fn(q, k, v, block_mask=block_mask, scale=scale)
