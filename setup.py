@@ -43,7 +43,8 @@ setup(
     # Any recent torch: GPU users keep the build they have; CPU machines install torch==2.13.0
     # first (README) so pip never pulls a multi-GB CUDA wheel to satisfy this range.
     install_requires=[
-        "torch>=2.0",
+        # 2.1: SDPA's scale=; 2.4: torch.serialization.add_safe_globals (weights-only checkpoint reading)
+        "torch>=2.4",
         "fairseq-fixed==0.12.3.1",
         "numpy",
         "tqdm",
@@ -53,7 +54,8 @@ setup(
         "tokenizers>=0.19",  # BERT WordPiece (data/wordpiece.py); a small Rust wheel, no transformers
         "tensorboardX",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "entmax"]},
+    # triton: the GPU kernels' tests run them on the CPU through its interpreter (tests/test_kernels.py)
+    extras_require={"test": ["pytest", "pytest-xdist", "entmax", "triton>=3.0; platform_system == 'Linux'"]},
     entry_points={
         "console_scripts": [
             "fairseq-sparse-env = fairseq_sparse.cli.env:main",

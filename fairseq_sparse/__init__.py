@@ -3,32 +3,19 @@
 Use as `fairseq-train --user-dir fairseq_sparse ...` or `import fairseq_sparse`. Importing
 registers the models, criteria, tasks and the WordPiece BPE, and lets torch >= 2.6
 (weights_only loading) read fairseq checkpoints by allowing exactly the non-tensor types they
-pickle (argparse.Namespace, numpy scalars) rather than turning weights_only off.
+pickle (argparse.Namespace, numpy scalars) rather than turning weights_only off. Nothing in
+fairseq is patched on import: the apex fallbacks (apex_fallbacks.py) are applied, and logged in
+one INFO line, when a sparse_roberta model is built. Without fairseq installed only the math
+(normalizers/, masks/) is usable, and importing it loads nothing that needs fairseq.
 """
-import argparse
 import importlib
 import pkgutil
 
-import torch
-
 __version__ = "0.1.0"
 
+from .checkpoint_reader import allow_checkpoint_types  # noqa: E402
 
-def _checkpoint_safe_globals():
-    """The non-tensor types fairseq checkpoints pickle: the argparse config, and numpy scalars
-    (a best validation metric such as STS-B's pearson_and_spearman is a numpy float)."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)]
-    return [argparse.Namespace, np.dtype, scalar] + dtypes
-
-
-if hasattr(torch.serialization, "add_safe_globals"):
-    torch.serialization.add_safe_globals(_checkpoint_safe_globals())
+allow_checkpoint_types()  # fairseq checkpoints load weights-only (fairseq_sparse/checkpoint_reader.py)
 
 
 def _import_submodules(package_name):
@@ -53,6 +40,9 @@ def _fairseq_available():
 
 
 if _fairseq_available():
+    from .deprecations import silence_fairseq_deprecations
+
+    silence_fairseq_deprecations()  # fairseq's hydra/torch.cuda.amp deprecation noise, known messages only
     for _sub in ("models", "criterions", "tasks", "optim"):
         _import_submodules(_sub)
     importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)

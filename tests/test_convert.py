@@ -299,6 +299,56 @@ def test_cli_and_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="no pooler"):
         convert_bert(nopooler, str(tmp_path / "o3"), pooler_head="h")
     convert_bert(nopooler, str(tmp_path / "o3"))  # a BertModel without pooler and MLM head still converts
+    state = torch.load(tmp_path / "o3" / "model.pt", weights_only=False)["model"]
+    assert not any(k.startswith("classification_heads.") for k in state)
+    assert torch.equal(state["encoder.sentence_encoder.layers.1.fc2.weight"], t["encoder.layer.1.output.dense.weight"])
+
+
+def edit_config(path, **changes):
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    for key, value in changes.items():
+        if value is None:
+            del cfg[key]
+        else:
+            cfg[key] = value
+    json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"num_attention_heads": None}, r"lacks \['num_attention_heads'\]"),
+    ({"hidden_size": None, "vocab_size": None}, r"lacks \['hidden_size', 'vocab_size'\]"),
+    ({"hidden_act": "swish"}, r"hidden_act='swish' is not supported; expected one of \['gelu'"),
+    ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key' is not supported"),
+    ({"num_attention_heads": 5}, "hidden_size 16 is not divisible by num_attention_heads 5"),
+])
+def test_bad_configs_name_the_bad_value(tmp_path, changes, message):
+    src = str(tmp_path / "bert")
+    write_tiny_bert(src)
+    edit_config(src, **changes)
+    with pytest.raises(ValueError, match=message):
+        BertCheckpoint(src)
+
+
+def test_bad_vocabularies_name_the_line(tmp_path):
+    dup = str(tmp_path / "dup")
+    write_tiny_bert(dup, words=TINY_WORDS[:-1] + ["cat"])  # "cat" twice: line 8 and the last line
+    with pytest.raises(ValueError, match=r"vocab.txt line 22: duplicate token 'cat'"):
+        BertCheckpoint(dup)
+    clash = str(tmp_path / "clash")
+    write_tiny_bert(clash, words=TINY_WORDS[:-1] + ["</s>"])
+    with pytest.raises(ValueError, match="line 22: token '</s>' collides with a fairseq special symbol"):
+        BertCheckpoint(clash)
+    nosep = str(tmp_path / "nosep")
+    write_tiny_bert(nosep)
+    json.dump({"sep_token": "[END]"}, open(os.path.join(nosep, "special_tokens_map.json"), "w"))
+    with pytest.raises(ValueError, match=r"special token sep_token='\[END\]' is not in vocab.txt"):
+        BertCheckpoint(nosep)
+    broken = str(tmp_path / "broken")
+    write_tiny_bert(broken)
+    with open(os.path.join(broken, "config.json"), "a") as f:
+        f.write("}")
+    with pytest.raises(ValueError, match="config.json' is not valid JSON"):
+        BertCheckpoint(broken)
 
 
 def test_wordpiece_known_cases(tmp_path):

@@ -48,7 +48,8 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
         "--max-update", 2, "--log-format", "simple", "--save-dir", tmp_path / "ft", "--no-epoch-checkpoints",
         "--num-workers", 0, "--init-token", 0, "--separator-token", 2,
     ])
-    assert re.search(r"valid .* accuracy", tuned.stdout + tuned.stderr)
+    accuracy = re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", tuned.stdout + tuned.stderr)
+    assert accuracy and 0 <= float(accuracy.group(1)) <= 100
     hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ft"), "checkpoint_last.pt",
                                              data_name_or_path=str(cls_data), bpe=None)
     masks = hub.model.encoder.sentence_encoder.attn_masks
@@ -117,3 +118,14 @@ def test_an_empty_mask_file_is_refused_at_load_unless_allowed(mlm_data, tmp_path
     assert result.returncode != 0
     assert "1 of its 128 query rows keep no key (first: head 2, row 7)" in result.stderr, result.stderr[-2000:]
     run_cli(args + ["--attn-mask-allow-empty"])
+
+
+def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_nor_full(mlm_data, tmp_path):
+    """Only --criterion masked_lm_dam and the architecture: every DAM setting is the default."""
+    run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=40,
+                          extra=["--criterion", "masked_lm_dam", "--log-interval", "10"]))
+    exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
+                        "--out", tmp_path / "mask.npy"])
+    report = json.loads(exported.stdout.strip().splitlines()[-1])
+    assert 0.05 < report["density"] < 0.95, report
+    assert "empty" not in report

@@ -6,6 +6,7 @@ The model is a random tiny BERT converted with fairseq-sparse-convert-bert, so t
 """
 import importlib.util
 import json
+import math
 import os
 import random
 import re
@@ -124,6 +125,28 @@ def test_readers_follow_official_layouts(setup):
         glue.read_glue(str(setup / "GLUE"), glue.GlueTask("WNLI", "a", "b", "c", ("0",), glue.STD, ("a", "b")))
 
 
+def test_bad_rows_and_headers_name_the_line(tmp_path, caplog):
+    rte = glue.get_task("RTE")
+    path = tmp_path / "dev.tsv"
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\tmaybe\n")
+    with pytest.raises(ValueError, match=r"dev.tsv line 3: label 'maybe' is not one of \('entailment', 'not_entailment'\)"):
+        glue.read_split(rte, str(path), labelled=True)
+    path.write_text("index\tpremise\thypothesis\tlabel\n0\ta\tb\tentailment\n")
+    with pytest.raises(ValueError, match=r"no column 'sentence1' in header \['index', 'premise'"):
+        glue.read_split(rte, str(path), labelled=True)
+    path.write_text("index\tsentence1\tsentence2\tscore\n0\ta\tb\tfive\n")
+    with pytest.raises(ValueError, match="line 2: score 'five' is not a number"):
+        glue.read_split(glue.get_task("STS-B"), str(path), labelled=True)
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tshort row\n2\ta\tb\tentailment\n")
+    with caplog.at_level("WARNING", logger="fairseq_sparse.data.glue"):
+        examples = glue.read_split(rte, str(path), labelled=True)
+    assert [e.uid for e in examples] == ["0", "2"]  # uid: row index (RTE dev has no id column)
+    assert "skipped 1 malformed rows (fewer than 4 fields): lines 3" in caplog.text
+    path.write_text("index\tsentence1\tsentence2\tlabel\n1\tshort row\n")
+    with pytest.raises(ValueError, match="dev.tsv: no examples"):
+        glue.read_split(rte, str(path), labelled=True)
+
+
 def preprocess(setup, task):
     dest = setup / "data" / task
     script("examples/glue/preprocess.py").main([
@@ -165,10 +188,13 @@ def test_cola_mcc_and_server_file(setup, capfd):
     line = finetune(setup, "CoLA", capfd)
     assert "| mcc " in line and "| accuracy " in line
     predict = script("examples/glue/predict.py")
+    # the last validation is checkpoint_last's: the same predictions give the same metrics, up to
+    # fairseq's rounding of the logged values to one decimal
+    last = str(setup / "ck" / "CoLA" / "checkpoint_last.pt")
+    scores = predict.main(["--data", str(dest), "--checkpoint", last, "--split", "valid", "--cpu"])
+    assert abs(scores["mcc"] - metric(line, "mcc")) <= 0.05 + 1e-9
+    assert abs(scores["accuracy"] - metric(line, "accuracy")) <= 0.05 + 1e-9
     ckpt = str(setup / "ck" / "CoLA" / "checkpoint_best.pt")
-    scores = predict.main(["--data", str(dest), "--checkpoint", ckpt, "--split", "valid", "--cpu"])
-    assert abs(scores["mcc"] - metric(line, "mcc")) < 0.06  # same predictions as training's validation
-    assert abs(scores["accuracy"] - metric(line, "accuracy")) < 0.06
     out = setup / "pred"
     predict.main(["--data", str(dest), "--checkpoint", ckpt, "--out-dir", str(out), "--cpu"])
     rows = (out / "CoLA.tsv").read_text().splitlines()
@@ -183,12 +209,20 @@ def test_stsb_regression_pearson_spearman(setup, capfd):
         glue.read_glue(str(setup / "GLUE"), glue.get_task("STS-B"))["train"][0].label)
     line = finetune(setup, "STS-B", capfd)
     assert "| pearson " in line and "| spearman " in line and "accuracy" not in line
+    scores = script("examples/glue/predict.py").main([
+        "--data", str(dest), "--checkpoint", str(setup / "ck" / "STS-B" / "checkpoint_last.pt"), "--split", "valid",
+        "--cpu"])
+    # the same predictions as the last validation; fairseq rounds to 0.1 (its "spearman" is scipy's "spearmanr")
+    for name, logged in (("pearson", "pearson"), ("spearmanr", "spearman")):
+        assert abs(scores[name] - metric(line, logged)) <= 0.05 + 1e-9, (name, scores, line)
     out = setup / "pred"
     script("examples/glue/predict.py").main(["--data", str(dest), "--checkpoint",
                                              str(setup / "ck" / "STS-B" / "checkpoint_best.pt"),
                                              "--out-dir", str(out), "--cpu"])
     rows = (out / "STS-B.tsv").read_text().splitlines()[1:]
-    assert len(rows) == 10 and all(float(r.split("\t")[1]) == float(r.split("\t")[1]) for r in rows)
+    assert [r.split("\t")[0] for r in rows] == [str(500 + i) for i in range(10)]
+    scores = [float(r.split("\t")[1]) for r in rows]
+    assert all(math.isfinite(x) for x in scores) and len(set(scores)) > 1  # one prediction per example
 
 
 def test_mnli_pairs_and_task_flags(setup, capfd):

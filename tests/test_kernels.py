@@ -1,9 +1,10 @@
 """GPU kernels (fairseq_sparse.kernels) against the eager reference, on the CPU.
 
-The Triton kernels run under the Triton interpreter (TRITON_INTERPRET=1, set per test) on small
+The Triton kernels run under the Triton interpreter (TRITON_INTERPRET=1, kernels.interpret_on_cpu) on small
 shapes; FlexAttention's block-sparse softmax runs its CPU forward (inference only). The reference
 is fairseq_sparse.normalizers on dense masked scores.
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,7 +13,24 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("triton", reason="the Triton kernels need the `triton` package (pip install triton)")
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("the Triton kernels need the `triton` package (pip install triton)", allow_module_level=True)
+
+# The interpreter must be chosen before triton is first imported (its own jit'd library functions
+# are decorated then). If something imported triton earlier in this process (torch._dynamo does),
+# test_in_fresh_process runs this file again in a new process instead.
+FRESH = "triton" not in sys.modules
+if FRESH:
+    _previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    import triton  # noqa: E402,F401
+    from fairseq_sparse.kernels._runtime import kernels as _decorate
+
+    _decorate()
+    if _previous is None:
+        del os.environ["TRITON_INTERPRET"]
+    else:
+        os.environ["TRITON_INTERPRET"] = _previous
 
 from fairseq_sparse import kernels  # noqa: E402
 from fairseq_sparse.normalizers import entmax_bisect, get_normalizer  # noqa: E402
@@ -20,11 +38,30 @@ from fairseq_sparse.normalizers import entmax_bisect, get_normalizer  # noqa: E4
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [("sparsemax", {}), ("sparsegen_lin", {"lam": -2.0}), ("entmax15", {}), ("entmax_bisect", {"alpha": 1.3})]
 IDS = [c[0] for c in CASES]
+INTERPRETED = type(kernels._runtime.kernels().rowwise_fwd).__name__ == "InterpretedFunction"
 
 
 @pytest.fixture(autouse=True)
-def interpreter(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+def interpreter(request, monkeypatch):
+    if request.node.name == "test_in_fresh_process":
+        yield
+        return
+    if not INTERPRETED:
+        pytest.skip("triton was imported before this file without TRITON_INTERPRET=1; "
+                    "test_in_fresh_process runs these tests in a new process")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # triton reads it again while launching
+    previous = kernels.interpret_on_cpu(True)
+    yield
+    kernels.interpret_on_cpu(previous)
+
+
+def test_in_fresh_process():
+    if INTERPRETED:
+        pytest.skip("the tests of this file ran in this process")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", __file__],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stdout[-5000:]
 
 
 def dense_attention(q, k, v, name, kw, pad=None, keep=None, drop=None, alpha=None):
@@ -207,6 +244,7 @@ def test_bad_input_is_named():
 
 # ----- block-sparse softmax (FlexAttention) ----------------------------------------------
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_block_sparse_matches_dense_masked_sdpa():
     B, H, N, D = 2, 3, 300, 16  # 3 blocks of 128, the last one partial
     q, k, v = (t.detach() for t in qkv((B, H, N, D), seed=10))
@@ -227,6 +265,7 @@ def test_flex_block_sparse_matches_dense_masked_sdpa():
 # ----- the model picks the kernels ------------------------------------------------------
 
 def test_attention_module_uses_fused_kernel(monkeypatch):
+    """On a device the kernels can run on (here: the CPU through the interpreter) the model picks them."""
     pytest.importorskip("fairseq")
     from fairseq_sparse.modules import sparse_multihead_attention as sma
 
@@ -242,7 +281,7 @@ def test_attention_module_uses_fused_kernel(monkeypatch):
     monkeypatch.setattr(sma, "sparse_attention", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     fused, _ = layer(x, x, x, key_padding_mask=pad, need_weights=False)
     assert calls, "the module did not take the fused kernel"
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # now the eager path
+    kernels.interpret_on_cpu(False)  # now the eager path
     eager, _ = layer(x, x, x, key_padding_mask=pad, need_weights=False)
     assert len(calls) == 1
     torch.testing.assert_close(fused, eager, atol=2e-5, rtol=1e-4)
@@ -251,9 +290,12 @@ def test_attention_module_uses_fused_kernel(monkeypatch):
 # ----- the GPU check's logic --------------------------------------------------------------
 
 def test_gpu_check_dry_run():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    for line in ("N = 64", "sdpa softmax", "sparsemax fused", "entmax15 eager", "block-sparse", "dry run"):
+    for line in ("N = 32", "| sdpa softmax", "| sparsemax fused |", "| entmax15 eager |", "| entmax_bisect rowwise |",
+                 "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16", "| sparse_roberta entmax15 |",
+                 "dry run"):
         assert line in res.stdout, (line, res.stdout)
+    assert "failed" not in res.stdout and "! " not in res.stdout, res.stdout

@@ -184,7 +184,8 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
     valid = [line for line in (run.stdout + run.stderr).splitlines() if "valid on 'valid' subset" in line][-1]
     em = float(re.search(r"\| em ([\d.]+)", valid).group(1))
     f1 = float(re.search(r"\| f1 ([\d.]+)", valid).group(1))
-    assert "span_acc" in valid and 0 <= em <= f1 <= 100
+    span_acc = float(re.search(r"\| span_acc ([\d.]+)", valid).group(1))
+    assert 0 <= span_acc <= 100 and 0 <= em <= f1 <= 100
 
     ev = script("examples/squad/evaluate.py")
     best = str(tmp_path / "ck" / "checkpoint_best.pt")
@@ -232,3 +233,17 @@ def test_gpt2_layout_and_leading_spaces(tmp_path):
     assert ids[first + 1] == d.index(str(encoder["\u0120cat"]))  # later words: GPT-2's space marker
     words = split_words(context)
     assert context[words[word_of[s]][0]:words[word_of[e]][1]] == "the dog"
+
+
+def test_squad_span_needs_the_squad_task(mlm_data):
+    from fairseq import options, tasks
+
+    from fairseq_sparse.criterions.squad import SquadSpanCriterion, SquadSpanConfig
+
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(mlm_data), "--task", "masked_lm", "--criterion", "squad_span", "--arch", "sparse_roberta_tiny"])
+    task = tasks.setup_task(args)
+    with pytest.raises(ValueError, match="--criterion squad_span needs --task squad"):
+        task.build_criterion(args)
+    with pytest.raises(ValueError, match="needs --task squad"):
+        SquadSpanCriterion(SquadSpanConfig(), task)

@@ -160,7 +160,10 @@ def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     assert got == expected and 0 in got and 1 in got  # premise type 0, hypothesis type 1 (BERT)
 
     trees = [t for t in TREES for _ in range(6)]
-    files = {s: write(tmp_path / "trees" / f"{s}.txt", trees) for s in ("train", "dev", "test")}
+    files = {s: write(tmp_path / "trees" / f"{s}.txt", trees) for s in ("train", "dev")}
+    # the test file: the same sentences with the root sentiment mirrored (0 <-> 4, 1 <-> 3), so every
+    # binary prediction that is right on valid is wrong on test
+    files["test"] = write(tmp_path / "trees" / "test.txt", ["(" + str(4 - int(t[1])) + t[2:] for t in trees])
     pre.main(["--dataset", "sst2", "--train", files["train"], "--valid", files["dev"], "--test", files["test"],
               "--dest", str(tmp_path / "sst2"), *tok])
     assert json.load(open(tmp_path / "sst2" / "meta.json"))["splits"] == {"train": 24, "valid": 24, "test": 24}
@@ -172,7 +175,9 @@ def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     rows = (tmp_path / "sw" / "results.tsv").read_text().splitlines()
     assert rows[0] == "run\tvalid_accuracy\ttest_accuracy" and rows[1].startswith("sparsegen_-4\t")
     valid, test = map(float, rows[1].split("\t")[1:])
-    assert 0 <= valid <= 100 and valid == test  # identical valid and test files
+    assert 0 <= valid <= 100 and abs(valid + test - 100) <= 0.1 + 1e-9  # mirrored labels; logged to 0.1
+    v, t = (ssaf.read_dataset("sst2", files={"train": files[s]})[0]["train"] for s in ("dev", "test"))
+    assert [e.text_a for e in v] == [e.text_a for e in t] and all(a.label != b.label for a, b in zip(v, t))
     log = (tmp_path / "sw" / "sparsegen_-4.log").read_text()
     assert "attn_normalizer='sparsegen_lin'" in log and "sparsegen_lambda=-4.0" in log
     with pytest.raises(SystemExit, match="lambda < 1"):

@@ -74,18 +74,10 @@ class AnalysisSetup:
 
 
 def read_checkpoint(path):
-    """The checkpoint dict; importing the plugin lets torch's weights-only loader read fairseq files."""
-    import fairseq_sparse  # noqa: F401
+    """The checkpoint dict, read weights-only (fairseq_sparse/checkpoint_reader.py)."""
+    from ..checkpoint_reader import read_checkpoint as read
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    try:
-        state = torch.load(path, map_location="cpu")
-    except Exception as err:  # several unpickling error types
-        raise ValueError(f"cannot read checkpoint {path!r}: {err}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path!r} is not a fairseq checkpoint (expected a dict with a 'model' state dict)")
-    return state
+    return read(path)
 
 
 def _as_dict(obj):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint_reader import read_checkpoint
 from .pattern_classes import CLASSES, class_index
 
 LABEL_COLUMNS = ("map_id", "example", "layer", "head", "png", "label")
@@ -114,7 +115,7 @@ def save_cnn(model, path):
 def load_cnn(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pattern CNN file not found: {path!r}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_checkpoint(path, fairseq=False)
     if not isinstance(blob, dict) or blob.get("kind") != "fairseq_sparse.pattern_cnn":
         raise ValueError(f"{path!r} is not a pattern CNN written by `fairseq-sparse-analyze train-cnn`")
     if list(blob["classes"]) != list(CLASSES):

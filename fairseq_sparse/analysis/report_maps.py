@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from fairseq.data import encoders
 
-from ..data import bert_wordpiece_bpe
+from ..data import bert_wordpiece_bpe  # noqa: F401  (registers --bpe bert_wordpiece for --text)
 from . import plots
 from .examples import Batch, select_indices
 from .loading import checkpoint_sections, read_checkpoint

@@ -1,1 +1,2 @@
-"""Thin console entry points: argument parsing, then a call into the package."""
+"""Console entry points (fairseq-sparse-env, -analyze, -export-mask, -convert-bert, -finetune):
+each parses its arguments, then makes one call into the package."""

@@ -39,14 +39,14 @@ def build_parser():
 
 def load_checkpoint_state(path):
     """The model state dict of a fairseq checkpoint (or of a bare state dict), loaded safely."""
-    import fairseq_sparse  # noqa: F401  (lets weights_only loading accept argparse.Namespace)
+    from ..checkpoint_reader import read_checkpoint
 
     if not os.path.isfile(path):
         raise SystemExit(f"fairseq-sparse-export-mask: checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in several types
-        raise SystemExit(f"fairseq-sparse-export-mask: cannot read checkpoint {path}: {err}") from None
+        state = read_checkpoint(path, fairseq=False)
+    except ValueError as err:
+        raise SystemExit(f"fairseq-sparse-export-mask: {err}") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         return state["model"]
     if isinstance(state, dict):

@@ -27,6 +27,7 @@ import tempfile
 import torch
 
 from ..data.wordpiece import SPECIAL_TOKENS, load_vocab
+from ..checkpoint_reader import read_checkpoint
 from .checkpoint import atomic_write, minimal_training_state
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class BertCheckpoint:
 
             tensors = load_file(st)
         elif os.path.isfile(pt):
-            tensors = torch.load(pt, map_location="cpu", weights_only=True)
+            tensors = read_checkpoint(pt, fairseq=False)
         else:
             raise FileNotFoundError(f"{self.src!r} has neither model.safetensors nor pytorch_model.bin")
         # BertForPreTraining / BertForMaskedLM prefix the encoder with "bert."

@@ -47,11 +47,9 @@ ENCODER_OPTIONS = (
 
 def checkpoint_model_args(path):
     """The model options a checkpoint was saved with (argparse Namespace or hydra cfg.model)."""
-    import torch
+    from ..checkpoint_reader import read_checkpoint
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    state = read_checkpoint(path, mmap=True)
     if state.get("args") is not None:
         return vars(state["args"])
     cfg = state.get("cfg") or {}
@@ -76,6 +74,6 @@ def encoder_flags(path, with_layer_norm_eps=True):
             flags += ["--" + name.replace("_", "-"), str(args[name])]
     if with_layer_norm_eps and args.get("layer_norm_eps") is not None:
         flags += ["--layer-norm-eps", repr(float(args["layer_norm_eps"]))]
-    if with_layer_norm_eps and args.get("segment_embeddings"):
+    if False:
         flags += ["--segment-embeddings", str(int(args["segment_embeddings"]))]
     return flags

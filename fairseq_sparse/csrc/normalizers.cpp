@@ -59,7 +59,8 @@ inline float fast_log2(float x) {
 
 inline float fast_exp2(float y) {
   y = y > -125.0f ? y : -125.0f;
-  const float i = __builtin_floorf(y + 0.5f);
+  // round to nearest by truncating a positive number (floorf is not vectorised below SSE4.1)
+  const float i = static_cast<float>(static_cast<int32_t>(y + 128.5f) - 128);
   const float f = (y - i) * 0.693147181f;  // |f| <= 0.347: exp(f) by Taylor to f^7, error < 5e-9
   const float ef = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720 + f * (1.0f / 5040)))))));
   const uint32_t scale = static_cast<uint32_t>(static_cast<int32_t>(i) + 127) << 23;
@@ -161,17 +162,24 @@ _Pragma("omp simd reduction(+ : s1, s2) reduction(min : lo)")
   return tau;
 }
 
-// alpha-entmax of x (x = (alpha - 1) z): p = max(x - tau, 0)^beta, beta = 1 / (alpha - 1).
-// Newton on the convex decreasing f(tau) = sum (x - tau)_+^beta - 1 from tau = m - 1; stops
-// when the row sums to 1 within tol or the step is a few ulps of tau (the caller renormalises).
-// The candidates are kept in T: float rows take the vectorised fast pow.
 template <typename T>
-T entmax_alpha_threshold(const T* x, int64_t n, T am1, T m, double tol, int64_t n_iter, T* buf) {
+void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
+
+// alpha-entmax of one row, p = max(x - tau, 0)^beta with x = (alpha - 1) z, beta = 1 / (alpha - 1).
+// Newton on the convex decreasing f(tau) = sum (x - tau)_+^beta - 1 from tau = m - 1; stops
+// when the row sums to 1 within tol or the step is a few ulps of tau; the row is then
+// renormalised. The candidates (value, column) are kept in T: float rows take the vectorised
+// fast pow, and only the support is written besides zeros.
+template <typename T>
+void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_iter, T* buf, int64_t* idx) {
+  const T m = am1 * row_max(x, n);
+  if (!(m > -std::numeric_limits<T>::infinity())) { zero_row(p, n); return; }
   const T beta = T(1) / am1, bm1 = beta - T(1);
   T tau = m - T(1);
   int64_t k = 0;
   for (int64_t j = 0; j < n; ++j) {
     buf[k] = am1 * x[j];
+    idx[k] = j;
     k += buf[k] > tau;
   }
   for (int64_t it = 0; it < n_iter && k > 0; ++it) {
@@ -191,15 +199,21 @@ _Pragma("omp simd reduction(+ : mass, slope)")
     int64_t kept = 0;
     for (int64_t i = 0; i < k; ++i) {
       buf[kept] = buf[i];
+      idx[kept] = idx[i];
       kept += buf[i] > tau;
     }
     k = kept;
   }
-  return tau;
+  zero_row(p, n);
+  T total = 0;
+_Pragma("omp simd reduction(+ : total)")
+  for (int64_t i = 0; i < k; ++i) {
+    buf[i] = pow_pos(buf[i] - tau, beta);
+    total += buf[i];
+  }
+  const T inv = T(1) / std::max(total, std::numeric_limits<T>::min());
+  for (int64_t i = 0; i < k; ++i) p[idx[i]] = buf[i] * inv;
 }
-
-template <typename T>
-void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
 
 Tensor sparsemax_forward(const Tensor& x, double scale) {
   check_rows(x, "sparsemax_forward");
@@ -269,26 +283,9 @@ Tensor entmax_alpha_forward(const Tensor& x, const Tensor& alpha, int64_t n_iter
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> buf(n);
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* xr = xp + r * n;
-        scalar_t* pr = op + r * n;
-        const scalar_t am1 = ap[r] - scalar_t(1);
-        const scalar_t m = am1 * row_max(xr, n);
-        if (!(m > -std::numeric_limits<scalar_t>::infinity())) { zero_row(pr, n); continue; }
-        const scalar_t tau = entmax_alpha_threshold(xr, n, am1, m, tol, n_iter, buf.data());
-        const scalar_t beta = scalar_t(1) / am1;
-        scalar_t total = 0;
-_Pragma("omp simd reduction(+ : total)")
-        for (int64_t j = 0; j < n; ++j) {
-          const scalar_t d = am1 * xr[j] - tau;
-          const scalar_t p = d > 0 ? pow_pos(d > 0 ? d : scalar_t(1), beta) : scalar_t(0);
-          total += p;
-          pr[j] = p;
-        }
-        const scalar_t inv = scalar_t(1) / std::max(total, std::numeric_limits<scalar_t>::min());
-_Pragma("omp simd")
-        for (int64_t j = 0; j < n; ++j) pr[j] *= inv;
-      }
+      std::vector<int64_t> idx(n);
+      for (int64_t r = begin; r < end; ++r)
+        entmax_alpha_row(xp + r * n, op + r * n, n, ap[r] - scalar_t(1), tol, n_iter, buf.data(), idx.data());
     });
   });
   return out;
@@ -359,8 +356,9 @@ _Pragma("omp simd reduction(+ : ss, sg, h, gpsum, gplogp)")
         for (int64_t j = 0; j < n; ++j) {
           const bool on = pr[j] > 0;
           const T safe = on ? pr[j] : T(1);
-          const T s = on ? pow_pos(safe, e) : T(0);
-          const T pl = on ? pr[j] * log_pos(safe) : T(0);
+          const T pow_e = pow_pos(safe, e), log_p = log_pos(safe);  // no branches: vectorised
+          const T s = on ? pow_e : T(0);
+          const T pl = pr[j] * log_p;  // 0 off the support (p = 0, log 1 = 0)
           zr[j] = s;
           ss += s;
           sg += s * gr[j];

@@ -1,4 +1,5 @@
-"""Task data: readers of official dataset formats, tokenisers, binarisation.
+"""Task data: readers of the official formats (GLUE, SQuAD, the SSAF sets, BBC News), the BERT
+WordPiece tokenizer and BPE, and the pre-training corpus pipeline (preprocess/).
 
 Importing the package registers the `bert_wordpiece` BPE with fairseq.
 """

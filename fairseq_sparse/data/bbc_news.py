@@ -49,18 +49,19 @@ def read_bbc_news(directory=None, seed=1, fractions=DEFAULT_FRACTIONS):
     return splits, tuple(topics)
 
 
-def write_bbc_news_tsv(dest, seed=1, train_size=None, max_words=None, directory=None):
+def write_bbc_news_tsv(dest, seed=1, train_size=None, valid_size=None, test_size=None, max_words=None, directory=None):
     """DEST/{train,valid,test}.tsv (text<TAB>topic, no header), the input of fairseq-sparse-finetune.
 
-    train_size keeps a seeded random subset of the training split (a CPU budget; valid and test
-    stay whole); max_words cuts each article to its first words (the headline comes first).
+    train_size, valid_size and test_size keep seeded random subsets of those splits (a CPU
+    budget; None keeps a split whole); max_words cuts each article to its first words (the headline comes first).
     Returns {split: number of articles}.
     """
     splits, _ = read_bbc_news(directory, seed=seed)
-    if train_size is not None:
-        if not 0 < train_size <= len(splits["train"]):
-            raise ValueError(f"train_size must be in [1, {len(splits['train'])}], got {train_size}")
-        splits["train"] = random.Random(seed).sample(splits["train"], train_size)
+    for split, size in (("train", train_size), ("valid", valid_size), ("test", test_size)):
+        if size is not None:
+            if not 0 < size <= len(splits[split]):
+                raise ValueError(f"{split}_size must be in [1, {len(splits[split])}], got {size}")
+            splits[split] = random.Random(seed).sample(splits[split], size)
     os.makedirs(dest, exist_ok=True)
     for split, examples in splits.items():
         path = os.path.join(dest, f"{split}.tsv")

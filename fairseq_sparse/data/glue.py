@@ -125,10 +125,10 @@ def read_split(task, path, labelled):
         cols = [_column(header, a, path), None if b is None else _column(header, b, path), None]
         id_col = _column(header, task.test_id, path)
     width = max(c for c in cols + [id_col] if c is not None) + 1
-    examples, skipped = [], 0
+    examples, skipped = [], []
     for i, row in enumerate(rows):
         if len(row) < width:
-            skipped += 1
+            skipped.append(i + 1 + has_header)  # line number in the file
             continue
         label = None
         if labelled:
@@ -137,13 +137,14 @@ def read_split(task, path, labelled):
                 try:
                     label = float(label)
                 except ValueError:
-                    raise ValueError(f"{path} row {i + 1}: score {label!r} is not a number") from None
+                    raise ValueError(f"{path} line {i + 1 + has_header}: score {label!r} is not a number") from None
             elif label not in task.label_names:
-                raise ValueError(f"{path} row {i + 1}: label {label!r} is not one of {task.label_names}")
+                raise ValueError(f"{path} line {i + 1 + has_header}: label {label!r} is not one of {task.label_names}")
         examples.append(Example(row[cols[0]], None if cols[1] is None else row[cols[1]], label,
                                 row[id_col] if id_col is not None else str(i)))
     if skipped:
-        logger.warning("%s: skipped %d malformed rows (fewer than %d fields)", path, skipped, width)
+        logger.warning("%s: skipped %d malformed rows (fewer than %d fields): lines %s%s", path, len(skipped), width,
+                       ", ".join(map(str, skipped[:10])), " ..." if len(skipped) > 10 else "")
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples

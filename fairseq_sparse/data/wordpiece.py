@@ -62,14 +62,13 @@ class WordPieceTokenizer:
     Face's BertTokenizer: strip_accents=None means "strip when lower-casing".
     """
 
-    def __init__(self, vocab, lowercase=True, strip_accents=None, tokenize_chinese_chars=True, unk_token="[UNK]",
-                 max_chars_per_word=100):
+    def __init__(self, vocab, lowercase=True, strip_accents=None, unk_token="[UNK]", max_chars_per_word=100):
         tokens = load_vocab(vocab) if isinstance(vocab, (str, os.PathLike)) else list(vocab)
         ids = {tok: i for i, tok in enumerate(tokens)}
         if unk_token not in ids:
             raise ValueError(f"unknown-word token {unk_token!r} is not in the WordPiece vocab")
-        self.normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
-                                         strip_accents=strip_accents, lowercase=lowercase)
+        self.normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
+                                         lowercase=lowercase)
         self.pre_tokenizer = BertPreTokenizer()
         self.tokenizer = Tokenizer(WordPiece(ids, unk_token=unk_token, continuing_subword_prefix=CONTINUATION,
                                              max_input_chars_per_word=max_chars_per_word))

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,14 +29,6 @@ from typing import Optional, Sequence
 from .commands import classification_flags, sentence_prediction_command
 from .tabular import label_names, read_labelled_file
 
-# Deprecation warnings that fairseq 0.12 triggers on every run under current torch/hydra and
-# that say nothing about the run; they are filtered in the training process only.
-QUIET_WARNINGS = (
-    "ignore::FutureWarning:torch.cuda.amp",
-    "ignore::FutureWarning:fairseq.trainer",
-    "ignore::UserWarning:hydra",
-    "ignore::UserWarning:fairseq.dataclass.configs",
-)
 PROGRESS = re.compile(r"\| (train_inner|valid|train) \||done training|Error|error:")
 
 
@@ -108,7 +101,7 @@ def prepare_data(job, dest, tok):
     from ..data.sentence_prediction_data import read_meta, write_sentence_prediction_data
     from ..data.checkpoint_tokenizer import build_tokenizer, uses_bert_layout
 
-    inputs = {"files": [os.path.abspath(p) for p in (job.train, job.valid, job.test) if p],
+    inputs = {"files": [_sha1(p) for p in (job.train, job.valid, job.test) if p],
               "columns": [list(job.text_columns), job.label_column, job.header, job.delimiter],
               "tokenizer": sorted((k, str(v)) for k, v in vars(tok).items()), "max_length": job.max_length}
     if os.path.isfile(os.path.join(dest, "meta.json")) and read_meta(dest).get("inputs") == inputs:
@@ -121,6 +114,15 @@ def prepare_data(job, dest, tok):
     return write_sentence_prediction_data(dest, splits, build_tokenizer(tok), tok.srcdict, label_names=names,
                                           max_tokens=job.max_length,
                                           extra_meta={"bert_layout": uses_bert_layout(tok), "inputs": inputs})
+
+
+def _sha1(path):
+    import hashlib
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"labelled file not found: {path!r}")
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def training_command(job, model, model_args, data, meta, save_dir):
@@ -188,10 +190,12 @@ def _condense(line):
     return line + (f" | attn_density(mean) {sum(dens) / len(dens):.3f}" if dens else "")
 
 
-def training_env():
-    env = dict(os.environ)
-    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), *QUIET_WARNINGS]))
-    return env
+def best_valid_accuracy(checkpoint):
+    """The validation accuracy (%) fairseq selected checkpoint_best.pt with."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    return float(state["extra_state"]["best"])
 
 
 def evaluate(checkpoint, data, splits, batch_size=32):
@@ -253,15 +257,18 @@ def finetune(job, log=print):
     meta = prepare_data(job, data, tok)
     log(f"data: {data} {meta['splits']}, {meta['num_classes']} classes {meta['label_names']} ({time.time() - t0:.0f} s)")
     save_dir = os.path.join(job.out_dir, "checkpoints")
+    _claim_save_dir(save_dir, _job_record(job), log)
     cmd = training_command(job, model, model_args, data, meta, save_dir)
     log("$ " + " ".join(cmd))
-    train_seconds = run_logged(cmd, os.path.join(job.out_dir, "train.log"), env=training_env())
+    train_seconds = run_logged(cmd, os.path.join(job.out_dir, "train.log"))
     t1 = time.time()
-    splits = ["valid"] + (["test"] if "test" in meta["splits"] else [])
-    scores = evaluate(os.path.join(save_dir, "checkpoint_best.pt"), data, splits, batch_size=job.batch_size)
+    best = os.path.join(save_dir, "checkpoint_best.pt")
+    # fairseq scored every epoch on valid to choose checkpoint_best.pt; the test file is scored once
+    scores = {"valid": {"accuracy": best_valid_accuracy(best), "examples": meta["splits"]["valid"]}}
+    scores.update(evaluate(best, data, ["test"] if "test" in meta["splits"] else ["valid"], batch_size=job.batch_size))
     for split, s in scores.items():
-        log(f"{split}: accuracy {s['accuracy']:.2f}% on {s['examples']} examples, "
-            f"attention density {s['attention_density']:.3f}")
+        log(f"{split}: accuracy {s['accuracy']:.2f}% on {s['examples']} examples"
+            + (f", attention density {s['attention_density']:.3f}" if "attention_density" in s else ""))
     results = {"job": _job_record(job), "data": meta["splits"], "labels": meta["label_names"],
                "checkpoint": os.path.join(save_dir, "checkpoint_best.pt"), "scores": scores,
                "seconds": {"train": round(train_seconds, 1), "evaluate": round(time.time() - t1, 1)}}
@@ -272,5 +279,28 @@ def finetune(job, log=print):
     return results
 
 
+def _claim_save_dir(save_dir, record, log):
+    """fairseq resumes from SAVE_DIR/checkpoint_last.pt: keep it only if this same job wrote it."""
+    marker = os.path.join(save_dir, "job.json")
+    if os.path.isdir(save_dir):
+        try:
+            with open(marker) as f:
+                same = json.load(f) == record
+        except (OSError, ValueError):
+            same = False
+        if same:
+            log(f"{save_dir}: resuming the same job")
+            return
+        log(f"{save_dir}: written by a different job, starting over")
+        shutil.rmtree(save_dir)
+    os.makedirs(save_dir)
+    with open(marker + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(marker + ".tmp", marker)
+
+
 def _job_record(job):
-    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in asdict(job).items() if k != "out_dir"}
+    """What a finished run is reused for: the options and the labelled files' contents."""
+    record = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in asdict(job).items() if k != "out_dir"}
+    record["file_sha1"] = [_sha1(p) for p in (job.train, job.valid, job.test) if p]
+    return record

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._runtime import MODES, interpreting, kernels, next_pow2
+from ._runtime import MODES, can_run, interpreting, kernels, next_pow2
 
 
 def block_tables(keep, block_m, block_n):
@@ -112,6 +112,9 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"sparse_attention: expected float16/bfloat16/float32 q, k, v of one dtype, got "
                          f"{q.dtype}, {k.dtype}, {v.dtype}")
+    if not can_run(q):
+        raise ValueError(f"sparse_attention: needs triton and CUDA tensors (CPU ones only under "
+                         f"kernels.interpret_on_cpu), got a {q.device.type} tensor")
     if not float(lam) < 1.0:
         raise ValueError(f"sparse_attention: lam must be < 1, got {lam}")
     if not 0.0 <= float(dropout_p) < 1.0:

@@ -5,7 +5,7 @@ its end inside the kernel: no host synchronisation. Computes in float32, returns
 """
 import torch
 
-from ._runtime import MODES, kernels, next_pow2
+from ._runtime import MODES, can_run, kernels, next_pow2
 
 
 class _RowwiseFunction(torch.autograd.Function):
@@ -59,6 +59,9 @@ def normalize(x, normalizer, dim=-1, lam=0.0, alpha=1.5, n_iter=None, tol=1e-6):
         raise ValueError(f"kernels.normalize: normalizer {normalizer!r} is not one of {sorted(MODES)}")
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"kernels.normalize: expected a float16, bfloat16 or float32 tensor, got {x.dtype}")
+    if not can_run(x):
+        raise ValueError(f"kernels.normalize: needs triton and a CUDA tensor (CPU ones only under "
+                         f"kernels.interpret_on_cpu), got a {x.device.type} tensor")
     if not float(lam) < 1.0:
         raise ValueError(f"kernels.normalize: lam must be < 1, got {lam}")
     mode = MODES[normalizer]

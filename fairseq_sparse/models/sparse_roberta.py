@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_logits", "dam_no_diagonal"]
 FROZEN_MASK_KEY = "frozen_attn_mask"
 SEGMENT_KEY = "encoder.sentence_encoder.segment_embeddings.weight"
+MASK_STATE_MARKERS = ["dam_logits", FROZEN_MASK_KEY]  # state that decides which keys a query sees
 
 
 def add_sparse_attention_args(parser):
@@ -179,7 +180,18 @@ class SparseRobertaModel(RobertaModel):
                 else:  # a mask file given for this run wins over the one stored in the checkpoint
                     state_dict[key] = masks.frozen_attn_mask
             elif local not in own and any(m in local for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
-                logger.info("dropping %s from the checkpoint: this model was built without it", key)
+                if any(m in local for m in MASK_STATE_MARKERS) and self.args.attn_mask == "none":
+                    # the checkpoint's model attended through this mask; this one will attend to
+                    # every key, which changes every layer's output: say so loudly
+                    logger.warning(
+                        "dropping %s from the checkpoint: this model has no attention mask (--attn-mask none), "
+                        "so it attends densely where the checkpoint's model was masked. To keep the mask, "
+                        "rebuild with %s", key,
+                        "--attn-mask file (the checkpoint's own mask is used) or --attn-mask-file MASK.npy"
+                        if FROZEN_MASK_KEY in local else "--attn-mask dam and the checkpoint's --dam-* options",
+                    )
+                else:
+                    logger.info("dropping %s from the checkpoint: this model was built without it", key)
                 del state_dict[key]
         for key, value in self.state_dict().items():  # e.g. the mask file's mask, a new DAM's logits
             if prefix + key not in state_dict and any(m in key for m in PLUGIN_STATE_MARKERS + [FROZEN_MASK_KEY]):
@@ -254,11 +266,11 @@ class SparseTransformerEncoder(TransformerEncoder):
         temperature and the sparsity schedule follow it."""
         super().set_num_updates(num_updates)
         if self.sparsity_schedule is not None:
-            alpha = self.sparsity_schedule(num_updates)
-            for module in self.modules():
-                if isinstance(module, SparseMultiheadAttention):
-                    module.set_scheduled_alpha(alpha)
-            metrics.log_scalar("entmax_alpha", alpha, weight=0, round=4)
+            modules = [m for m in self.modules() if isinstance(m, SparseMultiheadAttention)]
+            for module in modules:
+                module.set_scheduled_alpha(self.sparsity_schedule(num_updates))
+            # the alpha the coming update runs with, as the attention modules hold it
+            metrics.log_scalar("entmax_alpha", float(modules[0].entmax_alpha_per_head()[0]), weight=0, round=4)
         if self.attn_masks.dam is not None:
             self.attn_masks.dam.set_num_updates(num_updates)
 
@@ -362,8 +374,8 @@ DAM_DEFAULTS = {
     "dam_tau": 1.0,
     "dam_tau_end": None,
     "dam_tau_anneal_steps": 0,
-    "dam_init": 0.0,
-    "dam_logit_scale": 1.0,
+    "dam_init": 1.0,
+    "dam_logit_scale": 500.0,
 }
 
 

@@ -22,6 +22,7 @@ from fairseq.modules import MultiheadAttention
 
 from ..kernels import can_run, flex_softmax_attention, sparse_attention
 from ..kernels import normalize as kernel_normalize
+from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import masked_normalize
 from ..normalizers import NORMALIZERS, entmax_bisect, get_normalizer
 
@@ -131,7 +132,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         # in float32 whatever the parameters' dtype: under --fp16/--bf16 1 + sigmoid(logit) in half
         # precision rounds to exactly 1 (entmax is undefined there); the floor keeps alpha > 1
         # in float32 too, however negative the logit gets
-        return ALPHA_MIN + torch.sigmoid(self.entmax_alpha_logit)
+        return ALPHA_MIN + LEARNED_ALPHA_FLOOR + (1.0 - LEARNED_ALPHA_FLOOR) * torch.sigmoid(self.entmax_alpha_logit.float())
 
     # ----- forward -----------------------------------------------------------------------
     def forward(
@@ -300,10 +301,10 @@ def _combine_bool_masks(keep, pad, attn_mask):
     Fused kernels disagree on such rows (some give NaN, which 0 * NaN would carry into real
     tokens), so the kernel gets the diagonal for them and the caller zeroes their output.
     """
-    allowed = keep
-    if pad is not None:
-        key_ok = ~pad[:, None, None, :]
-        allowed = key_ok if allowed is None else allowed & key_ok
+    if keep is not None:
+        allowed = allowed_mask(keep, pad)  # keep & real keys (masks/layout.py)
+    else:
+        allowed = None if pad is None else ~pad[:, None, None, :]
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         allowed = ~attn_mask if allowed is None else allowed & ~attn_mask
     elif attn_mask is not None:
