@@ -3,9 +3,16 @@
 Prints median fwd+bwd time ratios at batch 8, 12 heads, N in {128, 512}, fp32 (and fp16/bf16
 on a GPU), the forward peak memory ratio, and the whole attention block (QK^T, normaliser,
 AV) vs a plain softmax block and vs PyTorch's fused scaled-dot-product attention.
-Usage: python benchmarks/bench_normalizers.py [--lengths 128 512] [--repeats 7]
+
+CPU thread modes (--modes): `one` runs with torch.set_num_threads(1); `busy` runs with torch's
+default thread count while a child process spins on one core (started here, killed at the end
+and never alive longer than --busy-seconds), as on a machine shared with another job.
+Usage: python benchmarks/bench_normalizers.py [--lengths 128 512] [--repeats 7] [--modes one busy]
 """
 import argparse
+import contextlib
+import subprocess
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -13,11 +20,17 @@ import torch.nn.functional as F
 from harness import forward_peak_bytes, median_times
 from fairseq_sparse.normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
 
+from fairseq_sparse.normalizers._common import backend
+
+# learned alpha per head, as --learn-entmax-alpha trains it (initialised at 1.5, then spread)
+LEARNED_ALPHA = torch.linspace(1.3, 1.7, 12).view(1, 12, 1, 1).requires_grad_()
+
 OURS = {
     "sparsemax": sparsemax,
     "sparsegen_lin(-4)": lambda x: sparsegen_lin(x, -4.0),
     "entmax15": entmax15,
     "entmax_bisect(1.5)": lambda x: entmax_bisect(x, 1.5),
+    "entmax_bisect(learned alpha/head)": lambda x: entmax_bisect(x, LEARNED_ALPHA.to(x.device)),
 }
 
 
@@ -34,8 +47,28 @@ def package_versions():
 def fwd_bwd(fn, x, g):
     def run():
         x.grad = None
+        LEARNED_ALPHA.grad = None
         fn(x).backward(g)
     return run
+
+
+@contextlib.contextmanager
+def thread_mode(mode, busy_seconds):
+    """`one`: 1 torch thread. `busy`: default threads, one core kept busy by a child process."""
+    default = torch.get_num_threads()
+    spinner = None
+    if mode == "one":
+        torch.set_num_threads(1)
+    else:
+        loop = f"import time\nend = time.time() + {busy_seconds}\nwhile time.time() < end: pass\n"
+        spinner = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
 
 def scores(n, device, dtype, seed=0):
@@ -105,10 +138,21 @@ def main(argv=None):
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-package", action="store_true", help="skip the entmax package baseline")
+    parser.add_argument("--modes", nargs="+", choices=["one", "busy"], default=["one", "busy"],
+                        help="CPU thread modes (see above); ignored on a GPU")
+    parser.add_argument("--busy-seconds", type=int, default=1800, help="upper bound on the busy child's life")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    for mode in args.modes if device == "cpu" else ["gpu"]:
+        with thread_mode(mode, args.busy_seconds) if device == "cpu" else contextlib.nullcontext():
+            run(args, device, mode)
+
+
+def run(args, device, mode):
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if device == "cuda" else [])
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch=8 heads=12")
+    busy = ", one core kept busy by another process" if mode == "busy" else ""
+    print(f"\n# device={device} torch={torch.__version__} threads={torch.get_num_threads()}{busy} "
+          f"backend={backend()} batch=8 heads=12")
     for dtype in dtypes:
         for n in args.lengths:
             print(f"\n## normaliser alone, fwd+bwd, N={n}, {str(dtype).replace('torch.', '')}")

@@ -145,6 +145,11 @@ def kernel_part(args, device, dtype):
         for name in names:
             t = times[name]
             print(f"| {name} | " + ("failed | - |" if t is None else f"{1000 * t:.2f} | {t / base:.2f}x |"))
+        with torch.no_grad():
+            for name, kw in NORMALIZERS:
+                passes = kernels.sparse_attention(q, k, v, name, return_stats=True, **kw)[1]["passes"].float()
+                print(f"{name} fused: threshold passes per query block mean {float(passes.mean()):.1f}, "
+                      f"max {int(passes.max())} (forward = passes + 2 sweeps over the keys)")
         dense, flex, fused_masked = (times.get("sdpa masked dense (frozen mask)"),
                                      times.get("flex block-sparse (frozen mask)"),
                                      times.get("sparsemax fused masked (frozen mask)"))

@@ -104,7 +104,7 @@ def mlm_train(data, save_dir, arch, updates, extra, log_path):
            "--task", "masked_lm", "--arch", arch, "--tokens-per-sample", 128, "--sample-break-mode", "complete",
            "--batch-size", 16, "--optimizer", "adam_groups", "--adam-betas", "(0.9,0.98)", "--lr", 1e-3,
            "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
-           "--total-num-update", updates, "--max-update", updates, "--validate-interval-updates", updates,
+           "--total-num-update", updates, "--max-update", updates,
            "--log-format", "simple", "--log-interval", 10, "--save-dir", save_dir, "--no-epoch-checkpoints",
            "--num-workers", 0, "--seed", 1, *extra]
     return step(cmd, log_path)
@@ -206,13 +206,19 @@ def read_analysis(d):
 
     patterns = load("patterns", "patterns.json")
     special = load("special-tokens", "special_tokens.json")
-    ablate = load("ablate", "ablation.json")
+    ablate = load("ablate", "ablate.json")
     drift = load("drift", "drift.json")
+    deltas = [(d, l + 1, h + 1) for l, row in enumerate(ablate["heads"]["delta"]) for h, d in enumerate(row)]
     return {
         "pattern_share_overall": patterns["share_overall"], "pattern_table": patterns["table"],
         "special_token_attention_per_layer": special["per_layer_mean"],
-        "ablation": {k: ablate[k] for k in ablate if k != "run"},
-        "drift": {k: drift[k] for k in drift if k != "run"},
+        "ablation": {"metric": ablate["metric"], "examples": ablate["run"].get("examples"),
+                     "intact_score": ablate["intact"]["score"], "layer_delta": ablate["layers"]["delta"],
+                     "share_heads_improving": ablate["share_heads_improving"],
+                     "mean_single_head_delta": ablate["mean_single_head_delta"],
+                     "most_harmful_heads": [{"layer": l, "head": h, "delta": d} for d, l, h in sorted(deltas)[:5]]},
+        "drift": {"examples": drift["run"].get("examples"), "per_layer_cosine": drift["per_layer_mean"],
+                  "overall_cosine": drift["overall_mean"], "least_similar_heads": drift["least_similar_heads"][:5]},
         "pictures": sorted(os.path.relpath(os.path.join(r, f), os.path.dirname(d))
                            for r, _, fs in os.walk(d) for f in fs if f.endswith(".png")),
     }
@@ -223,12 +229,67 @@ def write_summary(out, summary):
     with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=1)
     os.replace(path + ".tmp", path)
-    from fairseq_sparse.finetune.demo_report import summary_markdown
-
     md = os.path.join(out, "summary.md")
     with open(md + ".tmp", "w") as f:
         f.write(summary_markdown(summary))
     os.replace(md + ".tmp", md)
+
+
+def _fmt(x, spec=".3f"):
+    return "-" if x is None else format(x, spec)
+
+
+def summary_markdown(s):
+    """The results as tables, pictures linked (paths relative to the summary)."""
+    out = ["# fairseq_sparse demo: results", "",
+           f"Budgets: `{json.dumps(s['budget'])}`; step times (s): `{json.dumps(s.get('seconds', {}))}`", ""]
+    sb = s.get("sparsebert")
+    if sb:
+        out += ["## SparseBERT: a Differentiable Attention Mask learned on Wikipedia text", "",
+                f"`sparsebert_tiny` + `masked_lm_dam`, {sb['search_updates']} updates on {sb['wikipedia_documents']} "
+                f"Wikipedia lead paragraphs; then {sb['continued_updates']} more MLM updates from the searched "
+                "weights, with the binarised mask frozen and without any mask.", "",
+                "| | value |", "|---|---|",
+                f"| learned mask density (kept query-key pairs, diagonal excluded by design) | {_fmt(sb['mask_density'])} |",
+                f"| search: train MLM loss first / last (bits) | "
+                f"{' / '.join(_fmt(x) for x in (sb['search_mlm_loss_first_last'] or [None, None]))} |",
+                f"| valid MLM loss, frozen learned mask (bits) | {_fmt(sb['valid_mlm_loss_frozen_mask'])} |",
+                f"| valid MLM loss, dense attention (bits) | {_fmt(sb['valid_mlm_loss_dense'])} |", "",
+                f"![learned mask per head]({sb['mask_png']})", ""]
+    ss = s.get("ssaf")
+    if ss:
+        out += ["## SSAF: sparse attention fine-tuning of a real BERT (MiniLM) on BBC News", "",
+                f"Articles {ss['bbc_articles']}, first {ss['max_length']} WordPiece tokens, {ss['epochs']} epochs, "
+                f"seed 1; schedule = {ss['schedule']}. Density = non-zero attention weights / real query-key pairs "
+                "on the test set.", "",
+                "| attention | valid accuracy % | test accuracy % | test articles | test attention density | s |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['setting']} | {r['valid_accuracy']:.2f} | {r['test_accuracy']:.2f} | {r['test_examples']} "
+                f"| {r['test_attention_density']:.3f} | {r['seconds']} |" for r in ss["runs"]]
+        out.append("")
+    an = s.get("analysis")
+    if an:
+        special = an["special_token_attention_per_layer"]
+        out += ["## Dark Secrets of BERT: the softmax fine-tuned model", "",
+                "Pattern classes of the attention maps (% of maps per layer):", "", an["pattern_table"], "",
+                "Attention to special tokens (mean per layer, layers 1..N):", "",
+                "| token | " + " | ".join(f"L{i + 1}" for i in range(len(next(iter(special.values()))))) + " |",
+                "|---|" + "---|" * len(next(iter(special.values())))]
+        out += [f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for k, vals in special.items()]
+        ab, dr = an["ablation"], an["drift"]
+        layers = range(1, len(ab["layer_delta"]) + 1)
+        out += ["", f"Head ablation on {ab['examples']} test articles (a head's attention replaced by uniform "
+                f"weights, no retraining): intact {ab['metric']} {ab['intact_score']:.3f}; mean change when one "
+                f"head is disabled {ab['mean_single_head_delta']:+.4f}; {100 * ab['share_heads_improving']:.0f}% of "
+                "the heads improve the score when disabled. Most harmful single removals: "
+                + ", ".join(f"L{d['layer']}H{d['head']} {d['delta']:+.3f}" for d in ab["most_harmful_heads"]) + ".", "",
+                "| | " + " | ".join(f"L{i}" for i in layers) + " |", "|---|" + "---|" * len(layers),
+                "| change of the score, whole layer disabled | " + " | ".join(f"{d:+.3f}" for d in ab["layer_delta"]) + " |",
+                "| drift: cosine of the maps, pre-trained vs fine-tuned | "
+                + " | ".join(f"{c:.3f}" for c in dr["per_layer_cosine"]) + " |", ""]
+        out += [f"![{os.path.basename(p)}]({p})" for p in an["pictures"]]
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None):

@@ -208,3 +208,23 @@ def test_fully_masked_row_zero_output_and_zero_gradient(normalizer):
                                                       {"alpha": 1.3} if normalizer == "entmax_bisect" else {}))
     p.pow(2).sum().backward()
     assert (p[0, 0, 1] == 0).all() and torch.isfinite(scores.grad).all() and (scores.grad[0, 0, 1] == 0).all()
+
+
+def test_flex_attention_gives_masked_rows_zero_too():
+    """The CUDA path for softmax with a frozen mask (FlexAttention; its CPU forward here) follows
+    the same rule: rows with no allowed key give 0, the others the masked softmax."""
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    from fairseq_sparse.kernels import flex_softmax_attention
+    from fairseq_sparse.normalizers import softmax
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, H, T, 8) for _ in range(3))
+    _, pad = inputs()
+    keep = torch.ones(1, T, T, dtype=torch.bool)
+    keep[0, 2] = False
+    keep[0, 5:, :5] = False
+    out = flex_softmax_attention(q, k, v, keep, pad[:2], scale=0.35)
+    scores = (q @ k.transpose(-1, -2) * 0.35).masked_fill(~keep, float("-inf"))
+    scores = scores.masked_fill(pad[:2, None, None, :], float("-inf"))
+    assert torch.allclose(out, softmax(scores) @ v, atol=1e-5)
+    assert (out[:, :, 2] == 0).all() and (out[1, :, 5:] == 0).all()

@@ -13,7 +13,8 @@ from conftest import USER_DIR, run_cli, tiny_mlm_args
 
 def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
     search = run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=8, extra=[
-        "--criterion", "masked_lm_dam", "--dam-lambda", "1e-5", "--lr", "1e-2"]))
+        "--criterion", "masked_lm_dam", "--dam-lambda", "1e-5", "--lr", "1e-2",
+        "--dam-logit-scale", "1", "--dam-init", "3"]))  # the plumbing, not the learning: a dense mask
     log = search.stdout + search.stderr
     densities = [float(d) for d in re.findall(r"dam_density_l0=([0-9.]+)", log)]
     assert len(densities) == 8 and all(0 < d < 1 for d in densities), log[-2000:]
@@ -121,9 +122,12 @@ def test_an_empty_mask_file_is_refused_at_load_unless_allowed(mlm_data, tmp_path
 
 
 def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_nor_full(mlm_data, tmp_path):
-    """Only --criterion masked_lm_dam and the architecture: every DAM setting is the default."""
-    run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=40,
-                          extra=["--criterion", "masked_lm_dam", "--log-interval", "10"]))
+    """A model that already uses its context (30 dense updates), then a search where every DAM
+    setting is the default: only --criterion masked_lm_dam and the architecture are given."""
+    run_cli(tiny_mlm_args(mlm_data, tmp_path / "dense", updates=30, extra=["--lr", "1e-2", "--log-interval", "10"]))
+    run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=30, extra=[
+        "--criterion", "masked_lm_dam", "--log-interval", "10", "--restore-file", tmp_path / "dense" / "checkpoint_last.pt",
+        "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]))
     exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
                         "--out", tmp_path / "mask.npy"])
     report = json.loads(exported.stdout.strip().splitlines()[-1])

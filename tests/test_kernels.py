@@ -198,6 +198,19 @@ def test_fused_learned_alpha_and_dropout():
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["sparsemax", "entmax15", "entmax_bisect"])
+def test_threshold_search_ends_in_few_passes(name):
+    """Large scores (std ~9): float32 rounding must not keep a block searching to the cap (N + 2)."""
+    B, H, N, D = 1, 2, 48, 16
+    q, k, v = (t.detach() * 3 for t in qkv((B, H, N, D), seed=12))
+    out, stats = kernels.sparse_attention(q, k, v, name, return_stats=True)
+    ref = dense_attention(q, k, v, name, {})
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert int(stats["passes"].max()) <= 12, stats["passes"]
+    torch.testing.assert_close(stats["support"], (get_normalizer(name)(
+        (q @ k.transpose(-1, -2)) * D ** -0.5) > 0).sum(-1).float())
+
+
 def test_skipped_blocks_are_not_read():
     """Key blocks the mask never touches are skipped: NaN values there do not reach the output."""
     B, H, N, D = 1, 2, 48, 16

@@ -1,11 +1,34 @@
-"""The normalisers against their definitions, the `entmax` package, and autograd."""
+"""The normalisers against their definitions, the `entmax` package, and autograd.
+
+Tests taking the `backend` fixture run twice: on the fused C++ kernels (skipped, with the
+reason, when the extension is not built) and on the eager PyTorch fallback.
+"""
+import contextlib
+import importlib.util
+import logging
+import sys
+
 import entmax as ref
 import pytest
 import torch
 
 from fairseq_sparse.normalizers import (
-    entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax,
+    _common, entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax,
 )
+from fairseq_sparse.normalizers._common import eager_backend
+
+BUILT = importlib.util.find_spec("fairseq_sparse._C") is not None
+
+
+@pytest.fixture(params=["fused", "eager"])
+def backend(request):
+    if request.param == "eager":
+        with eager_backend():
+            yield "eager"
+    else:
+        if _common.backend() != "fused":
+            pytest.skip("fused C++ normalisers not built (pip install --no-build-isolation -e .)")
+        yield "fused"
 
 NEG_INF = float("-inf")
 SPARSE = {
@@ -39,7 +62,7 @@ REFERENCE = {
 
 @pytest.mark.parametrize("name", sorted(SPARSE))
 @pytest.mark.parametrize("case", [c[0] for c in cases()])
-def test_agrees_with_entmax_package(name, case):
+def test_agrees_with_entmax_package(name, case, backend):
     x = dict(cases())[case]
     ours = SPARSE[name](x)
     finite_rows = torch.isfinite(x).any(dim=-1)
@@ -48,7 +71,7 @@ def test_agrees_with_entmax_package(name, case):
 
 
 @pytest.mark.parametrize("name", sorted(SPARSE) + ["softmax"])
-def test_simplex_masks_and_fully_masked_rows(name):
+def test_simplex_masks_and_fully_masked_rows(name, backend):
     fn = softmax if name == "softmax" else SPARSE[name]
     x = dict(cases())["masked"]
     p = fn(x)
@@ -62,7 +85,7 @@ def test_simplex_masks_and_fully_masked_rows(name):
     assert torch.allclose(sums[keep], torch.ones_like(sums[keep]), atol=1e-9)
 
 
-def test_sparsegen_lin_is_scaled_sparsemax_and_limits():
+def test_sparsegen_lin_is_scaled_sparsemax_and_limits(backend):
     torch.manual_seed(3)
     x = torch.randn(16, 50, dtype=torch.float64)
     for lam in (-8.0, -4.0, -0.5, 0.0, 0.3, 0.9):
@@ -74,7 +97,7 @@ def test_sparsegen_lin_is_scaled_sparsemax_and_limits():
     assert torch.allclose(near_uniform, torch.full_like(near_uniform, 0.1), atol=1e-3)
 
 
-def test_entmax_bisect_endpoints():
+def test_entmax_bisect_endpoints(backend):
     torch.manual_seed(4)
     x = torch.randn(8, 30, dtype=torch.float64) * 3
     assert torch.allclose(entmax_bisect(x, 2.0), sparsemax(x), atol=1e-9)
@@ -83,7 +106,7 @@ def test_entmax_bisect_endpoints():
 
 
 @pytest.mark.parametrize("name", sorted(SPARSE))
-def test_gradcheck_float64(name):
+def test_gradcheck_float64(name, backend):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(SPARSE[name], (x,))
@@ -92,14 +115,14 @@ def test_gradcheck_float64(name):
     assert torch.autograd.gradcheck(lambda t: SPARSE[name](t, dim=0), (y,))
 
 
-def test_gradcheck_learned_alpha_per_row():
+def test_gradcheck_learned_alpha_per_row(backend):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
     alpha = torch.tensor([1.2, 1.5, 1.9], dtype=torch.float64).view(1, 3, 1).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: entmax_bisect(a, b, n_iter=100), (x, alpha))
 
 
-def test_grad_matches_entmax_package_and_ignores_masked():
+def test_grad_matches_entmax_package_and_ignores_masked(backend):
     x = dict(cases())["masked"][:5].clone().requires_grad_()
     g = torch.randn(5, 37, dtype=torch.float64)
     for ours, theirs in ((sparsemax, ref.sparsemax), (entmax15, ref.entmax15)):
@@ -111,7 +134,7 @@ def test_grad_matches_entmax_package_and_ignores_masked():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name", sorted(SPARSE) + ["softmax"])
-def test_half_precision_inputs(name, dtype):
+def test_half_precision_inputs(name, dtype, backend):
     fn = softmax if name == "softmax" else SPARSE[name]
     x = (torch.randn(64, 128) * 4).to(dtype)
     x[:, 100:] = NEG_INF
@@ -167,3 +190,71 @@ def test_softmax_backward_works():
     x = torch.randn(3, 4, requires_grad=True)
     softmax(x).pow(2).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def _fused_and_eager(fn, *inputs):
+    """fn's output and input gradients on both backends, for a fixed upstream gradient."""
+    results = []
+    for eager in (False, True):
+        with eager_backend() if eager else contextlib.nullcontext():
+            leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+            out = fn(*leaves)
+            g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+            grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], g)
+            results.append((out.detach(), [gr.detach() for gr in grads]))
+    return results
+
+
+@pytest.mark.skipif(not BUILT, reason="fused C++ normalisers not built (pip install --no-build-isolation -e .)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(SPARSE) + ["learned_alpha"])
+def test_fused_matches_eager(name, dtype):
+    """BERT-like scores (N(0, s^2), s in {0.3, 1, 4}, masked keys, a fully masked row) along dim 2 of 4."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 40, 33, generator=g, dtype=dtype) * torch.tensor([0.3, 1.0, 4.0], dtype=dtype).view(1, 3, 1, 1)
+    x[:, :, 30:, :] = NEG_INF
+    x[0, 1, :, 5] = NEG_INF
+    x = x.requires_grad_()
+    if name == "learned_alpha":
+        alpha = torch.tensor([1.1, 1.5, 1.9], dtype=dtype).view(1, 3, 1, 1).requires_grad_()
+        fn = lambda t, a: entmax_bisect(t, a, dim=2)
+        inputs = (x, alpha)
+    else:
+        fn = lambda t: SPARSE[name](t, dim=2)
+        inputs = (x,)
+    (p_fused, g_fused), (p_eager, g_eager) = _fused_and_eager(fn, *inputs)
+    assert (p_fused[:, :, 30:] == 0).all() and (p_fused[0, 1, :, 5] == 0).all()
+    atol = 1e-12 if dtype == torch.float64 else 2e-6
+    assert torch.allclose(p_fused, p_eager, atol=atol, rtol=0), (p_fused - p_eager).abs().max()
+    for a, b in zip(g_fused, g_eager):
+        assert torch.isfinite(a).all()
+        scale = max(1.0, b.abs().max().item())
+        assert torch.allclose(a, b, atol=atol * 50 * scale, rtol=0), (a - b).abs().max()
+
+
+@pytest.mark.skipif(not BUILT, reason="fused C++ normalisers not built (pip install --no-build-isolation -e .)")
+def test_cpu_tensors_take_the_fused_kernels():
+    x = torch.randn(4, 16, requires_grad=True)
+    assert _common.backend() == "fused"
+    assert type(sparsemax(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
+    assert type(entmax15(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
+    assert type(entmax_bisect(x, 1.3).grad_fn).__name__ == "FusedEntmaxAlphaFunctionBackward"
+    with eager_backend():
+        assert _common.backend() == "eager"
+        assert type(sparsemax(x).grad_fn).__name__ == "ThresholdFunctionBackward"
+
+
+def test_missing_extension_falls_back_to_eager_and_logs_once(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "fairseq_sparse._C", None)  # import of it now fails
+    _common._fused_ops.cache_clear()
+    try:
+        x = torch.randn(5, 9, dtype=torch.float64)
+        with caplog.at_level(logging.WARNING, logger=_common.__name__):
+            assert _common.backend() == "eager"
+            p = sparsemax(x)
+            entmax15(x)
+        assert sum("eager PyTorch" in r.getMessage() for r in caplog.records) == 1
+        assert torch.allclose(p, ref.sparsemax(x, dim=-1), atol=1e-12)
+    finally:
+        monkeypatch.undo()
+        _common._fused_ops.cache_clear()

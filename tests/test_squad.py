@@ -170,6 +170,14 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
     pre.main(["--train", v2["train"], "--valid", v2["dev"], "--dest", str(tmp_path / "v2"), *tok])
     meta = json.load(open(tmp_path / "v2" / "meta.json"))
     assert meta["version"] == "2.0" and meta["splits"]["valid"]["examples"] == 9
+    # a converted BERT reads question and context as token types 0 and 1: one </s> between them
+    from fairseq.data import data_utils
+
+    d = Dictionary.load(str(tmp_path / "v2" / "dict.txt"))
+    feature = data_utils.load_indexed_dataset(str(tmp_path / "v2" / "valid.tokens"), d)[0]
+    first_sep = feature.tolist().index(d.eos())
+    assert feature.tolist().count(d.eos()) == 2 and feature[-1] == d.eos()
+    assert segment_ids(feature[None], d.eos(), 2)[0].tolist() == [0] * (first_sep + 1) + [1] * (len(feature) - first_sep - 1)
     ckpt_path = str(root / "ckpt" / "model.pt")
     cmd = [sys.executable, "-m", "fairseq_cli.train", str(tmp_path / "v2"), "--user-dir",
            os.path.join(REPO, "fairseq_sparse"), "--cpu", "--task", "squad", "--criterion", "squad_span",

@@ -4,7 +4,7 @@
 python examples/analysis/finetune_bbc.py --data runs/analysis/bbc-bin --checkpoint runs/analysis/minilm/model.pt \
     --save-dir runs/analysis/bbc-ft [--epochs 2] [--lr 5e-5] [--dry-run] -- [more fairseq-train options]
 
-The command is the plugin's sentence_prediction recipe (fairseq_sparse/data/finetune_command.py)
+The command is the plugin's sentence_prediction recipe (fairseq_sparse/finetune/commands.py)
 with a polynomial-decay schedule over the given epochs; it is printed before it runs.
 """
 import argparse
@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 
-from fairseq_sparse.data.finetune_command import classification_flags, sentence_prediction_command
+from fairseq_sparse.finetune.commands import classification_flags, sentence_prediction_command
 from fairseq_sparse.data.sentence_prediction_data import read_meta
 
 

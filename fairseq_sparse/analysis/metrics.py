@@ -30,7 +30,7 @@ def _confusion(pred, gold, n):
 def confusion_counts(gold, pred, n):
     """n x n counts as nested lists: row = gold class, column = predicted class."""
     gold, pred = torch.as_tensor(gold).reshape(-1), torch.as_tensor(pred).reshape(-1)
-    return _confusion(gold, pred, n).long().tolist()
+    return _confusion(pred, gold, n).long().tolist()
 
 
 def _f1_of_class(conf, k):

@@ -39,19 +39,14 @@ def build_parser():
 
 def load_checkpoint_state(path):
     """The model state dict of a fairseq checkpoint (or of a bare state dict), loaded safely."""
-    from ..checkpoint_reader import read_checkpoint
+    from ..checkpoint_reader import read_model_state
 
     if not os.path.isfile(path):
         raise SystemExit(f"fairseq-sparse-export-mask: checkpoint {path} does not exist")
     try:
-        state = read_checkpoint(path, fairseq=False)
+        return read_model_state(path)
     except ValueError as err:
         raise SystemExit(f"fairseq-sparse-export-mask: {err}") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        return state["model"]
-    if isinstance(state, dict):
-        return state
-    raise SystemExit(f"fairseq-sparse-export-mask: {path} holds {type(state).__name__}, not a checkpoint dict")
 
 
 def find_logits(state, path, key=None):

@@ -74,6 +74,6 @@ def encoder_flags(path, with_layer_norm_eps=True):
             flags += ["--" + name.replace("_", "-"), str(args[name])]
     if with_layer_norm_eps and args.get("layer_norm_eps") is not None:
         flags += ["--layer-norm-eps", repr(float(args["layer_norm_eps"]))]
-    if False:
+    if with_layer_norm_eps and args.get("segment_embeddings"):
         flags += ["--segment-embeddings", str(int(args["segment_embeddings"]))]
     return flags

@@ -14,7 +14,7 @@ from fairseq.logging import metrics
 
 @dataclass
 class MaskedLmDamConfig(MaskedLmConfig):
-    dam_lambda: float = field(default=5e-5, metadata={"help": "weight of ||M||_1 (the authors use 5e-5)"})
+    dam_lambda: float = field(default=1e-5, metadata={"help": "weight of ||M||_1 (the authors use 5e-5 on BERT-base)"})
     dam_normalize_penalty: bool = field(
         default=False, metadata={"help": "divide ||M||_1 by the number of mask entries (the kept fraction)"}
     )

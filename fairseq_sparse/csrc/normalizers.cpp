@@ -84,17 +84,18 @@ void check_rows(const Tensor& t, const char* name) {
 template <typename T>
 T row_max(const T* x, int64_t n) {
   T m = -std::numeric_limits<T>::infinity();
-_Pragma("omp simd reduction(max : m)")
+#pragma omp simd reduction(max : m)
   for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
   return m;
 }
 
-// buf <- {scale * x_j : scale * x_j > lo}; returns the count.
+// buf <- {scale * x_j : scale * x_j > lo}; returns the count. The product is rounded to T, as
+// the output pass computes it, so that the threshold is exact for the values written out.
 template <typename T>
-int64_t gather_candidates(const T* x, int64_t n, double scale, double lo, double* buf) {
+int64_t gather_candidates(const T* x, int64_t n, T scale, double lo, double* buf) {
   int64_t k = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const double v = scale * static_cast<double>(x[j]);
+    const double v = static_cast<double>(scale * x[j]);
     buf[k] = v;
     k += v > lo;
   }
@@ -115,12 +116,12 @@ int64_t shrink(double* buf, int64_t k, double tau) {
 // tau_S = (sum_S x - 1) / |S| lies left of the true threshold, so every entry at or below it
 // is off the support; drop those and repeat until nothing drops. Exact after a few passes.
 template <typename T>
-double sparsemax_threshold(const T* x, int64_t n, double scale, double m, double* buf) {
+double sparsemax_threshold(const T* x, int64_t n, T scale, double m, double* buf) {
   int64_t k = gather_candidates(x, n, scale, m - 1.0, buf);
   double tau = m - 1.0;
   while (true) {
     double sum = 0;
-_Pragma("omp simd reduction(+ : sum)")
+#pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < k; ++i) sum += buf[i];
     tau = (sum - 1.0) / static_cast<double>(k);
     const int64_t kept = shrink(buf, k, tau);
@@ -136,11 +137,11 @@ _Pragma("omp simd reduction(+ : sum)")
 // accepted once no entry of S lies below it, which makes the result exact.
 template <typename T>
 double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
-  int64_t k = gather_candidates(x, n, 0.5, m - 1.0, buf);
+  int64_t k = gather_candidates(x, n, T(0.5), m - 1.0, buf);
   double tau = m - 1.0;
   for (int it = 0; it < 200 && k > 0; ++it) {
     double s1 = 0, s2 = 0, lo = std::numeric_limits<double>::infinity();
-_Pragma("omp simd reduction(+ : s1, s2) reduction(min : lo)")
+#pragma omp simd reduction(+ : s1, s2) reduction(min : lo)
     for (int64_t i = 0; i < k; ++i) {
       const double d = buf[i] - tau;
       s1 += d;
@@ -184,7 +185,7 @@ void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_
   }
   for (int64_t it = 0; it < n_iter && k > 0; ++it) {
     T mass = 0, slope = 0;
-_Pragma("omp simd reduction(+ : mass, slope)")
+#pragma omp simd reduction(+ : mass, slope)
     for (int64_t i = 0; i < k; ++i) {
       const T d = buf[i] - tau;
       const T dp = pow_pos(d, bm1);  // d > 0 here
@@ -206,7 +207,7 @@ _Pragma("omp simd reduction(+ : mass, slope)")
   }
   zero_row(p, n);
   T total = 0;
-_Pragma("omp simd reduction(+ : total)")
+#pragma omp simd reduction(+ : total)
   for (int64_t i = 0; i < k; ++i) {
     buf[i] = pow_pos(buf[i] - tau, beta);
     total += buf[i];
@@ -214,6 +215,92 @@ _Pragma("omp simd reduction(+ : total)")
   const T inv = T(1) / std::max(total, std::numeric_limits<T>::min());
   for (int64_t i = 0; i < k; ++i) p[idx[i]] = buf[i] * inv;
 }
+
+// ---- one row each; kept out of the AT_DISPATCH lambdas so that the `omp simd` pragmas apply.
+
+template <typename T>
+void sparsemax_row(const T* x, T* p, int64_t n, double scale, double* buf) {
+  const double m = static_cast<double>(static_cast<T>(scale) * row_max(x, n));
+  if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(p, n); return; }
+  const T s = static_cast<T>(scale);
+  const double tau = sparsemax_threshold(x, n, s, m, buf);
+  // tau as hi + lo in T: v - hi is exact for v near tau, so the support sums to 1 to T's precision
+  const T hi = static_cast<T>(tau), lo = static_cast<T>(tau - static_cast<double>(hi));
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) p[j] = std::max((s * x[j] - hi) - lo, T(0));
+}
+
+template <typename T>
+void entmax15_row(const T* x, T* p, int64_t n, double* buf) {
+  const double m = 0.5 * static_cast<double>(row_max(x, n));
+  if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(p, n); return; }
+  const double tau = entmax15_threshold(x, n, m, buf);
+  const T hi = static_cast<T>(tau), lo = static_cast<T>(tau - static_cast<double>(hi));  // as in sparsemax_row
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const T d = std::max((T(0.5) * x[j] - hi) - lo, T(0));
+    p[j] = d * d;
+  }
+}
+
+// Backward of the family from the saved output p. kind 0: sparsemax (s = 1 on the support,
+// result times scale), 1: entmax-1.5 (s = sqrt(p)), 2: alpha-entmax (s = p^(2 - alpha)).
+// dz = s * (g - sum(s g) / sum(s)). For kind 2 also d loss / d alpha of the row (into *ga when
+// given): dp/dalpha = (p - s_hat) / (alpha-1)^2 - (p log p - s_hat H) / (alpha-1), with
+// s_hat = s / sum(s), H = sum(p log p).
+template <typename T>
+void backward_row(const T* p, const T* g, T* dz, int64_t n, int kind, T scale, T alpha, T* ga) {
+  T ss = 0, sg = 0;
+  if (kind == 0) {
+#pragma omp simd reduction(+ : ss, sg)
+    for (int64_t j = 0; j < n; ++j) {
+      const T s = p[j] > 0 ? T(1) : T(0);
+      ss += s;
+      sg += s * g[j];
+    }
+    const T q = sg / std::max(ss, T(1));
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dz[j] = p[j] > 0 ? scale * (g[j] - q) : T(0);
+    return;
+  }
+  if (kind == 1) {
+#pragma omp simd reduction(+ : ss, sg)
+    for (int64_t j = 0; j < n; ++j) {
+      const T s = std::sqrt(p[j]);
+      ss += s;
+      sg += s * g[j];
+    }
+    const T q = sg / std::max(ss, std::numeric_limits<T>::min());
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dz[j] = std::sqrt(p[j]) * (g[j] - q);
+    return;
+  }
+  const T e = T(2) - alpha;  // s kept in dz between the passes
+  T h = 0, gpsum = 0, gplogp = 0;
+#pragma omp simd reduction(+ : ss, sg, h, gpsum, gplogp)
+  for (int64_t j = 0; j < n; ++j) {
+    const bool on = p[j] > 0;
+    const T safe = on ? p[j] : T(1);
+    const T pow_e = pow_pos(safe, e), log_p = log_pos(safe);  // no branches: vectorised
+    const T s = on ? pow_e : T(0);
+    const T pl = p[j] * log_p;  // 0 off the support (p = 0, log 1 = 0)
+    dz[j] = s;
+    ss += s;
+    sg += s * g[j];
+    h += pl;
+    gpsum += g[j] * p[j];
+    gplogp += g[j] * pl;
+  }
+  const T q = sg / std::max(ss, std::numeric_limits<T>::min());  // sum_j g_j s_hat_j
+  if (ga != nullptr) {
+    const T am1 = alpha - T(1);
+    *ga = (gpsum - q) / (am1 * am1) - (gplogp - q * h) / am1;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dz[j] = dz[j] * (g[j] - q);
+}
+
+// ---- the ops
 
 Tensor sparsemax_forward(const Tensor& x, double scale) {
   check_rows(x, "sparsemax_forward");
@@ -226,15 +313,7 @@ Tensor sparsemax_forward(const Tensor& x, double scale) {
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
       std::vector<double> buf(n);
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* xr = xp + r * n;
-        scalar_t* pr = op + r * n;
-        const double m = scale * static_cast<double>(row_max(xr, n));
-        if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(pr, n); continue; }
-        const double tau = sparsemax_threshold(xr, n, scale, m, buf.data());
-        const scalar_t s = static_cast<scalar_t>(scale), t = static_cast<scalar_t>(tau);
-        for (int64_t j = 0; j < n; ++j) pr[j] = std::max(s * xr[j] - t, scalar_t(0));
-      }
+      for (int64_t r = begin; r < end; ++r) sparsemax_row(xp + r * n, op + r * n, n, scale, buf.data());
     });
   });
   return out;
@@ -250,17 +329,7 @@ Tensor entmax15_forward(const Tensor& x) {
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
       std::vector<double> buf(n);
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* xr = xp + r * n;
-        scalar_t* pr = op + r * n;
-        const double m = 0.5 * static_cast<double>(row_max(xr, n));
-        if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(pr, n); continue; }
-        const scalar_t t = static_cast<scalar_t>(entmax15_threshold(xr, n, m, buf.data()));
-        for (int64_t j = 0; j < n; ++j) {
-          const scalar_t d = std::max(scalar_t(0.5) * xr[j] - t, scalar_t(0));
-          pr[j] = d * d;
-        }
-      }
+      for (int64_t r = begin; r < end; ++r) entmax15_row(xp + r * n, op + r * n, n, buf.data());
     });
   });
   return out;
@@ -291,11 +360,8 @@ Tensor entmax_alpha_forward(const Tensor& x, const Tensor& alpha, int64_t n_iter
   return out;
 }
 
-// Backward of the family from the saved output p. kind 0: sparsemax (s = 1 on the support,
-// result times scale), 1: entmax-1.5 (s = sqrt(p)), 2: alpha-entmax (s = p^(2 - alpha), alpha
-// per row). For kind 2 with want_alpha, also returns d loss / d alpha per row:
-// dp/dalpha = (p - s_hat) / (alpha-1)^2 - (p log p - s_hat H) / (alpha-1), s_hat = s / sum(s),
-// H = sum(p log p).
+// kind 0 sparsemax (gradient times scale), 1 entmax-1.5, 2 alpha-entmax (alpha: (rows,));
+// returns (d loss / d z, d loss / d alpha per row if want_alpha else an empty tensor).
 std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, int64_t kind, double scale,
                                            const std::optional<Tensor>& alpha, bool want_alpha) {
   check_rows(p, "family_backward");
@@ -305,6 +371,7 @@ std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, 
   TORCH_CHECK(kind != 2 || (alpha.has_value() && alpha->dim() == 1 && alpha->size(0) == p.size(0) &&
                             alpha->is_contiguous() && alpha->scalar_type() == p.scalar_type()),
               "family_backward: kind 2 needs a contiguous (rows,) alpha of p's dtype");
+  TORCH_CHECK(!want_alpha || kind == 2, "family_backward: want_alpha needs kind 2");
   const int64_t rows = p.size(0), n = p.size(1);
   Tensor gz = at::empty_like(p);
   Tensor ga = at::empty({want_alpha ? rows : 0}, p.options());
@@ -313,68 +380,16 @@ std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, 
     return {gz, ga};
   }
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "family_backward", [&] {
-    using T = scalar_t;
-    const T* pp = p.const_data_ptr<T>();
-    const T* gp = grad.const_data_ptr<T>();
-    const T* ap = kind == 2 ? alpha->const_data_ptr<T>() : nullptr;
-    T* zp = gz.mutable_data_ptr<T>();
-    T* gap = want_alpha ? ga.mutable_data_ptr<T>() : nullptr;
+    const scalar_t* pp = p.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    const scalar_t* ap = kind == 2 ? alpha->const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* zp = gz.mutable_data_ptr<scalar_t>();
+    scalar_t* gap = want_alpha ? ga.mutable_data_ptr<scalar_t>() : nullptr;
+    const scalar_t sc = static_cast<scalar_t>(scale);
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* pr = pp + r * n;
-        const T* gr = gp + r * n;
-        T* zr = zp + r * n;
-        T ss = 0, sg = 0;
-        if (kind == 0) {  // s = 1 on the support
-_Pragma("omp simd reduction(+ : ss, sg)")
-          for (int64_t j = 0; j < n; ++j) {
-            const T s = pr[j] > 0 ? T(1) : T(0);
-            ss += s;
-            sg += s * gr[j];
-          }
-          const T q = sg / std::max(ss, T(1)), sc = static_cast<T>(scale);
-_Pragma("omp simd")
-          for (int64_t j = 0; j < n; ++j) zr[j] = pr[j] > 0 ? sc * (gr[j] - q) : T(0);
-          continue;
-        }
-        if (kind == 1) {  // s = sqrt(p)
-_Pragma("omp simd reduction(+ : ss, sg)")
-          for (int64_t j = 0; j < n; ++j) {
-            const T s = std::sqrt(pr[j]);
-            ss += s;
-            sg += s * gr[j];
-          }
-          const T q = sg / std::max(ss, std::numeric_limits<T>::min());
-_Pragma("omp simd")
-          for (int64_t j = 0; j < n; ++j) zr[j] = std::sqrt(pr[j]) * (gr[j] - q);
-          continue;
-        }
-        // kind 2: s = p^(2 - alpha), kept in zr between the passes
-        const T e = T(2) - ap[r];
-        T h = 0, gpsum = 0, gplogp = 0;
-_Pragma("omp simd reduction(+ : ss, sg, h, gpsum, gplogp)")
-        for (int64_t j = 0; j < n; ++j) {
-          const bool on = pr[j] > 0;
-          const T safe = on ? pr[j] : T(1);
-          const T pow_e = pow_pos(safe, e), log_p = log_pos(safe);  // no branches: vectorised
-          const T s = on ? pow_e : T(0);
-          const T pl = pr[j] * log_p;  // 0 off the support (p = 0, log 1 = 0)
-          zr[j] = s;
-          ss += s;
-          sg += s * gr[j];
-          h += pl;
-          gpsum += gr[j] * pr[j];
-          gplogp += gr[j] * pl;
-        }
-        const T sum_s = std::max(ss, std::numeric_limits<T>::min());
-        const T q = sg / sum_s;  // sum_j g_j s_hat_j
-        if (want_alpha) {
-          const T am1 = ap[r] - T(1);
-          gap[r] = (gpsum - q) / (am1 * am1) - (gplogp - q * h) / am1;
-        }
-_Pragma("omp simd")
-        for (int64_t j = 0; j < n; ++j) zr[j] = zr[j] * (gr[j] - q);
-      }
+      for (int64_t r = begin; r < end; ++r)
+        backward_row(pp + r * n, gp + r * n, zp + r * n, n, static_cast<int>(kind), sc,
+                     ap ? ap[r] : scalar_t(2), gap ? gap + r : nullptr);
     });
   });
   return {gz, ga};

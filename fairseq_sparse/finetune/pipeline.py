@@ -240,7 +240,11 @@ def evaluate(checkpoint, data, splits, batch_size=32):
     return out
 
 
-def finetune(job, log=print):
+def _say(*parts):
+    print(*parts, flush=True)
+
+
+def finetune(job, log=_say):
     """Run the three steps; returns (and writes to OUT/results.json) the scores."""
     job.check()
     results_path = os.path.join(job.out_dir, "results.json")

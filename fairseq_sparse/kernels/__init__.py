@@ -7,8 +7,8 @@ checks it and falls back to the eager path otherwise.
 """
 from ._runtime import can_run, interpret_on_cpu, triton_available
 from .attention import block_tables, dropout_factors, sparse_attention
-from .flex import flex_block_mask, flex_softmax_attention
+from .flex import flex_available, flex_block_mask, flex_softmax_attention
 from .rowwise import normalize
 
 __all__ = ["can_run", "interpret_on_cpu", "triton_available", "sparse_attention", "normalize", "block_tables", "dropout_factors",
-           "flex_block_mask", "flex_softmax_attention"]
+           "flex_available", "flex_block_mask", "flex_softmax_attention"]

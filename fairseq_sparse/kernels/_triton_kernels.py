@@ -11,7 +11,8 @@ support size K (d = max(x - tau, 0)); the Newton step is (A - 1) / (beta * B).
   MODE 0, sparsemax (beta = 1): the step is Michelot's exact support update; stop when K stops
           changing (tau is then exact).
   MODE 1, entmax-1.5 (beta = 2): once K is unchanged between passes, jump to the closed-form
-          root for that support, tau = mean_S x - sqrt(1 / K - var_S x); stop when A = 1 within tol.
+          root for that support, tau = mean_S x - sqrt(1 / K - var_S x); stop when A = 1 within tol
+          or the update is a few ulps of tau.
   MODE 2, alpha-entmax (alpha per row or per head): Newton until A = 1 within tol, or the step is a
           few ulps of tau, or n_iter passes.
 The output is d ** beta / A (A at the final tau), so rows always sum to 1. A row with no allowed
@@ -24,7 +25,7 @@ dz = s * (g - delta), delta = sum(s * g) / sum(s). For alpha-entmax the alpha gr
 import triton
 import triton.language as tl
 
-NEG_INF = float("-inf")
+NEG_INF = tl.constexpr(float("-inf"))
 
 
 @triton.jit
@@ -75,8 +76,10 @@ def _newton(tau, A, B, K, K_prev, beta, live, tol, MODE: tl.constexpr):
         mean = B / kk
         var = tl.maximum(A / kk - mean * mean, 0.0)
         closed = tau + mean - tl.sqrt(tl.maximum(1.0 / kk - var, 0.0))
-        pending = live & (tl.abs(A - 1.0) > tol)
         new_tau = tl.where(K == K_prev, closed, tau + step)
+        # done: the row sums to 1 within tol, or the update is a few ulps of tau (float32 cannot
+        # get closer; the output's renormalisation absorbs the rest)
+        pending = live & (tl.abs(A - 1.0) > tol) & (tl.abs(new_tau - tau) > 4.8e-7 * (tl.abs(tau) + 1.0))
     else:
         pending = live & (tl.abs(A - 1.0) > tol) & (tl.abs(step) > 4.8e-7 * (tl.abs(tau) + 1.0))
         new_tau = tau + step
@@ -180,7 +183,7 @@ def _dropout_scale(seed, bh, offs_m, offs_n, N, p_drop):
 
 
 @triton.jit
-def attn_fwd(Q, K, V, O, TAU, MASS, SUPPORT, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
+def attn_fwd(Q, K, V, O, TAU, MASS, SUPPORT, PASSES, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
              seed, p_drop, qk_scale, n_iter, tol, H, N, D, HK, n_qb, n_kb,
              MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
              UPCAST: tl.constexpr, IEEE: tl.constexpr,
@@ -266,6 +269,7 @@ def attn_fwd(Q, K, V, O, TAU, MASS, SUPPORT, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
     tl.store(TAU + row, tau, mask=offs_m < N)
     tl.store(MASS + row, tl.where(live, mass, 0.0), mask=offs_m < N)
     tl.store(SUPPORT + row, support, mask=offs_m < N)
+    tl.store(PASSES + bh * n_qb + qb, it)
 
 
 @triton.jit

@@ -65,18 +65,19 @@ class _SparseAttention(torch.autograd.Function):
         o = torch.empty_like(q)
         tau = torch.empty((B, H, N), dtype=torch.float32, device=dev)
         mass, support = torch.empty_like(tau), torch.empty_like(tau)
+        passes = torch.empty((B, H, n_qb), dtype=torch.int32, device=dev)
         flags = dict(MODE=mode, HAS_PAD=pad is not None, HAS_KEEP=keep is not None, DROPOUT=dropout_p > 0,
                      UPCAST=interpreting() and dev.type == "cpu", IEEE=q.dtype == torch.float32,
                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=max(16, next_pow2(D)))
-        tk.attn_fwd[(n_qb, B * H)](q, k, v, o, tau, mass, support, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
+        tk.attn_fwd[(n_qb, B * H)](q, k, v, o, tau, mass, support, passes, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
                                    seed, float(dropout_p), qk_scale, n_iter, tol, H, N, D, hk, n_qb, n_kb, **flags)
         ctx.save_for_backward(q, k, v, o, tau, mass, alpha_h, pad_u8, keep_u8, *tables)
         ctx.meta = (seed, float(dropout_p), qk_scale, hk, n_qb, n_kb, flags, ctx.needs_input_grad[3])
-        ctx.mark_non_differentiable(support)
-        return o, support
+        ctx.mark_non_differentiable(support, passes)
+        return o, support, passes
 
     @staticmethod
-    def backward(ctx, do, _support_grad):
+    def backward(ctx, do, _support_grad, _passes_grad):
         tk = kernels()
         q, k, v, o, tau, mass, alpha_h, pad_u8, keep_u8, kv_num, kv_idx, q_num, q_idx = ctx.saved_tensors
         seed, p_drop, qk_scale, hk, n_qb, n_kb, flags, alpha_grad = ctx.meta
@@ -94,7 +95,7 @@ class _SparseAttention(torch.autograd.Function):
 
 
 def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_padding_mask=None, keep=None,
-                     dropout_p=0.0, n_iter=None, tol=1e-6, return_support=False):
+                     dropout_p=0.0, n_iter=None, tol=1e-6, return_stats=False):
     """normalizer(scale * q k^T, masked) @ v in one fused kernel, forward and backward.
 
     q, k, v: (B, H, N, D) float16 / bfloat16 / float32 on CUDA (or CPU under TRITON_INTERPRET=1).
@@ -102,7 +103,8 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     tensor, e.g. learned per head; it gets a gradient). key_padding_mask: (B, N) bool, True = pad.
     keep: bool (H or 1, N, N), True = may attend; its empty blocks are skipped. dropout_p: dropout
     on the probabilities (inverted scaling, as nn.Dropout). A row with no allowed key gives zeros.
-    return_support: also return the number of non-zero probabilities per row, (B, H, N) float32.
+    return_stats: also return {"support": non-zero probabilities per row (B, H, N) float32,
+    "passes": threshold passes over the keys per query block (B, H, blocks) int32}.
     """
     if normalizer not in MODES:
         raise ValueError(f"sparse_attention: normalizer {normalizer!r} is not one of {sorted(MODES)}")
@@ -152,8 +154,9 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
             raise ValueError(f"sparse_attention: keep must be (N, N), (1 or H, N, N) or (1, 1 or H, N, N) with "
                              f"N = {N}, H = {H}; got {tuple(keep.shape)}")
     n_iter = (50 if n_iter is None else int(n_iter)) if mode == 2 else N + 2
-    out, support = _SparseAttention.apply(q, k, v, alpha_h, pad, keep, mode, qk_scale, float(dropout_p), n_iter, float(tol))
-    return (out, support) if return_support else out
+    out, support, passes = _SparseAttention.apply(q, k, v, alpha_h, pad, keep, mode, qk_scale, float(dropout_p),
+                                                  n_iter, float(tol))
+    return (out, {"support": support, "passes": passes}) if return_stats else out
 
 
 def dropout_factors(batch, heads, n, seed, p, device):

@@ -6,12 +6,23 @@ through torch.compile (FlexAttention's fused kernel, forward and backward); on t
 uncompiled forward runs (inference only: FlexAttention has no CPU backward).
 """
 import functools
+import inspect
 
 import torch
 
 from .attention import block_tables
 
 FLEX_BLOCK = 128
+
+
+@functools.lru_cache(maxsize=None)
+def flex_available():
+    """FlexAttention with BlockMask.from_kv_blocks(seq_lengths=...) (torch >= 2.6)."""
+    try:
+        from torch.nn.attention.flex_attention import BlockMask
+    except ImportError:
+        return False
+    return "seq_lengths" in inspect.signature(BlockMask.from_kv_blocks).parameters
 
 
 def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
@@ -36,7 +47,7 @@ def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
 @functools.lru_cache(maxsize=None)
 def _compiled_flex():
     from torch.nn.attention.flex_attention import flex_attention
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention)  # a new length recompiles once, then shapes go dynamic
 
 
 def flex_softmax_attention(q, k, v, keep, key_padding_mask=None, scale=None):

@@ -4,7 +4,9 @@ fairseq's MultiheadAttention sends every encoder call through a fused PyTorch ke
 never calls its own softmax, so swapping the normaliser means owning the attention math.
 This subclass keeps the parent's parameters (q/k/v/out projections: stock checkpoints load
 unchanged) and its fused path whenever nothing differs from stock softmax attention; in every
-other case it computes scores -> masks -> normaliser -> dropout -> values itself.
+other case it computes scores -> masks -> normaliser -> dropout -> values itself, or, on CUDA,
+hands that to fairseq_sparse.kernels (fused Triton sparse attention, block-sparse FlexAttention
+softmax; see _gpu_attention).
 
 Hooks used by the rest of the plugin:
   head_gates       per-head output multipliers (0 switches a head off)
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 
-from ..kernels import can_run, flex_softmax_attention, sparse_attention
+from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_attention
 from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import masked_normalize
@@ -233,18 +235,18 @@ class SparseMultiheadAttention(MultiheadAttention):
             return None  # a learned DAM sample: its mask gradient comes from masked_normalize
         dropout_p = self.dropout_module.p if self.training else 0.0
         if self.normalizer_name == "softmax":
-            if not q.is_cuda or keep is None or dropout_p > 0:
+            if not q.is_cuda or keep is None or dropout_p > 0 or not flex_available():
                 return None
             return flex_softmax_attention(q, k, v, keep, pad, scale=self.scaling)
         if not can_run(q):  # CUDA (or the Triton interpreter, TRITON_INTERPRET=1, in tests)
             return None
         alpha = self.entmax_alpha_per_head().to(q.device) if self.normalizer_name == "entmax_bisect" else 1.5
-        out, support = sparse_attention(
+        out, stats = sparse_attention(
             q, k, v, self.normalizer_name, scale=self.scaling, lam=self.sparsegen_lambda, alpha=alpha,
-            key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_support=True,
+            key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_stats=True,
         )
         if self.training and self.log_stats:
-            self._log_support(support, pad)
+            self._log_support(stats["support"], pad)
         return out
 
     def _normalise(self, scores):

@@ -12,6 +12,7 @@ which keeps the working set in cache and the forward peak near the output's own 
 """
 import contextlib
 import functools
+import importlib
 import logging
 import os
 
@@ -25,7 +26,7 @@ _FORCE_EAGER = [os.environ.get("FAIRSEQ_SPARSE_EAGER", "") == "1"]
 def _fused_ops():
     """torch.ops.fairseq_sparse if the C++ extension loads, else None (logged once)."""
     try:
-        from .. import _C  # noqa: F401  (registers the ops)
+        importlib.import_module("fairseq_sparse._C")  # registers the ops
     except ImportError as e:
         logger.warning(
             "fairseq_sparse: fused CPU normalisers not available (%s); using the eager PyTorch ones "
