@@ -28,7 +28,7 @@ def optional_extension():
     ext = CppExtension(
         "fairseq_sparse._C",
         ["fairseq_sparse/csrc/normalizers.cpp"],
-        extra_compile_args=["-O3", "-fopenmp", "-fno-trapping-math"],
+        extra_compile_args=["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"],
         extra_link_args=["-fopenmp"],
         optional=True,  # setuptools warns and goes on when the build fails
     )

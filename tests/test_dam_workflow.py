@@ -133,3 +133,7 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
     report = json.loads(exported.stdout.strip().splitlines()[-1])
     assert 0.05 < report["density"] < 0.95, report
     assert "empty" not in report
+    # the corpus's rule is "w_i is followed by w_i+1": distance 1 is what the loss defends
+    mask = np.load(tmp_path / "mask.npy")
+    kept = [np.flatnonzero(head[0]).tolist() for head in mask]
+    assert sum(1 in k for k in kept) >= 3, kept

@@ -312,3 +312,13 @@ def test_gpu_check_dry_run():
                  "dry run"):
         assert line in res.stdout, (line, res.stdout)
     assert "failed" not in res.stdout and "! " not in res.stdout, res.stdout
+
+
+def test_kernels_compile_for_a_gpu(tmp_path):
+    """The Triton compiler (not only the interpreter) accepts the kernels, for sm_90, without a GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compile_kernels.py"), "--quick", "--arch", "90"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "compiled 3 kernel variants" in res.stdout

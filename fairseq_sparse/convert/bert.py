@@ -317,7 +317,8 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, seed=1):
         state[key] = value.to(state[key].dtype).clone().contiguous()
     if not getattr(args, "untie_weights_roberta", False):  # tied: save one tensor, as fairseq does
         state["encoder.lm_head.weight"] = state[ENC + "embed_tokens.weight"]
-    kept = sorted(k for k in state if k not in converted and not k.endswith(".version"))
+    kept = sorted(k for k in state if k not in converted and not k.endswith(".version")
+                  and not (pooler_head and k.startswith(f"classification_heads.{pooler_head}.out_proj.")))
     if kept:
         logger.info("not in the BERT checkpoint, kept at initialisation: %s", ", ".join(kept))
     model.load_state_dict(state, strict=True)  # proves the checkpoint matches the architecture

@@ -35,6 +35,15 @@ namespace {
 
 using at::Tensor;
 
+// The row kernels are inlined into functions compiled twice (target_clones): for x86-64-v3
+// (AVX2 + FMA, 8 floats a vector) and the baseline (SSE2); the loader picks one for the CPU.
+#define FS_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FS_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FS_MULTIVERSION
+#endif
+
 constexpr int64_t kGrainElements = 1 << 15;  // elements per parallel task, at least
 
 int64_t grain_rows(int64_t n) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(n, 1)); }
@@ -43,7 +52,7 @@ int64_t grain_rows(int64_t n) { return std::max<int64_t>(1, kGrainElements / std
 // to a few ulps: alpha-entmax spends its time in x^y = exp2(y log2 x) on float rows. Inputs:
 // log2 takes x > 0 (clamped to 1e-30, below which every use here gives ~0), exp2 takes y <= 0
 // (clamped to -125; the result is then < 1e-37).
-inline float fast_log2(float x) {
+FS_INLINE float fast_log2(float x) {
   x = x > 1e-30f ? x : 1e-30f;
   const uint32_t bits = __builtin_bit_cast(uint32_t, x);
   float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 127);
@@ -57,7 +66,7 @@ inline float fast_log2(float x) {
   return e + series * 1.44269504f;
 }
 
-inline float fast_exp2(float y) {
+FS_INLINE float fast_exp2(float y) {
   y = y > -125.0f ? y : -125.0f;
   // round to nearest by truncating a positive number (floorf is not vectorised below SSE4.1)
   const float i = static_cast<float>(static_cast<int32_t>(y + 128.5f) - 128);
@@ -68,10 +77,10 @@ inline float fast_exp2(float y) {
 }
 
 // x^y for x > 0, y >= 0 (x <= 1 where it is fast): exact libm for double, fast_* for float.
-inline double pow_pos(double x, double y) { return std::pow(x, y); }
-inline float pow_pos(float x, float y) { return fast_exp2(y * fast_log2(x)); }
-inline double log_pos(double x) { return std::log(x); }
-inline float log_pos(float x) { return fast_log2(x) * 0.693147181f; }
+FS_INLINE double pow_pos(double x, double y) { return std::pow(x, y); }
+FS_INLINE float pow_pos(float x, float y) { return fast_exp2(y * fast_log2(x)); }
+FS_INLINE double log_pos(double x) { return std::log(x); }
+FS_INLINE float log_pos(float x) { return fast_log2(x) * 0.693147181f; }
 
 void check_rows(const Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
@@ -82,7 +91,7 @@ void check_rows(const Tensor& t, const char* name) {
 }
 
 template <typename T>
-T row_max(const T* x, int64_t n) {
+FS_INLINE T row_max(const T* x, int64_t n) {
   T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
@@ -92,7 +101,7 @@ T row_max(const T* x, int64_t n) {
 // buf <- {scale * x_j : scale * x_j > lo}; returns the count. The product is rounded to T, as
 // the output pass computes it, so that the threshold is exact for the values written out.
 template <typename T>
-int64_t gather_candidates(const T* x, int64_t n, T scale, double lo, double* buf) {
+FS_INLINE int64_t gather_candidates(const T* x, int64_t n, T scale, double lo, double* buf) {
   int64_t k = 0;
   for (int64_t j = 0; j < n; ++j) {
     const double v = static_cast<double>(scale * x[j]);
@@ -103,7 +112,7 @@ int64_t gather_candidates(const T* x, int64_t n, T scale, double lo, double* buf
 }
 
 // Keep the entries of buf above tau; returns the new count.
-int64_t shrink(double* buf, int64_t k, double tau) {
+FS_INLINE int64_t shrink(double* buf, int64_t k, double tau) {
   int64_t m = 0;
   for (int64_t i = 0; i < k; ++i) {
     buf[m] = buf[i];
@@ -116,7 +125,7 @@ int64_t shrink(double* buf, int64_t k, double tau) {
 // tau_S = (sum_S x - 1) / |S| lies left of the true threshold, so every entry at or below it
 // is off the support; drop those and repeat until nothing drops. Exact after a few passes.
 template <typename T>
-double sparsemax_threshold(const T* x, int64_t n, T scale, double m, double* buf) {
+FS_INLINE double sparsemax_threshold(const T* x, int64_t n, T scale, double m, double* buf) {
   int64_t k = gather_candidates(x, n, scale, m - 1.0, buf);
   double tau = m - 1.0;
   while (true) {
@@ -136,7 +145,7 @@ double sparsemax_threshold(const T* x, int64_t n, T scale, double m, double* buf
 // tau = mean_S + ... : sum_S (x - tau)^2 = 1 -> tau = mean_S(x) - sqrt(1/k - var_S(x)); it is
 // accepted once no entry of S lies below it, which makes the result exact.
 template <typename T>
-double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
+FS_INLINE double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
   int64_t k = gather_candidates(x, n, T(0.5), m - 1.0, buf);
   double tau = m - 1.0;
   for (int it = 0; it < 200 && k > 0; ++it) {
@@ -155,7 +164,8 @@ double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
       const double shift = mean - std::sqrt(disc);  // >= 0: tau is left of the root
       if (shift <= lo) return tau + shift;
     }
-    const double step = (s2 - 1.0) / (2.0 * s1);
+    const double root = std::sqrt(s2);  // Newton on sqrt(f) - 1: see entmax_alpha_row
+    const double step = (root - 1.0) * root / s1;
     if (!(step > 4 * std::numeric_limits<double>::epsilon() * (std::abs(tau) + 1.0))) return tau;
     tau += step;
     k = shrink(buf, k, tau);
@@ -164,7 +174,7 @@ double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
 }
 
 template <typename T>
-void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
+FS_INLINE void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
 
 // alpha-entmax of one row, p = max(x - tau, 0)^beta with x = (alpha - 1) z, beta = 1 / (alpha - 1).
 // Newton on the convex decreasing f(tau) = sum (x - tau)_+^beta - 1 from tau = m - 1; stops
@@ -172,7 +182,7 @@ void zero_row(T* p, int64_t n) { std::fill(p, p + n, T(0)); }
 // renormalised. The candidates (value, column) are kept in T: float rows take the vectorised
 // fast pow, and only the support is written besides zeros.
 template <typename T>
-void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_iter, T* buf, int64_t* idx) {
+FS_INLINE void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_iter, T* buf, int64_t* idx) {
   const T m = am1 * row_max(x, n);
   if (!(m > -std::numeric_limits<T>::infinity())) { zero_row(p, n); return; }
   const T beta = T(1) / am1, bm1 = beta - T(1);
@@ -194,7 +204,11 @@ void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_
     }
     const T excess = mass - T(1);
     if (std::abs(excess) <= tol) break;
-    const T step = excess / (beta * slope);
+    // Newton on g = f^(1/beta) - 1 = ||(x - tau)_+||_beta - 1: convex and decreasing too (a norm of
+    // convex functions), so still monotone from the left, and nearly linear where f is far above 1
+    // (dense rows): a few steps instead of a dozen. f^(1/beta - 1) = mass / root.
+    const T root = std::pow(mass, T(1) / beta);
+    const T step = (root - T(1)) * (mass / root) / slope;
     if (!(std::abs(step) > 4 * std::numeric_limits<T>::epsilon() * (std::abs(tau) + T(1)))) break;
     tau += step;
     int64_t kept = 0;
@@ -219,7 +233,7 @@ void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, int64_t n_
 // ---- one row each; kept out of the AT_DISPATCH lambdas so that the `omp simd` pragmas apply.
 
 template <typename T>
-void sparsemax_row(const T* x, T* p, int64_t n, double scale, double* buf) {
+FS_INLINE void sparsemax_row(const T* x, T* p, int64_t n, double scale, double* buf) {
   const double m = static_cast<double>(static_cast<T>(scale) * row_max(x, n));
   if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(p, n); return; }
   const T s = static_cast<T>(scale);
@@ -231,7 +245,7 @@ void sparsemax_row(const T* x, T* p, int64_t n, double scale, double* buf) {
 }
 
 template <typename T>
-void entmax15_row(const T* x, T* p, int64_t n, double* buf) {
+FS_INLINE void entmax15_row(const T* x, T* p, int64_t n, double* buf) {
   const double m = 0.5 * static_cast<double>(row_max(x, n));
   if (!(m > -std::numeric_limits<double>::infinity())) { zero_row(p, n); return; }
   const double tau = entmax15_threshold(x, n, m, buf);
@@ -249,7 +263,7 @@ void entmax15_row(const T* x, T* p, int64_t n, double* buf) {
 // given): dp/dalpha = (p - s_hat) / (alpha-1)^2 - (p log p - s_hat H) / (alpha-1), with
 // s_hat = s / sum(s), H = sum(p log p).
 template <typename T>
-void backward_row(const T* p, const T* g, T* dz, int64_t n, int kind, T scale, T alpha, T* ga) {
+FS_INLINE void backward_row(const T* p, const T* g, T* dz, int64_t n, int kind, T scale, T alpha, T* ga) {
   T ss = 0, sg = 0;
   if (kind == 0) {
 #pragma omp simd reduction(+ : ss, sg)
@@ -275,9 +289,11 @@ void backward_row(const T* p, const T* g, T* dz, int64_t n, int kind, T scale, T
     for (int64_t j = 0; j < n; ++j) dz[j] = std::sqrt(p[j]) * (g[j] - q);
     return;
   }
-  const T e = T(2) - alpha;  // s kept in dz between the passes
-  T h = 0, gpsum = 0, gplogp = 0;
-#pragma omp simd reduction(+ : ss, sg, h, gpsum, gplogp)
+  // s kept in dz between the passes. The sums are in double: d alpha divides their differences
+  // by (alpha - 1)^2, which float32 sums of a few hundred terms do not survive near alpha = 1.
+  const T e = T(2) - alpha;
+  double ssd = 0, sgd = 0, h = 0, gpsum = 0, gplogp = 0;
+#pragma omp simd reduction(+ : ssd, sgd, h, gpsum, gplogp)
   for (int64_t j = 0; j < n; ++j) {
     const bool on = p[j] > 0;
     const T safe = on ? p[j] : T(1);
@@ -285,20 +301,48 @@ void backward_row(const T* p, const T* g, T* dz, int64_t n, int kind, T scale, T
     const T s = on ? pow_e : T(0);
     const T pl = p[j] * log_p;  // 0 off the support (p = 0, log 1 = 0)
     dz[j] = s;
-    ss += s;
-    sg += s * g[j];
+    ssd += s;
+    sgd += s * g[j];
     h += pl;
     gpsum += g[j] * p[j];
     gplogp += g[j] * pl;
   }
-  const T q = sg / std::max(ss, std::numeric_limits<T>::min());  // sum_j g_j s_hat_j
+  const double qd = sgd / std::max(ssd, static_cast<double>(std::numeric_limits<T>::min()));  // sum_j g_j s_hat_j
+  const T q = static_cast<T>(qd);
   if (ga != nullptr) {
-    const T am1 = alpha - T(1);
-    *ga = (gpsum - q) / (am1 * am1) - (gplogp - q * h) / am1;
+    const double am1 = static_cast<double>(alpha) - 1.0;
+    *ga = static_cast<T>((gpsum - qd) / (am1 * am1) - (gplogp - qd * h) / am1);
   }
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) dz[j] = dz[j] * (g[j] - q);
 }
+
+// ---- row ranges, one multiversioned function per op and dtype
+
+#define FS_ROWS(T)                                                                                            \
+  FS_MULTIVERSION void sparsemax_rows(const T* x, T* p, int64_t r0, int64_t r1, int64_t n, double scale) {   \
+    std::vector<double> buf(n);                                                                               \
+    for (int64_t r = r0; r < r1; ++r) sparsemax_row(x + r * n, p + r * n, n, scale, buf.data());            \
+  }                                                                                                           \
+  FS_MULTIVERSION void entmax15_rows(const T* x, T* p, int64_t r0, int64_t r1, int64_t n) {                  \
+    std::vector<double> buf(n);                                                                               \
+    for (int64_t r = r0; r < r1; ++r) entmax15_row(x + r * n, p + r * n, n, buf.data());                    \
+  }                                                                                                           \
+  FS_MULTIVERSION void entmax_alpha_rows(const T* x, T* p, const T* alpha, int64_t r0, int64_t r1, int64_t n, \
+                                         double tol, int64_t n_iter) {                                        \
+    std::vector<T> buf(n);                                                                                    \
+    std::vector<int64_t> idx(n);                                                                              \
+    for (int64_t r = r0; r < r1; ++r)                                                                         \
+      entmax_alpha_row(x + r * n, p + r * n, n, alpha[r] - T(1), tol, n_iter, buf.data(), idx.data());      \
+  }                                                                                                           \
+  FS_MULTIVERSION void backward_rows(const T* p, const T* g, T* dz, const T* alpha, T* ga, int64_t r0,       \
+                                     int64_t r1, int64_t n, int kind, T scale) {                              \
+    for (int64_t r = r0; r < r1; ++r)                                                                         \
+      backward_row(p + r * n, g + r * n, dz + r * n, n, kind, scale, alpha ? alpha[r] : T(2),                \
+                   ga ? ga + r : nullptr);                                                                    \
+  }
+FS_ROWS(float)
+FS_ROWS(double)
 
 // ---- the ops
 
@@ -312,8 +356,7 @@ Tensor sparsemax_forward(const Tensor& x, double scale) {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      std::vector<double> buf(n);
-      for (int64_t r = begin; r < end; ++r) sparsemax_row(xp + r * n, op + r * n, n, scale, buf.data());
+      sparsemax_rows(xp, op, begin, end, n, scale);
     });
   });
   return out;
@@ -328,8 +371,7 @@ Tensor entmax15_forward(const Tensor& x) {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      std::vector<double> buf(n);
-      for (int64_t r = begin; r < end; ++r) entmax15_row(xp + r * n, op + r * n, n, buf.data());
+      entmax15_rows(xp, op, begin, end, n);
     });
   });
   return out;
@@ -351,10 +393,7 @@ Tensor entmax_alpha_forward(const Tensor& x, const Tensor& alpha, int64_t n_iter
     const scalar_t* ap = alpha.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> buf(n);
-      std::vector<int64_t> idx(n);
-      for (int64_t r = begin; r < end; ++r)
-        entmax_alpha_row(xp + r * n, op + r * n, n, ap[r] - scalar_t(1), tol, n_iter, buf.data(), idx.data());
+      entmax_alpha_rows(xp, op, ap, begin, end, n, tol, n_iter);
     });
   });
   return out;
@@ -387,9 +426,7 @@ std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, 
     scalar_t* gap = want_alpha ? ga.mutable_data_ptr<scalar_t>() : nullptr;
     const scalar_t sc = static_cast<scalar_t>(scale);
     at::parallel_for(0, rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        backward_row(pp + r * n, gp + r * n, zp + r * n, n, static_cast<int>(kind), sc,
-                     ap ? ap[r] : scalar_t(2), gap ? gap + r : nullptr);
+      backward_rows(pp, gp, zp, ap, gap, begin, end, n, static_cast<int>(kind), sc);
     });
   });
   return {gz, ga};

@@ -37,7 +37,7 @@ def block_tables(keep, block_m, block_n):
     return kv_num, kv_idx, q_num, q_idx
 
 
-def _blocks(n, d, device):
+def _blocks(d, device):
     if interpreting() and device.type == "cpu":
         return 16, 16  # small tiles keep the interpreter quick
     return (64, 64) if d <= 64 else (32, 32)
@@ -49,7 +49,7 @@ class _SparseAttention(torch.autograd.Function):
         tk = kernels()
         B, H, N, D = q.shape
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        bm, bn = _blocks(N, D, q.device)
+        bm, bn = _blocks(D, q.device)
         n_qb, n_kb = math.ceil(N / bm), math.ceil(N / bn)
         dev = q.device
         dummy_i = torch.zeros(1, dtype=torch.int32, device=dev)
@@ -71,7 +71,7 @@ class _SparseAttention(torch.autograd.Function):
                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=max(16, next_pow2(D)))
         tk.attn_fwd[(n_qb, B * H)](q, k, v, o, tau, mass, support, passes, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
                                    seed, float(dropout_p), qk_scale, n_iter, tol, H, N, D, hk, n_qb, n_kb, **flags)
-        ctx.save_for_backward(q, k, v, o, tau, mass, alpha_h, pad_u8, keep_u8, *tables)
+        ctx.save_for_backward(q, k, v, tau, mass, alpha_h, pad_u8, keep_u8, *tables)
         ctx.meta = (seed, float(dropout_p), qk_scale, hk, n_qb, n_kb, flags, ctx.needs_input_grad[3])
         ctx.mark_non_differentiable(support, passes)
         return o, support, passes
@@ -79,7 +79,7 @@ class _SparseAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, _support_grad, _passes_grad):
         tk = kernels()
-        q, k, v, o, tau, mass, alpha_h, pad_u8, keep_u8, kv_num, kv_idx, q_num, q_idx = ctx.saved_tensors
+        q, k, v, tau, mass, alpha_h, pad_u8, keep_u8, kv_num, kv_idx, q_num, q_idx = ctx.saved_tensors
         seed, p_drop, qk_scale, hk, n_qb, n_kb, flags, alpha_grad = ctx.meta
         B, H, N, D = q.shape
         do = do.contiguous()

@@ -8,6 +8,10 @@ closed form once the support is known, so that search ends exact.
 
 Backward passes are O(n) per row from the saved output: with s = p ** (2 - alpha) on the
 support, dz = s * (g - sum(s * g) / sum(s)).
+
+On CPU tensors the fused C++ kernels (fairseq_sparse/csrc) run the same searches row by row
+(the entmax-1.5 and alpha-entmax Newton steps on ||(x - tau)_+||_beta - 1, which is also convex
+and converges in fewer steps on dense rows); the code below is the fallback (see _common).
 """
 import torch
 
