@@ -77,7 +77,7 @@ def scores(n, device, dtype, seed=0):
     return torch.randn(8, 12, n, n, device=device, dtype=dtype, requires_grad=True)
 
 
-def bench_normalizers(n, device, dtype, repeats, with_package):
+def bench_normalizers(n, device, dtype, repeats, with_package, clock="wall"):
     x = scores(n, device, dtype)
     g = torch.randn_like(x)
     softmax = lambda t: torch.softmax(t.float(), -1).to(t.dtype)
@@ -87,7 +87,7 @@ def bench_normalizers(n, device, dtype, repeats, with_package):
         fns = [fwd_bwd(softmax, x, g), fwd_bwd(fn, x, g)]
         if name in package:
             fns.append(fwd_bwd(package[name], x, g))
-        t = median_times(fns, repeats)
+        t = median_times(fns, repeats, clock=clock)
         mem = None
         if device == "cpu":
             mem = forward_peak_bytes(fn, x.detach()) / forward_peak_bytes(softmax, x.detach())
@@ -108,7 +108,7 @@ def cuda_peak(fn, x):
     return torch.cuda.max_memory_allocated() - base
 
 
-def bench_block(n, device, dtype, repeats):
+def bench_block(n, device, dtype, repeats, clock="wall"):
     torch.manual_seed(0)
     q, k, v = (torch.randn(8, 12, n, 64, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     g = torch.randn(8, 12, n, 64, device=device, dtype=dtype)
@@ -129,7 +129,7 @@ def bench_block(n, device, dtype, repeats):
 
     softmax = lambda t: torch.softmax(t.float(), -1).to(t.dtype)
     fns = [block(softmax), fused] + [block(fn) for fn in OURS.values()]
-    t = median_times(fns, repeats)
+    t = median_times(fns, repeats, clock=clock)
     return [(name, t[2 + i] / t[0], t[2 + i] / t[1]) for i, name in enumerate(OURS)], t[1] / t[0]
 
 
@@ -141,6 +141,8 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", choices=["one", "busy"], default=["one", "busy"],
                         help="CPU thread modes (see above); ignored on a GPU")
     parser.add_argument("--busy-seconds", type=int, default=1800, help="upper bound on the busy child's life")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="thread: CPU time of this thread (mode `one` only; robust on a shared machine)")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for mode in args.modes if device == "cpu" else ["gpu"]:
@@ -151,18 +153,19 @@ def main(argv=None):
 def run(args, device, mode):
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if device == "cuda" else [])
     busy = ", one core kept busy by another process" if mode == "busy" else ""
+    clock = args.clock if mode == "one" else "wall"  # other threads' work is not in this thread's clock
     print(f"\n# device={device} torch={torch.__version__} threads={torch.get_num_threads()}{busy} "
-          f"backend={backend()} batch=8 heads=12")
+          f"backend={backend()} clock={clock} batch=8 heads=12")
     for dtype in dtypes:
         for n in args.lengths:
             print(f"\n## normaliser alone, fwd+bwd, N={n}, {str(dtype).replace('torch.', '')}")
             print("| normaliser | time / softmax | entmax package / softmax | fwd peak mem / softmax |")
             print("|---|---|---|---|")
-            for name, r, pkg, mem in bench_normalizers(n, device, dtype, args.repeats, not args.no_package):
+            for name, r, pkg, mem in bench_normalizers(n, device, dtype, args.repeats, not args.no_package, clock):
                 pkg_s = f"{pkg:.1f}x" if pkg is not None else "-"
                 mem_s = f"{mem:.2f}x" if mem is not None else "-"
                 print(f"| {name} | {r:.2f}x | {pkg_s} | {mem_s} |")
-            rows, fused = bench_block(n, device, dtype, args.repeats)
+            rows, fused = bench_block(n, device, dtype, args.repeats, clock)
             print(f"\n## attention block (QK^T, normaliser, AV), fwd+bwd, N={n}, d=64; fused SDPA / softmax block = {fused:.2f}x")
             print("| normaliser | block / softmax block | block / fused SDPA |")
             print("|---|---|---|")

@@ -55,7 +55,11 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="thread: CPU time of this thread, robust on a shared machine; needs OMP_NUM_THREADS=1")
     args = parser.parse_args(argv)
+    if args.clock == "thread" and torch.get_num_threads() != 1:
+        raise SystemExit(f"--clock thread needs 1 torch thread (OMP_NUM_THREADS=1), got {torch.get_num_threads()}")
     torch.manual_seed(0)
     data = dictionary_dir(1000)
     tokens = torch.randint(4, 1000, (args.batch, args.seq_len))
@@ -65,9 +69,9 @@ def main(argv=None):
         runs.append((" ".join(norm), build(data, args.seq_len, ["--arch", "sparse_roberta", "--attn-normalizer"] + norm + DIMS[args.dims])))
     for _, (model, _) in runs:
         model.train()
-    times = median_times([step_fn(m, o, tokens, masked) for _, (m, o) in runs], args.repeats)
+    times = median_times([step_fn(m, o, tokens, masked) for _, (m, o) in runs], args.repeats, clock=args.clock)
     words = tokens.numel()
-    print(f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()}")
+    print(f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} clock={args.clock}")
     print("| model | words/s | vs stock roberta |")
     print("|---|---|---|")
     for (name, _), t in zip(runs, times):

@@ -11,5 +11,5 @@ PY="${1:-${PYTHON:-python}}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONWARNINGS=ignore
 "$PY" -c "import torch, triton; assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
-timeout 330 "$PY" benchmarks/gpu_check.py --part kernels || echo "kernel part: exit code $?"
-timeout 140 "$PY" benchmarks/gpu_check.py --part training || echo "training part: exit code $?"
+timeout 340 "$PY" benchmarks/gpu_check.py --part kernels || echo "kernel part: exit code $? (124: time limit)"
+timeout 130 "$PY" benchmarks/gpu_check.py --part training || echo "training part: exit code $? (124: time limit)"

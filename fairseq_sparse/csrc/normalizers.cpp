@@ -194,13 +194,17 @@ FS_INLINE void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, 
     k += buf[k] > tau;
   }
   for (int64_t it = 0; it < n_iter && k > 0; ++it) {
-    T mass = 0, slope = 0;
-#pragma omp simd reduction(+ : mass, slope)
+    // entries of buf at or below tau are dead: masked here, dropped below once they are many
+    T mass = 0, slope = 0, live = 0;
+#pragma omp simd reduction(+ : mass, slope, live)
     for (int64_t i = 0; i < k; ++i) {
       const T d = buf[i] - tau;
-      const T dp = pow_pos(d, bm1);  // d > 0 here
+      const bool on = d > 0;
+      const T pw = pow_pos(on ? d : T(1), bm1);  // computed for all lanes, then selected
+      const T dp = on ? pw : T(0);
       slope += dp;
-      mass += dp * d;
+      mass += dp * (on ? d : T(0));
+      live += on ? T(1) : T(0);
     }
     const T excess = mass - T(1);
     if (std::abs(excess) <= tol) break;
@@ -211,19 +215,23 @@ FS_INLINE void entmax_alpha_row(const T* x, T* p, int64_t n, T am1, double tol, 
     const T step = (root - T(1)) * (mass / root) / slope;
     if (!(std::abs(step) > 4 * std::numeric_limits<T>::epsilon() * (std::abs(tau) + T(1)))) break;
     tau += step;
-    int64_t kept = 0;
-    for (int64_t i = 0; i < k; ++i) {
-      buf[kept] = buf[i];
-      idx[kept] = idx[i];
-      kept += buf[i] > tau;
+    if (4 * live < T(3 * k)) {  // compacting costs a scalar pass: only when it drops a quarter or more
+      int64_t kept = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        buf[kept] = buf[i];
+        idx[kept] = idx[i];
+        kept += buf[i] > tau;
+      }
+      k = kept;
     }
-    k = kept;
   }
   zero_row(p, n);
   T total = 0;
 #pragma omp simd reduction(+ : total)
   for (int64_t i = 0; i < k; ++i) {
-    buf[i] = pow_pos(buf[i] - tau, beta);
+    const T d = buf[i] - tau;
+    const T pw = pow_pos(d > 0 ? d : T(1), beta);
+    buf[i] = d > 0 ? pw : T(0);
     total += buf[i];
   }
   const T inv = T(1) / std::max(total, std::numeric_limits<T>::min());
