@@ -145,7 +145,8 @@ def sparsebert(out, budget, summary):
               "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", os.path.join(minilm_dir(), "vocab.txt"),
               "--workers", 2, "--no-progress"], os.path.join(d, "prepare.log"))
     with open(os.path.join(corpus, "report.json")) as f:
-        totals = json.load(f).get("totals", {})
+        shard = json.load(f)["binarize"]["shards"]["shard0"]
+    totals = {split: {k: shard[split][k] for k in ("documents", "tokens")} for split in ("train", "valid")}
     data = next(p for p in (os.path.join(corpus, "data-bin", "shard0"), os.path.join(corpus, "shard0")) if os.path.isdir(p))
     minilm = os.path.join(converted_minilm(out), "model.pt")
     search = os.path.join(d, "search")

