@@ -307,7 +307,8 @@ def summary_markdown(s):
                 f"weights, no retraining): intact {ab['metric']} {ab['intact_score']:.3f}; mean change when one "
                 f"head is disabled {ab['mean_single_head_delta']:+.4f}; {100 * ab['share_heads_improving']:.0f}% of "
                 "the heads improve the score when disabled. Most harmful single removals: "
-                + ", ".join(f"L{d['layer']}H{d['head']} {d['delta']:+.3f}" for d in ab["most_harmful_heads"]) + ".", "",
+                + (", ".join(f"L{d['layer']}H{d['head']} {d['delta']:+.3f}" for d in ab["most_harmful_heads"]
+                             if d["delta"] < 0) or "none (no single head changes the score)") + ".", "",
                 "| | " + " | ".join(f"L{i}" for i in layers) + " |", "|---|" + "---|" * len(layers),
                 "| change of the score, whole layer disabled | " + " | ".join(f"{d:+.3f}" for d in ab["layer_delta"]) + " |",
                 "| drift: cosine of the maps, pre-trained vs fine-tuned | "

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from fairseq_sparse.checkpoint_reader import read_checkpoint
 from fairseq import options, tasks
 from fairseq.data import Dictionary
 
@@ -464,7 +466,7 @@ def test_cli_end_to_end(trained, cls_data, tmp_path):
 def test_drift_finds_exactly_the_changed_head(tiny, cls_data, tmp_path):
     """Change the queries of layer 2, head 3 only: every other head's maps stay identical (layer 1
     runs before it; the other heads of layer 2 see the same input), and that head's maps move."""
-    state = torch.load(tiny, weights_only=False)
+    state = read_checkpoint(tiny)
     changed = tmp_path / "changed.pt"
     q = state["model"]["encoder.sentence_encoder.layers.1.self_attn.q_proj.weight"]
     head_dim = q.size(0) // 4
@@ -535,8 +537,8 @@ def test_minilm_finetuned_on_pairs_then_analysed(tmp_path, capfd):
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", log), log[-2000:]
-    before = torch.load(ckpt_dir / "model.pt", weights_only=False)["model"]
-    after = torch.load(save / "checkpoint_last.pt", weights_only=False)["model"]
+    before = read_checkpoint(ckpt_dir / "model.pt")["model"]
+    after = read_checkpoint(save / "checkpoint_last.pt")["model"]
     key = "encoder.sentence_encoder.segment_embeddings.weight"
     assert after[key].shape == (2, 384) and not torch.equal(before[key], after[key])  # token types trained
     assert after["classification_heads.sentence_classification_head.out_proj.weight"].shape == (2, 384)

@@ -11,6 +11,8 @@ import shutil
 
 import pytest
 import torch
+
+from fairseq_sparse.checkpoint_reader import read_checkpoint
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
@@ -156,7 +158,7 @@ def test_stock_roberta_state_loads_without_segment_embeddings_and_a_bert_needs_t
     write_tiny_bert(src)
     out = str(tmp_path / "fs")
     convert_bert(src, out, arch=ARCH)
-    state = torch.load(os.path.join(out, "model.pt"), weights_only=False)
+    state = read_checkpoint(os.path.join(out, "model.pt"))
     assert state["args"].segment_embeddings == 2
     argv = [out, "--task", "masked_lm", "--arch", ARCH, "--encoder-layers", "2", "--encoder-embed-dim", "16",
             "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "4", "--max-positions", "40"]
@@ -174,7 +176,7 @@ def test_stock_roberta_state_loads_without_segment_embeddings_and_a_bert_needs_t
 def test_minilm_pooler_becomes_head_dense(minilm):
     src, out = minilm
     t = load_file(os.path.join(src, "model.safetensors"))
-    state = torch.load(os.path.join(out, "model.pt"), weights_only=False)
+    state = read_checkpoint(os.path.join(out, "model.pt"))
     head = state["model"]["classification_heads.sentence_classification_head.dense.weight"]
     assert torch.equal(head, t["pooler.dense.weight"])
     # the output layer is new: the fine-tuning run initialises it from its own seed
@@ -245,7 +247,7 @@ def test_tiny_pretraining_layout_matches_and_keeps_mlm_head(tmp_path):
     finally:
         SENTENCES[:] = sentences
     assert diff <= 1e-4
-    state = torch.load(os.path.join(out, "model.pt"), weights_only=False)["model"]
+    state = read_checkpoint(os.path.join(out, "model.pt"))["model"]
     assert torch.equal(state["encoder.lm_head.dense.weight"], t["cls.predictions.transform.dense.weight"])
     # MLM output bias follows the dictionary permutation: <s> row is [CLS]'s, <mask> row is [MASK]'s
     assert state["encoder.lm_head.bias"][0] == t["cls.predictions.bias"][3]
@@ -299,7 +301,7 @@ def test_cli_and_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="no pooler"):
         convert_bert(nopooler, str(tmp_path / "o3"), pooler_head="h")
     convert_bert(nopooler, str(tmp_path / "o3"))  # a BertModel without pooler and MLM head still converts
-    state = torch.load(tmp_path / "o3" / "model.pt", weights_only=False)["model"]
+    state = read_checkpoint(tmp_path / "o3" / "model.pt")["model"]
     assert not any(k.startswith("classification_heads.") for k in state)
     assert torch.equal(state["encoder.sentence_encoder.layers.1.fc2.weight"], t["encoder.layer.1.output.dense.weight"])
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fairseq_sparse.checkpoint_reader import read_checkpoint
+
 import fairseq_sparse  # noqa: F401  (registers the plugin; lets torch.load read fairseq checkpoints)
 
 from _wiki_sample import load_articles, wikiextractor_doc, words
@@ -154,10 +156,14 @@ def test_sparsebert_tiny_dam_search_masked_lm_loss_falls(pretrained):
     print(f"dam: mean mlm_loss of updates 1-{WINDOW} {first:.3f}, of the last {WINDOW} {last:.3f}")
     assert last < first - 0.8, (first, last)
     density = _logged(log, "dam_density_l0")
-    assert all(0 < d < 1 for d in density.values())
+    # the default search starts dense (--dam-init) and the L1 penalty then removes keys; from
+    # scratch on this tiny run it empties the mask (examples/sparsebert/README.md: a search that
+    # learns starts from a trained checkpoint)
+    assert all(0 <= d < 1 for d in density.values())
+    assert density[1] > 0.5 and density[UPDATES] < density[1] - 0.3, density
     tb = _tensorboard_scalars(save_dir / "tb" / "train_inner")
     assert tb["dam_density_l0"][UPDATES] == pytest.approx(density[UPDATES], abs=1e-3)
-    state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(save_dir / "checkpoint_last.pt")
     logits = state["model"]["encoder.sentence_encoder.attn_masks.dam.dam_logits"]
     assert logits.shape == (1, 4, 128)  # structured (distance) logits, one mask for both layers
     assert logits.abs().max() > 1e-2  # moved from the 1e-3 initialisation
@@ -380,7 +386,7 @@ def test_dam_search_recipe_with_composite_optimizer_on_two_gloo_processes(corpus
     assert [int(s["num_updates"]) for s in steps] == [1, 2]
     assert all(int(s["bsz"]) == 8 and math.isfinite(float(s["mlm_loss"])) for s in steps)  # 2 ranks x 4
     assert {"lr_default", "lr_dam", "dam_density_l0"} <= set(steps[0])
-    state = torch.load(tmp_path / "dam" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(tmp_path / "dam" / "checkpoint_last.pt")
     assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2
     groups = state["last_optimizer_state"]
     assert [g["weight_decay"] for g in groups["default"]["param_groups"]] == [0.01]
@@ -394,7 +400,7 @@ def test_phase2_sparsegen_recipe_continues_the_phase1_checkpoint_in_bf16(pretrai
     """phase2/sparsegen.yaml from the fairseq-train checkpoint above, bfloat16 on the CPU (hydra only:
     fairseq-train --bf16 also sets --tpu)."""
     _, phase1 = pretrained["sparsegen"]
-    phase1_state = torch.load(phase1 / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    phase1_state = read_checkpoint(phase1 / "checkpoint_last.pt")
     result = run_cli([
         "fairseq-hydra-train", "--config-dir", CONFIG / "phase2", "--config-name", "sparsegen",
         f"task.data={phase1_state['cfg']['task']['data']}",
@@ -411,7 +417,7 @@ def test_phase2_sparsegen_recipe_continues_the_phase1_checkpoint_in_bf16(pretrai
     assert all(math.isfinite(x) for x in losses)
     assert max(losses) < math.log2(1000) - 0.5  # continues from the trained model, not from scratch
     assert 0 < float(steps[-1]["attn_density_l0"]) < 1
-    state = torch.load(tmp_path / "p2" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(tmp_path / "p2" / "checkpoint_last.pt")
     assert state["cfg"]["common"]["bf16"] and not state["cfg"]["common"]["tpu"]
     assert state["cfg"]["task"]["tokens_per_sample"] == 512
     assert float(_json_logs(log, "train")[-1]["train_wpb"]) > 4 * 128  # blocks longer than phase 1's

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -133,8 +132,7 @@ def training_command(job, model, model_args, data, meta, save_dir):
     if not arch.startswith(("sparse_roberta", "sparsebert")):
         arch = "sparse_roberta_large" if arch.endswith("large") else "sparse_roberta"
     run = ["--max-epoch", str(job.epochs), "--seed", str(job.seed), "--weight-decay", str(job.weight_decay),
-           "--num-workers", "0", "--log-format", "simple", "--log-interval", str(job.log_interval),
-           "--max-positions", str(model_args.get("max_positions") or 512)]
+           "--num-workers", "0", "--log-format", "simple", "--log-interval", str(job.log_interval)]
     import torch
 
     if not torch.cuda.is_available():
