@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from fairseq_sparse.data import glue
-from fairseq_sparse.finetune.commands import sentence_prediction_command
+from fairseq_sparse.finetune.commands import glue_task_flags, sentence_prediction_command
 from fairseq_sparse.data.sentence_prediction_data import read_meta
 
 
@@ -36,7 +36,7 @@ def main(argv=None):
         sys.exit(f"finetune.py: error: {e}")
     if meta.get("glue_task") != task.name:
         sys.exit(f"finetune.py: error: {args.data} holds {meta.get('glue_task')!r}, not {task.name!r}")
-    cmd = sentence_prediction_command(args.data, args.checkpoint, args.save_dir, glue.finetune_flags(task),
+    cmd = sentence_prediction_command(args.data, args.checkpoint, args.save_dir, glue_task_flags(task),
                                       meta["bert_layout"], arch=args.arch, extra=extra)
     print(" ".join(shlex.quote(c) for c in cmd), flush=True)
     if not args.dry_run:

@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from ..finetune.commands import classification_flags
 from .sentence_prediction_data import Example
 
 logger = logging.getLogger(__name__)
@@ -167,10 +166,3 @@ def read_glue(glue_dir, task, include_test=True):
         splits[split] = read_split(task, os.path.join(task_dir, name + ".tsv"), labelled=True)
     return splits
 
-
-def finetune_flags(task):
-    """The sentence_prediction options that depend on the task (metric, classes, schedule)."""
-    return classification_flags(task.num_classes, lr=task.lr, batch_size=task.batch_size,
-                                total_updates=task.total_updates, warmup_updates=task.warmup_updates,
-                                regression=task.regression, metric=task.metric,
-                                criterion_flags=task.criterion_flags)

@@ -12,31 +12,13 @@ import sys
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Model options that fix the shape of the weights: fairseq builds the model from the command
-# line and only then loads the checkpoint, so they must be repeated there.
-SHAPE_OPTIONS = (
-    "encoder_layers",
-    "encoder_embed_dim",
-    "encoder_ffn_embed_dim",
-    "encoder_attention_heads",
-    "max_positions",
-    "activation_fn",
-    "segment_embeddings",
-)
-
-
 def model_flags(checkpoint, sparse_arch=True):
-    """fairseq-train options that rebuild the checkpoint's encoder (shape, activation, LayerNorm eps)."""
-    from ..convert.checkpoint import checkpoint_model_args
+    """fairseq-train options that rebuild the checkpoint's encoder (shape, activation; for the
+    plugin's archs also LayerNorm eps and segment embeddings): fairseq builds the model from the
+    command line and only then loads the checkpoint, so they must be repeated there."""
+    from ..convert.checkpoint import encoder_flags
 
-    args = checkpoint_model_args(checkpoint)
-    flags = []
-    for name in SHAPE_OPTIONS:
-        if args.get(name) is not None and (name != "segment_embeddings" or (sparse_arch and args[name])):
-            flags += ["--" + name.replace("_", "-"), str(args[name])]
-    if sparse_arch and args.get("layer_norm_eps") is not None:
-        flags += ["--layer-norm-eps", repr(float(args["layer_norm_eps"]))]
-    return flags
+    return encoder_flags(checkpoint, with_layer_norm_eps=sparse_arch)
 
 
 def _finetune_command(data, checkpoint, save_dir, task_args, arch, extra):
@@ -84,6 +66,14 @@ def squad_command(data, checkpoint, save_dir, n_train_features, lr=3e-5, batch_s
         "--best-checkpoint-metric", "f1", "--maximize-best-checkpoint-metric",
     ]
     return _finetune_command(data, checkpoint, save_dir, task_args, arch, extra)
+
+
+def glue_task_flags(task):
+    """The sentence_prediction options of a GLUE task (data.glue.GlueTask): metric, classes, schedule."""
+    return classification_flags(task.num_classes, lr=task.lr, batch_size=task.batch_size,
+                                total_updates=task.total_updates, warmup_updates=task.warmup_updates,
+                                regression=task.regression, metric=task.metric,
+                                criterion_flags=task.criterion_flags)
 
 
 def classification_flags(num_classes, lr=1e-5, batch_size=32, total_updates=None, warmup_updates=None,
