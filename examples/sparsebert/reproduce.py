@@ -252,7 +252,7 @@ def keep_probability_curve(save_dir, length):
     """Keep probability sigmoid(alpha) per distance, averaged over heads, at every saved update."""
     import torch
 
-    import fairseq_sparse  # noqa: F401
+    from fairseq_sparse.checkpoint_reader import read_checkpoint
 
     points = []
     for name in os.listdir(save_dir):
@@ -261,7 +261,7 @@ def keep_probability_curve(save_dir, length):
             points.append((int(found.group(1)), os.path.join(save_dir, name)))
     curve = {"updates": [], "keep_probability": []}
     for update, path in sorted(points):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(path)
         scale = getattr(state["cfg"]["model"], "dam_logit_scale", 1.0)
         logits = next(v for k, v in state["model"].items() if k.endswith("dam_logits"))
         probs = torch.sigmoid(scale * logits.float())[0, :, :length].mean(0)  # (distances,)

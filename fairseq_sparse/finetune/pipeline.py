@@ -190,10 +190,9 @@ def _condense(line):
 
 def best_valid_accuracy(checkpoint):
     """The validation accuracy (%) fairseq selected checkpoint_best.pt with."""
-    import torch
+    from ..checkpoint_reader import read_checkpoint
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    return float(state["extra_state"]["best"])
+    return float(read_checkpoint(checkpoint, mmap=True)["extra_state"]["best"])
 
 
 def evaluate(checkpoint, data, splits, batch_size=32):
