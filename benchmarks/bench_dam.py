@@ -12,53 +12,13 @@ Usage: python benchmarks/bench_dam.py [--dims tiny|small] [--seq-len 128] [--bat
 """
 import argparse
 import os
-import tempfile
 
 import numpy as np
 import torch
-from fairseq import options, tasks
 
 import fairseq_sparse  # noqa: F401
+from bench_training import DIMS, build, dictionary_dir, step_fn
 from harness import median_times
-
-DIMS = {
-    "tiny": ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
-             "--encoder-attention-heads", "4"],
-    "small": ["--encoder-layers", "4", "--encoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024",
-              "--encoder-attention-heads", "4"],
-}
-
-
-def dictionary_dir(vocab):
-    path = tempfile.mkdtemp()
-    with open(os.path.join(path, "dict.txt"), "w") as f:
-        f.writelines(f"w{i} 1\n" for i in range(vocab))
-    return path
-
-
-def build(data, seq_len, extra):
-    torch.manual_seed(0)
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(seq_len),
-                                                "--dropout", "0.1"] + extra)
-    model = tasks.setup_task(args).build_model(args)
-    model.train()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
-
-
-def step_fn(model, optim, tokens, masked, dam_lambda=0.0):
-    dam = model.encoder.sentence_encoder.attn_masks.dam
-
-    def step():
-        optim.zero_grad(set_to_none=True)
-        logits, _ = model(tokens, masked_tokens=masked)
-        loss = torch.nn.functional.cross_entropy(logits, tokens[masked])
-        if dam is not None:
-            loss = loss + dam_lambda * dam.l1_penalty(normalize=True)
-        loss.backward()
-        optim.step()
-    return step
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,6 +31,7 @@ def dictionary_dir(vocab):
 
 
 def build(data, seq_len, extra):
+    torch.manual_seed(0)
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(seq_len),
                                                 "--dropout", "0.1"] + extra)
@@ -39,11 +40,17 @@ def build(data, seq_len, extra):
     return model, torch.optim.Adam(model.parameters(), lr=1e-4)
 
 
-def step_fn(model, optim, tokens, masked):
+def step_fn(model, optim, tokens, masked, dam_lambda=0.0):
+    """One masked-LM training step; a model with a learned mask also pays its L1 penalty."""
+    dam = getattr(model.encoder.sentence_encoder, "attn_masks", None)
+    dam = getattr(dam, "dam", None)
+
     def step():
         optim.zero_grad(set_to_none=True)
         logits, _ = model(tokens, masked_tokens=masked)
         loss = torch.nn.functional.cross_entropy(logits, tokens[masked])
+        if dam is not None:
+            loss = loss + dam_lambda * dam.l1_penalty(normalize=True)
         loss.backward()
         optim.step()
     return step
