@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "fairseq_sparse"
 
 # The math: pure torch. masks may use normalizers (masked rows are normalised there); both may use
-# the package's compiled C++ kernels (_C).
-MATH = {"normalizers": {"_C"}, "masks": {"normalizers", "_C"}}
+# the package's compiled C++ kernels (_C); masks writes mask files through atomic_files (stdlib only).
+MATH = {"normalizers": {"_C"}, "masks": {"normalizers", "_C", "atomic_files"}}
 # For every other part: the parts of fairseq_sparse it must not import (higher layers).
 ENTRY = {"cli"}
 TOP = {"analysis", "finetune", "environment"}  # use models, data and convert; only cli uses them

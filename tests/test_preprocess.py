@@ -14,7 +14,8 @@ import pytest
 
 from _wiki_sample import load_articles, wikiextractor_doc, wikiextractor_json, words, write_xml_dump
 from fairseq_sparse.data.preprocess import binarize, clean, encode, extract, pipeline, tokenizer
-from fairseq_sparse.data.preprocess.io_utils import LineReader, atomic_output
+from fairseq_sparse.atomic_files import atomic_output
+from fairseq_sparse.data.preprocess.io_utils import LineReader
 from fairseq_sparse.data.preprocess.counts import StepCounts
 from fairseq_sparse.data.preprocess.markup import clean_wiki_markup, document_hash
 from fairseq_sparse.data.preprocess.parallel import bounded_imap

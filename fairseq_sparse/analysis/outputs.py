@@ -7,22 +7,15 @@ import csv
 import io
 import json
 import math
-import os
 
 import numpy as np
 
+from ..atomic_files import atomic_output
+
 
 def _atomic(path, data: bytes):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path, "wb") as f:
+        f.write(data)
     return path
 
 

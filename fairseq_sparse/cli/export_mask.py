@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
 
 import torch
+
+from ..atomic_files import atomic_output
 
 LOGITS_KEY = "dam_logits"
 NO_DIAGONAL_KEY = "dam_no_diagonal"
@@ -100,16 +101,11 @@ def draw_masks(keep, densities, path):
     n = keep.shape[-1]
     fig.suptitle(f"kept keys (black), {n} x {n}, density {densities['density']:.3f}", fontsize=9)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        with atomic_output(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv=None):

@@ -28,7 +28,8 @@ import torch
 
 from ..data.wordpiece import SPECIAL_TOKENS, load_vocab
 from ..checkpoint_reader import read_checkpoint
-from .checkpoint import atomic_write, minimal_training_state
+from ..atomic_files import atomic_output
+from .checkpoint import minimal_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -327,10 +328,13 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, seed=1):
             del state[key]
 
     checkpoint = {"args": args, "model": state, **minimal_training_state("masked_lm")}
-    atomic_write(vocab_out, lambda f: f.write("".join(t + "\n" for t in bert.vocab).encode("utf-8")))
-    atomic_write(os.path.join(out_dir, "dict.txt"), lambda f: f.write(dict_lines.encode("utf-8")))
+    with atomic_output(vocab_out) as f:
+        f.write("".join(t + "\n" for t in bert.vocab))
+    with atomic_output(os.path.join(out_dir, "dict.txt")) as f:
+        f.write(dict_lines)
     model_path = os.path.join(out_dir, "model.pt")
-    atomic_write(model_path, lambda f: torch.save(checkpoint, f))
+    with atomic_output(model_path, "wb") as f:
+        torch.save(checkpoint, f)
     logger.info(
         "converted %s -> %s (arch %s, %d layers, dim %d, %d heads, vocab %d, layer_norm_eps %g)",
         src, model_path, args.arch, args.encoder_layers, args.encoder_embed_dim,

@@ -1,5 +1,4 @@
 """Writing fairseq checkpoints that fairseq's loaders accept, without half-written files."""
-import os
 
 
 def minimal_training_state(criterion_name):
@@ -20,19 +19,6 @@ def minimal_training_state(criterion_name):
         "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
         "last_optimizer_state": None,
     }
-
-
-def atomic_write(path, write):
-    """Call write(binary file) on a temporary file next to `path`, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 ENCODER_OPTIONS = (

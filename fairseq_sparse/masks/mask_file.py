@@ -6,10 +6,11 @@ T <= n uses the top-left T x T block: position i of the sequence is row/column i
 Anything else - another shape, other values, a longer sequence - is an error, never a broadcast.
 """
 import os
-import tempfile
 
 import numpy as np
 import torch
+
+from ..atomic_files import atomic_output
 
 
 def _describe(path):
@@ -119,13 +120,5 @@ def save_mask_file(path, mask):
     """Write a bool mask to `path` (.npy) through a temporary file, so no half-written file remains."""
     array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     validate_mask(array, source="mask to save")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array.astype(np.bool_))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, "wb") as handle:
+        np.save(handle, array.astype(np.bool_))

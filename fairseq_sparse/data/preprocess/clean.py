@@ -25,7 +25,8 @@ import sys
 from dataclasses import asdict, dataclass
 
 from .counts import StepCounts
-from .io_utils import atomic_output, file_fingerprint, finished, mark_finished, write_json_atomic
+from ...atomic_files import atomic_output
+from .io_utils import file_fingerprint, finished, mark_finished, write_json_atomic
 from .markup import clean_text, clean_wiki_markup, document_hash
 from .parallel import bounded_imap, resolve_workers
 from .progress import progress_bar

@@ -16,7 +16,8 @@ import sys
 
 from .clean import shard_files
 from .counts import StepCounts
-from .io_utils import atomic_output, digest_file, file_fingerprint, finished, mark_finished
+from ...atomic_files import atomic_output
+from .io_utils import digest_file, file_fingerprint, finished, mark_finished
 from .parallel import bounded_imap, resolve_workers
 from .progress import progress_bar
 from .tokenizer import SPEC, load_encoder

@@ -1,40 +1,18 @@
-"""Crash-safe file output, completion markers and bounded-memory line reading.
+"""Completion markers, JSON written atomically, and bounded-memory line reading.
 
 Why: a preprocessing run over tens of GB is interrupted sooner or later. Outputs are written
-under a temporary name in the same directory and renamed when complete (rename is atomic on
-one file system), and each finished unit of work gets a marker recording the settings and
+through fairseq_sparse.atomic_files (a temporary name, renamed when complete), and each finished unit of work gets a marker recording the settings and
 inputs it was made from, so a re-run skips exactly the units whose marker still matches.
 """
 import bz2
-import contextlib
 import gzip
 import hashlib
 import json
 import os
-import tempfile
+
+from ...atomic_files import atomic_output
 
 MARKER_SUFFIX = ".done.json"
-
-
-@contextlib.contextmanager
-def atomic_output(path, mode="w", encoding="utf-8"):
-    """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        if "b" in mode:
-            f = open(tmp, mode)
-        else:
-            f = open(tmp, mode, encoding=encoding, newline="\n")
-        with f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def write_json_atomic(path, obj):

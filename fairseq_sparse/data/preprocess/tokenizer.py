@@ -23,7 +23,8 @@ import shutil
 import sys
 
 from .clean import shard_files
-from .io_utils import atomic_output, digest_file, file_fingerprint, finished, mark_finished, read_json
+from ...atomic_files import atomic_output
+from .io_utils import digest_file, file_fingerprint, finished, mark_finished, read_json
 from .parallel import resolve_workers
 from .progress import progress_bar
 
