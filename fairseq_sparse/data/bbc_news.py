@@ -8,6 +8,7 @@ import importlib.util
 import os
 import random
 
+from ..atomic_files import atomic_output
 from .sentence_prediction_data import Example
 
 DEFAULT_FRACTIONS = (0.6, 0.2)  # train, valid; the rest is test
@@ -65,9 +66,8 @@ def write_bbc_news_tsv(dest, seed=1, train_size=None, valid_size=None, test_size
     os.makedirs(dest, exist_ok=True)
     for split, examples in splits.items():
         path = os.path.join(dest, f"{split}.tsv")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
+        with atomic_output(path) as f:
             for ex in examples:
                 words = ex.text_a.split()
                 f.write(" ".join(words[:max_words] if max_words else words) + "\t" + ex.label + "\n")
-        os.replace(path + ".tmp", path)
     return {split: len(examples) for split, examples in splits.items()}

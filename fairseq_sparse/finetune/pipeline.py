@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
+from ..atomic_files import atomic_output
 from .commands import classification_flags, sentence_prediction_command
 from .tabular import label_names, read_labelled_file
 
@@ -273,10 +274,8 @@ def finetune(job, log=_say):
     results = {"job": _job_record(job), "data": meta["splits"], "labels": meta["label_names"],
                "checkpoint": os.path.join(save_dir, "checkpoint_best.pt"), "scores": scores,
                "seconds": {"train": round(train_seconds, 1), "evaluate": round(time.time() - t1, 1)}}
-    tmp = results_path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_output(results_path) as f:
         json.dump(results, f, indent=1)
-    os.replace(tmp, results_path)
     return results
 
 
@@ -295,9 +294,8 @@ def _claim_save_dir(save_dir, record, log):
         log(f"{save_dir}: written by a different job, starting over")
         shutil.rmtree(save_dir)
     os.makedirs(save_dir)
-    with open(marker + ".tmp", "w") as f:
+    with atomic_output(marker) as f:
         json.dump(record, f)
-    os.replace(marker + ".tmp", marker)
 
 
 def _job_record(job):
