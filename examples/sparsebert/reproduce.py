@@ -239,7 +239,7 @@ def agreement(per_seed, length, draws=2000, seed=0):
 def random_like(mask, seed):
     """A random structured (heads, n, n) mask, diagonal-free, with each head keeping as many distances as `mask`."""
     rng = np.random.default_rng(seed)
-    heads, n = mask.shape[0], mask.shape[-1]
+    n = mask.shape[-1]
     distance = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     out = np.zeros_like(mask, dtype=bool)
     for h, kept in enumerate(kept_distances(mask)):

@@ -381,7 +381,6 @@ def attn_bwd_dkdv(Q, K, V, DO, DK, DV, TAU, MASS, DELTA, ALPHA, PAD, KEEP, Q_NUM
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     kv_mask = (offs_n[:, None] < N) & (offs_d[None, :] < D)
-    k = tl.load(K + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
     v = tl.load(V + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
     if MODE == 0:
         alpha = 2.0
