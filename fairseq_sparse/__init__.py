@@ -1,13 +1,5 @@
-"""fairseq_sparse: sparse self-attention for fairseq RoBERTa/BERT.
-
-Use as `fairseq-train --user-dir fairseq_sparse ...` or `import fairseq_sparse`. Importing
-registers the models, criteria, tasks and the WordPiece BPE, and lets torch >= 2.6
-(weights_only loading) read fairseq checkpoints by allowing exactly the non-tensor types they
-pickle (argparse.Namespace, numpy scalars) rather than turning weights_only off. Nothing in
-fairseq is patched on import: the apex fallbacks (apex_fallbacks.py) are applied, and logged in
-one INFO line, when a sparse_roberta model is built. Without fairseq installed only the math
-(normalizers/, masks/) is usable, and importing it loads nothing that needs fairseq.
-"""
+"""fairseq_sparse: sparse self-attention (SSAF normalisers, SparseBERT masks) and head analysis for fairseq RoBERTa/BERT.
+Importing registers the models, criteria, tasks, optimizer and BPE with fairseq; normalizers/ and masks/ need only torch."""
 import importlib
 import pkgutil
 
@@ -15,7 +7,11 @@ __version__ = "0.1.0"
 
 from .checkpoint_reader import allow_checkpoint_types  # noqa: E402
 
-allow_checkpoint_types()  # fairseq checkpoints load weights-only (fairseq_sparse/checkpoint_reader.py)
+# torch >= 2.6 loads weights-only: fairseq's own loaders must accept the few non-tensor types its
+# checkpoints pickle (argparse.Namespace, numpy scalars), allowed here by name and logged once,
+# instead of turning weights_only off. Nothing in fairseq is patched on import: the apex fallbacks
+# (apex_fallbacks.py) are applied, and logged, when a sparse_roberta model is built.
+allow_checkpoint_types()
 
 
 def _import_submodules(package_name):

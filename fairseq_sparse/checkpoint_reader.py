@@ -9,6 +9,7 @@ __reduce__ that calls os.system, say) is refused, never unpickled.
 Pure torch + numpy: importable without fairseq.
 """
 import argparse
+import logging
 import os
 import pickle
 import re
@@ -17,6 +18,8 @@ import torch
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
 PICKLE_MAGIC = b"\x80"  # torch's legacy format (a pickle, protocol >= 2)
+logger = logging.getLogger(__name__)
+_ALLOWED = []  # non-empty once the allow-list was extended and logged
 
 
 def checkpoint_safe_globals():
@@ -32,8 +35,13 @@ def checkpoint_safe_globals():
 
 
 def allow_checkpoint_types():
-    """Let torch's weights-only loader (ours and fairseq's own) accept fairseq checkpoints."""
-    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+    """Let torch's weights-only loader (ours and fairseq's own) accept fairseq checkpoints (logged once)."""
+    allowed = checkpoint_safe_globals()
+    if not _ALLOWED:
+        logger.info("torch.load weights-only allow-list += %s (types fairseq checkpoints pickle)",
+                    ", ".join(sorted({t.__module__ + "." + t.__name__ for t in allowed})))
+        _ALLOWED.append(True)
+    torch.serialization.add_safe_globals(allowed)
 
 
 def read_checkpoint(path, fairseq=True, mmap=False):

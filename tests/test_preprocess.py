@@ -92,6 +92,26 @@ def test_atomic_output_leaves_nothing_when_interrupted(tmp_path):
     with atomic_output(str(target)) as f:
         f.write("whole")
     assert target.read_text() == "whole" and os.listdir(tmp_path) == ["out.txt"]
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # the file gets the mode open() gives (umask applied), not mkstemp's 0600
+    assert os.stat(target).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_atomic_directory_replaces_only_when_complete(tmp_path):
+    from fairseq_sparse.atomic_files import atomic_directory
+
+    dest = tmp_path / "data-bin"
+    with atomic_directory(str(dest)) as tmp:
+        assert not dest.exists()  # nothing under the final name before the block ends
+        open(os.path.join(tmp, "dict.txt"), "w").write("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(str(dest)) as tmp:
+            open(os.path.join(tmp, "dict.txt"), "w").write("half\n")
+            raise RuntimeError("interrupted")
+    assert (dest / "dict.txt").read_text() == "old\n" and os.listdir(tmp_path) == ["data-bin"]
+    with atomic_directory(str(dest)) as tmp:
+        open(os.path.join(tmp, "dict.txt"), "w").write("new\n")
+    assert (dest / "dict.txt").read_text() == "new\n" and os.listdir(tmp_path) == ["data-bin"]
 
 
 def _square(x):

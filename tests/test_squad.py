@@ -15,7 +15,7 @@ from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.convert.checkpoint import encoder_flags
 from fairseq_sparse.data.bert_wordpiece_bpe import BertWordPieceBPE, BertWordPieceConfig
 from fairseq_sparse.data.squad import FeatureBuilder, SquadExample, best_spans, read_squad, split_words
-from fairseq_sparse.models.sparse_roberta import segment_ids
+from fairseq_sparse.models.sparse_encoder import segment_ids
 from fairseq_sparse.data.squad_metrics import evaluate, exact_match, f1_score, normalize_answer
 from test_convert import write_tiny_bert
 
@@ -93,6 +93,19 @@ def test_split_words_keeps_character_spans():
     words = split_words(text)
     assert [text[s:e] for s, e, _ in words] == ["The", "cat", "'", "s", "mat", ",", "(", "1990s", ")", "ok"]
     assert [sp for _, _, sp in words][:4] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("text, pieces, spaced", [
+    ("东京 Tokyo塔", ["东", "京", "Tokyo", "塔"], [True, False, True, False]),  # each CJK ideograph is a word
+    ("a\u00a0b\tc\nd", ["a", "b", "c", "d"], [True] * 4),  # no-break space, tab, newline separate
+    ("cafe\u0301 \u00e9", ["cafe\u0301", "\u00e9"], [True, True]),  # accents kept, combining marks stay inside
+    ("x\u200by, \u2060z", ["x\u200by", ",", "\u2060z"], [True, False, True]),  # format characters stay in the span
+    ("\u00bfQu\u00e9?", ["\u00bf", "Qu\u00e9", "?"], [True, False, False]),
+])
+def test_split_words_follows_bert_word_boundaries(text, pieces, spaced):
+    words = split_words(text)
+    assert [text[s:e] for s, e, _ in words] == pieces
+    assert [sp for _, _, sp in words] == spaced
 
 
 def test_windows_max_context_and_answer_positions(ckpt):

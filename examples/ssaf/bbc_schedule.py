@@ -12,11 +12,14 @@ same budget and seeds; OUT/results.tsv has one row per run, OUT/summary.md the t
 import argparse
 import csv
 import os
-import sys
 
+from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
 from fairseq_sparse.finetune.compare import SETTINGS, compare, summary_table
+from fairseq_sparse.finetune.recipe_cli import INPUT_ERRORS, input_errors_exit
+
+PROG = os.path.basename(__file__)
 
 DEFAULT_SETTINGS = ["softmax", "sparsegen_lin_-4", "sparsegen_lin_0", "entmax15", "schedule"]
 
@@ -47,22 +50,20 @@ def main(argv=None):
     p.add_argument("--schedule-updates", type=int, default=25, help="updates over which alpha goes 1.05 -> 1.5")
     p.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     args = p.parse_args(argv)
-    try:
+    with input_errors_exit(PROG, (ImportError, *INPUT_ERRORS)):
         data, minilm, sizes = prepare(args.out_dir, args.train_size, args.valid_size)
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"bbc_schedule.py: error: {e}")
     print(f"BBC News {sizes}; checkpoint {minilm}", flush=True)
     shared = ["--train", os.path.join(data, "train.tsv"), "--valid", os.path.join(data, "valid.tsv"),
               "--test", os.path.join(data, "test.tsv"), "--checkpoint", minilm, "--epochs", args.epochs,
               "--batch-size", args.batch_size, "--lr", args.lr, "--max-length", args.max_length, "--log-interval", 5]
     rows = compare(shared, os.path.join(args.out_dir, "runs"), args.settings, seeds=args.seeds, parallel=args.parallel,
                    schedule_updates=args.schedule_updates)
-    with open(os.path.join(args.out_dir, "results.tsv"), "w", newline="") as f:
+    with atomic_output(os.path.join(args.out_dir, "results.tsv")) as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
         w.writeheader()
         w.writerows(rows)
     table = summary_table(rows)
-    with open(os.path.join(args.out_dir, "summary.md"), "w") as f:
+    with atomic_output(os.path.join(args.out_dir, "summary.md")) as f:
         f.write(table + "\n")
     print(table)
 

@@ -9,11 +9,14 @@ python examples/ssaf/preprocess.py --dataset sentube --input SenTube/automobiles
 """
 import argparse
 import logging
-import sys
+import os
 
+from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
 from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
 from fairseq_sparse.data.ssaf import DATASETS, read_dataset
-from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.finetune.recipe_cli import input_errors_exit
+
+PROG = os.path.basename(__file__)
 
 
 def main(argv=None):
@@ -30,11 +33,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     files = {s: getattr(args, s) for s in ("train", "valid", "test") if getattr(args, s)}
-    try:
+    with input_errors_exit(PROG):
         splits, labels = read_dataset(args.dataset, files=files, directory=args.input, phrases=args.phrases)
         tokenizer = build_tokenizer(args)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"preprocess.py: error: {e}")
     meta = write_sentence_prediction_data(
         args.dest, splits, tokenizer, args.srcdict, label_names=labels, workers=args.workers,
         extra_meta={"dataset": args.dataset, "bert_layout": uses_bert_layout(args), "tokenizer": tokenizer_argv(args)},

@@ -15,11 +15,13 @@ import logging
 import math
 import os
 import subprocess
-import sys
 
-from fairseq_sparse.finetune.commands import classification_flags, sentence_prediction_command
+from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.data.sentence_prediction_data import read_meta
+from fairseq_sparse.finetune.commands import classification_flags, sentence_prediction_command
+from fairseq_sparse.finetune.recipe_cli import fail, split_passthrough
 
+PROG = os.path.basename(__file__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREDICT = os.path.join(HERE, "..", "glue", "predict.py")
 DEFAULT_LAMBDAS = "-8,-6,-4,-2,-1,-0.5,0"
@@ -35,15 +37,7 @@ def load_predict():
 
 def scores(predict, data, checkpoint, splits, cpu):
     """{split: accuracy} of a checkpoint on labelled splits."""
-    from fairseq import checkpoint_utils
-
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
-    model = models[0].eval()
-    if not cpu:
-        import torch
-
-        if torch.cuda.is_available():
-            model.cuda()
+    model, task = predict.load_model(checkpoint, data, cpu)
     out = {}
     for split in splits:
         _, preds, targets = predict.predict(model, task, split, cpu=cpu)
@@ -51,10 +45,14 @@ def scores(predict, data, checkpoint, splits, cpu):
     return out
 
 
+def write_table(path, rows):
+    """The whole table so far, replaced in one step: a reader never sees half a row."""
+    with atomic_output(path) as f:
+        f.writelines(rows)
+
+
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="directory written by examples/ssaf/preprocess.py")
     p.add_argument("--checkpoint", required=True)
@@ -68,10 +66,10 @@ def main(argv=None):
     try:
         lambdas = [float(x) for x in args.lambdas.split(",")]
     except ValueError:
-        sys.exit(f"sweep.py: error: --lambdas {args.lambdas!r} is not a comma-separated list of numbers")
+        fail(PROG, f"--lambdas {args.lambdas!r} is not a comma-separated list of numbers")
     bad = [x for x in lambdas if not x < 1]
     if bad:
-        sys.exit(f"sweep.py: error: sparsegen-lin needs lambda < 1, got {bad}")
+        fail(PROG, f"sparsegen-lin needs lambda < 1, got {bad}")
     meta = read_meta(args.data)
     runs = [] if args.no_softmax else [("softmax", ["--attn-normalizer", "softmax"])]
     runs += [(f"sparsegen_{x:g}", ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", str(x)]) for x in lambdas]
@@ -81,8 +79,8 @@ def main(argv=None):
     has_test = "test" in meta["splits"]
     predict = load_predict()
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # scoring reloads data per run: keep the table readable
-    with open(table, "w") as f:
-        f.write("run\tvalid_accuracy\ttest_accuracy\n")
+    rows = ["run\tvalid_accuracy\ttest_accuracy\n"]
+    write_table(table, rows)
     updates = args.epochs * math.ceil(meta["splits"]["train"] / args.batch_size)
     task_flags = classification_flags(meta["num_classes"], lr=args.lr, batch_size=args.batch_size,
                                       total_updates=updates, warmup_updates=max(1, int(0.06 * updates)))
@@ -92,15 +90,15 @@ def main(argv=None):
         cmd = sentence_prediction_command(args.data, args.checkpoint, save, task_flags, meta["bert_layout"],
                                           extra=[*flags, *extra])
         print(f"== {name}", flush=True)
-        with open(os.path.join(args.out_dir, f"{name}.log"), "w") as log:
+        with atomic_output(os.path.join(args.out_dir, f"{name}.log")) as log:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
         if rc != 0:
-            sys.exit(f"sweep.py: error: run {name} failed (rc={rc}); see {args.out_dir}/{name}.log")
+            fail(PROG, f"run {name} failed (rc={rc}); see {args.out_dir}/{name}.log")
         acc = scores(predict, args.data, os.path.join(save, "checkpoint_best.pt"),
                      ["valid", "test"] if has_test else ["valid"], cpu)
         valid, test = acc["valid"], acc.get("test", float("nan"))
-        with open(table, "a") as f:
-            f.write(f"{name}\t{valid:.2f}\t{test:.2f}\n")
+        rows.append(f"{name}\t{valid:.2f}\t{test:.2f}\n")
+        write_table(table, rows)
         print(f"{name}: valid {valid:.2f} test {test:.2f}", flush=True)
     print(f"results: {table}")
 

@@ -185,3 +185,21 @@ def stacked_heads(parts, title, ylabel):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return fig
+
+
+def mask_grid(keep, densities):
+    """A frozen/learned keep mask (layers, heads, n, n) as a grid of black-and-white squares. Layers
+    and heads are numbered from 0 here, as the mask file's indices (and mask errors) count them."""
+    layers, heads, n = keep.shape[0], keep.shape[1], keep.shape[-1]
+    fig = Figure(figsize=(1.7 * heads + 0.4, 1.9 * layers + 0.4))
+    axes = fig.subplots(layers, heads, squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            ax.imshow(np.asarray(keep[layer, head]), cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+            title = f"H{head} d={densities['density_per_head'][layer][head]:.2f}"
+            ax.set_title(title if layers == 1 else f"L{layer} {title}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"kept keys (black), {n} x {n}, density {densities['density']:.3f}", fontsize=9)
+    return fig

@@ -21,62 +21,15 @@ import sys
 PROG = "fairseq-sparse-analyze"
 
 
-def _add_model_args(p, two_checkpoints=False):
-    if two_checkpoints:
-        p.add_argument("pretrained", metavar="PRETRAINED", help="first checkpoint (e.g. before fine-tuning)")
-        p.add_argument("finetuned", metavar="FINETUNED", help="second checkpoint (e.g. after fine-tuning)")
-    else:
-        p.add_argument("checkpoint", metavar="CKPT", help="fairseq checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="sentence_prediction data-bin directory (input0/[input1/]label/)")
-    p.add_argument("--split", default="valid", help="data split (default: valid)")
-    p.add_argument("--out-dir", required=True, help="output directory (created if missing)")
-    p.add_argument("--classification-head-name", default=None,
-                   help="classification head to evaluate (default: the checkpoint's, else sentence_classification_head)")
-    p.add_argument("--arch", default=None,
-                   help="architecture to rebuild the checkpoint as (default: its own if it has sparse attention "
-                        "modules, else sparse_roberta)")
-    p.add_argument("--init-token", type=int, default=None, help="token put before each example (default: as "
-                   "fine-tuned, else 0 = <s>/[CLS])")
-    p.add_argument("--separator-token", type=int, default=None,
-                   help="token put between the sentences of a pair, -1 for none (default: as fine-tuned, else "
-                        "none for BERT WordPiece data, 2 for RoBERTa)")
-    p.add_argument("--max-positions", type=int, default=None, help="truncate examples to this many tokens")
-    p.add_argument("--model-overrides", default=None, metavar="DICT",
-                   help="model options to replace, as a Python/JSON dict, e.g. \"{'attn_normalizer': 'sparsemax'}\"")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=1, help="seed of the example sample and random subsets")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _add_examples_arg(p, default):
-    p.add_argument("--max-examples", type=int, default=default,
-                   help=f"a seeded random sample of this many examples (default: {default or 'all'})")
-
-
-def _add_threshold_args(p):
-    from fairseq_sparse.analysis.pattern_classes import PatternThresholds
-
-    d = PatternThresholds()
-    g = p.add_argument_group("rule-based pattern thresholds (see fairseq_sparse/analysis/pattern_classes.py)")
-    g.add_argument("--vertical-threshold", type=float, default=d.vertical, help="min [CLS]+[SEP] mass for vertical")
-    g.add_argument("--diagonal-threshold", type=float, default=d.diagonal, help="min diagonal mass for diagonal")
-    g.add_argument("--minor-threshold", type=float, default=d.minor,
-                   help="the other feature must stay below this for a pure class; both above it for the mixed class")
-    g.add_argument("--mixed-threshold", type=float, default=d.mixed, help="min V + D for vertical+diagonal")
-    g.add_argument("--block-threshold", type=float, default=d.block, help="min own-sentence share for block")
-    g.add_argument("--diagonal-offsets", type=int, nargs="+", default=list(d.offsets),
-                   help="key offsets from the query that count as diagonal (default: -1 1)")
-
-
 def build_parser():
+    from fairseq_sparse.analysis.report_common import add_examples_arg, add_model_args, add_threshold_args
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("maps", help="attention maps of chosen examples as a layers x heads grid")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--examples", type=int, nargs="+", default=None,
                    help="0-based example indices in the split (default: 0 unless --text is given)")
     p.add_argument("--text", action="append", default=[],
@@ -88,8 +41,8 @@ def build_parser():
     p.add_argument("--save-maps", action="store_true", help="also write each example's maps as .npz")
 
     p = sub.add_parser("ablate", help="disable heads / layers (uniform attention) and score the dev set")
-    _add_model_args(p)
-    _add_examples_arg(p, None)
+    add_model_args(p)
+    add_examples_arg(p, None)
     p.add_argument("--metric", default=None, help="accuracy, f1, macro_f1, mcc; pearson, spearman for regression")
     p.add_argument("--random-heads", type=int, nargs="+", default=[], metavar="K",
                    help="also disable K random heads at once, for each K")
@@ -101,15 +54,15 @@ def build_parser():
     p.add_argument("--cache-mb", type=int, default=2048, help="memory for cached layer inputs (default 2048)")
 
     p = sub.add_parser("patterns", help="classify head maps into the five pattern classes")
-    _add_model_args(p)
-    _add_examples_arg(p, 100)
-    _add_threshold_args(p)
+    add_model_args(p)
+    add_examples_arg(p, 100)
+    add_threshold_args(p)
     p.add_argument("--cnn", default=None, help="also classify with a CNN from `train-cnn` and report agreement")
 
     p = sub.add_parser("label-maps", help="export maps to label by hand (PNGs, maps.npz, labels.csv template)")
-    _add_model_args(p)
-    _add_examples_arg(p, 100)
-    _add_threshold_args(p)
+    add_model_args(p)
+    add_examples_arg(p, 100)
+    add_threshold_args(p)
     p.add_argument("--num-maps", type=int, default=200, help="maps to export (random (example, layer, head))")
     p.add_argument("--image-size", type=int, default=32, help="side of the CNN input image (default 32)")
     p.add_argument("--sheet-size", type=int, default=20, help="maps per contact sheet (default 20)")
@@ -124,12 +77,12 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
     p = sub.add_parser("special-tokens", help="attention to [CLS], [SEP] and punctuation per head")
-    _add_model_args(p)
-    _add_examples_arg(p, 1000)
+    add_model_args(p)
+    add_examples_arg(p, 1000)
 
     p = sub.add_parser("drift", help="per-head cosine similarity of two checkpoints' maps")
-    _add_model_args(p, two_checkpoints=True)
-    _add_examples_arg(p, 1000)
+    add_model_args(p, two_checkpoints=True)
+    add_examples_arg(p, 1000)
     return parser
 
 

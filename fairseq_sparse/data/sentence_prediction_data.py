@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional
 
-from .files import building_dir
+from ..atomic_files import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names
     if len(pairs) > 1:
         raise ValueError("some splits have a second sentence and others do not")
     has_pair = pairs == {True}
-    with building_dir(dest) as tmp:
+    with atomic_directory(dest) as tmp:
         raw = os.path.join(tmp, "raw")
         os.makedirs(raw)
         labelled = []

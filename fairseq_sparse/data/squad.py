@@ -25,9 +25,11 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
+from tokenizers.normalizers import BertNormalizer
+from tokenizers.pre_tokenizers import BertPreTokenizer
 
-from .files import building_dir
-from .wordpiece import is_cjk, is_punctuation, is_whitespace
+from ..atomic_files import atomic_directory
+from .wordpiece import pre_tokenize_with_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -66,27 +68,22 @@ def read_squad(path):
     return version, examples
 
 
+# BERT's word boundaries (whitespace, punctuation, each CJK ideograph) with every character kept:
+# no cleaning, case or accent folding, so a word's span is exactly the text a reader sees.
+_WORD_NORMALIZER = BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+_WORD_SPLITTER = BertPreTokenizer()
+
+
 def split_words(text):
-    """[(start, end, preceded_by_space)]: whitespace/punctuation/CJK-separated words of `text`."""
-    words, start = [], None
-    space_before = True
-    for i, ch in enumerate(text):
-        if is_whitespace(ch):
-            if start is not None:
-                words.append((start, i, space_before))
-                start = None
-            space_before = True
-        elif is_punctuation(ch) or is_cjk(ch):
-            if start is not None:
-                words.append((start, i, space_before))
-                space_before = False
-            words.append((i, i + 1, space_before))
-            start, space_before = None, False
-        else:
-            if start is None:
-                start = i
-    if start is not None:
-        words.append((start, len(text), space_before))
+    """[(start, end, preceded_by_space)]: whitespace/punctuation/CJK-separated words of `text`.
+
+    Only whitespace lies between words, so a gap before a word means a space preceded it; the
+    first word counts as preceded by one (GPT-2 BPE gives it no space marker either way).
+    """
+    words, previous_end = [], None
+    for _, start, end in pre_tokenize_with_offsets(text, _WORD_NORMALIZER, _WORD_SPLITTER):
+        words.append((start, end, previous_end is None or previous_end < start))
+        previous_end = end
     return words
 
 
@@ -183,7 +180,7 @@ def write_squad_data(dest, splits, builder, srcdict, extra_meta=None):
     """splits: {fairseq split: (path to official JSON, training?)} -> DEST (see module docstring)."""
     from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
 
-    with building_dir(dest) as tmp:
+    with atomic_directory(dest) as tmp:
         shutil.copy(srcdict, os.path.join(tmp, "dict.txt"))
         counts, versions = {}, set()
         for split, (path, training) in splits.items():

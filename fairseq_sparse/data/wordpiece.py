@@ -8,7 +8,6 @@ are kept whole wherever they occur. Every piece keeps the span of the original t
 which SQuAD needs to map predicted token spans back to answer text.
 """
 import os
-import unicodedata
 
 from tokenizers import PreTokenizedString, Tokenizer
 from tokenizers.models import WordPiece
@@ -17,29 +16,6 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION = "##"
-
-# Code-point blocks BERT treats as CJK ideographs (each becomes its own word).
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-
-
-# BERT's character classes, for readers that align answer text by hand (data/squad.py).
-def is_whitespace(ch):
-    """Space separators plus line/paragraph separators (as Hugging Face's Rust tokenizer)."""
-    return ch in " \t\n\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp")
-
-
-def is_punctuation(ch):
-    """Unicode punctuation plus every non-alphanumeric printable ASCII symbol (BERT's rule)."""
-    cp = ord(ch)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
-
-
-def is_cjk(ch):
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
 def load_vocab(path):
@@ -86,11 +62,20 @@ class WordPieceTokenizer:
 
     def basic_tokenize_with_offsets(self, text):
         """Pre-tokens (normalised words before WordPiece) as (string, start, end) in `text` coordinates."""
-        words = PreTokenizedString(text)
-        words.normalize(self.normalizer.normalize)
-        self.pre_tokenizer.pre_tokenize(words)
-        return [(w, start, end) for w, (start, end), _ in
-                words.get_splits(offset_referential="original", offset_type="char")]
+        return pre_tokenize_with_offsets(text, self.normalizer, self.pre_tokenizer)
+
+
+def pre_tokenize_with_offsets(text, normalizer, pre_tokenizer):
+    """(normalised word, start, end) per pre-token; start/end are character offsets into `text` itself.
+
+    Offsets refer to the original text, not the normalised one, so callers can cut answer spans
+    out of what the user wrote.
+    """
+    words = PreTokenizedString(text)
+    words.normalize(normalizer.normalize)
+    pre_tokenizer.pre_tokenize(words)
+    splits = words.get_splits(offset_referential="original", offset_type="char")
+    return [(w, start, end) for w, (start, end), _ in splits]
 
 
 def detokenize(tokens):

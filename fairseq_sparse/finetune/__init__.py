@@ -1,2 +1,2 @@
-"""Fine-tuning recipes: fairseq-train command lines (commands.py) and the one-command
-fine-tune of a checkpoint on one's own labelled TSV/CSV files (tabular.py, pipeline.py)."""
+"""Fine-tuning: fairseq-train command lines (commands.py), the one-command fine-tune on one's own
+TSV/CSV files (tabular.py, pipeline.py), and the recipes' shared CLI conventions (recipe_cli.py)."""

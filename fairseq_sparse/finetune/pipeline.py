@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 from ..atomic_files import atomic_output
 from .commands import classification_flags, sentence_prediction_command
+from .recipe_cli import use_cuda
 from .tabular import label_names, read_labelled_file
 
 PROGRESS = re.compile(r"\| (train_inner|valid|train) \||done training|Error|error:")
@@ -134,9 +135,7 @@ def training_command(job, model, model_args, data, meta, save_dir):
         arch = "sparse_roberta_large" if arch.endswith("large") else "sparse_roberta"
     run = ["--max-epoch", str(job.epochs), "--seed", str(job.seed), "--weight-decay", str(job.weight_decay),
            "--num-workers", "0", "--log-format", "simple", "--log-interval", str(job.log_interval)]
-    import torch
-
-    if not torch.cuda.is_available():
+    if not use_cuda():
         run.append("--cpu")
     return sentence_prediction_command(data, model, save_dir, flags, meta.get("bert_layout", True), arch=arch,
                                        extra=run + list(job.fairseq_args))
@@ -146,7 +145,6 @@ def run_logged(cmd, log_path, echo=PROGRESS, heartbeat=30.0, env=None, prefix=" 
     """Run cmd, write all of its output to log_path (atomically at the end), print the lines
     that match `echo` as they come and a heartbeat when nothing was printed for `heartbeat` s.
     Raises RuntimeError with the log's tail if the command fails."""
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     start = last = time.time()
     done = threading.Event()
 
@@ -154,14 +152,15 @@ def run_logged(cmd, log_path, echo=PROGRESS, heartbeat=30.0, env=None, prefix=" 
         nonlocal last
         while not done.wait(1.0):
             if time.time() - last >= heartbeat:
-                print(f"{prefix}... running for {time.time() - start:.0f} s (log: {log_path}.tmp)", flush=True)
+                print(f"{prefix}... running for {time.time() - start:.0f} s (log so far: {partial})", flush=True)
                 last = time.time()
 
     tail = []
     thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
     try:
-        with open(log_path + ".tmp", "w") as log:
+        with atomic_output(log_path) as log:
+            partial = log.name
+            thread.start()
             proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, env=env)
             for line in proc.stdout:
@@ -174,7 +173,6 @@ def run_logged(cmd, log_path, echo=PROGRESS, heartbeat=30.0, env=None, prefix=" 
             rc = proc.wait()
     finally:
         done.set()
-    os.replace(log_path + ".tmp", log_path)
     if rc != 0:
         raise RuntimeError(f"command failed (exit {rc}): {' '.join(map(str, cmd))}\n{''.join(tail)}"
                            f"full log: {log_path}")

@@ -2,7 +2,7 @@
 
 FlashAttention-style: the (N x N) probabilities are never stored. Each query block finds its
 rows' thresholds by a few passes over the key blocks (row max, then Newton steps, see
-_triton_kernels.py), then accumulates the values; the backward recomputes the probabilities from
+_triton_kernels/family.py), then accumulates the values; the backward recomputes the probabilities from
 the saved per-row threshold and mass. A keep mask is executed block-sparse: blocks of the mask
 with no kept entry are skipped in every pass, forward and backward (see block_tables).
 """
@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from ..normalizers import check_alpha, check_lam, entmax_family
 from ._runtime import MODES, can_run, interpreting, kernels, next_pow2
 
 
@@ -117,14 +118,13 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     if not can_run(q):
         raise ValueError(f"sparse_attention: needs triton and CUDA tensors (CPU ones only under "
                          f"kernels.interpret_on_cpu), got a {q.device.type} tensor")
-    if not float(lam) < 1.0:
-        raise ValueError(f"sparse_attention: lam must be < 1, got {lam}")
+    lam = check_lam(lam, "sparse_attention: lam")
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"sparse_attention: dropout_p must be in [0, 1), got {dropout_p}")
     B, H, N, D = q.shape
     mode = MODES[normalizer]
     scale = D ** -0.5 if scale is None else float(scale)
-    qk_scale = scale / (1.0 - float(lam)) if normalizer == "sparsegen_lin" else scale
+    qk_scale = scale * entmax_family(normalizer, lam)[1]  # sparsegen-lin: sparsemax of scores / (1 - lam)
     alpha_h = None
     if mode == 2:
         if isinstance(alpha, torch.Tensor):
@@ -134,9 +134,7 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
             if alpha_h.numel() != H:
                 raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), got shape {tuple(alpha.shape)}")
         else:
-            if not 1.0 < float(alpha) <= 2.0:
-                raise ValueError(f"sparse_attention: alpha must be in (1, 2], got {alpha}")
-            alpha_h = torch.full((H,), float(alpha), device=q.device)
+            alpha_h = torch.full((H,), check_alpha(alpha, "sparse_attention: alpha"), device=q.device)
     pad = None
     if key_padding_mask is not None:
         pad = key_padding_mask.to(device=q.device, dtype=torch.bool)

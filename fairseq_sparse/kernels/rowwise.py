@@ -1,6 +1,6 @@
 """Row-wise sparsemax / sparsegen-lin / entmax-1.5 / alpha-entmax in Triton, forward and backward.
 
-One program per row holds the whole row and runs the threshold search of _triton_kernels.py to
+One program per row holds the whole row and runs the threshold search of _triton_kernels/family.py to
 its end inside the kernel: no host synchronisation. Computes in float32, returns the input dtype.
 """
 import torch

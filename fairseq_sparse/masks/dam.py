@@ -1,12 +1,13 @@
 """SparseBERT's Differentiable Attention Mask (DAM): learnable keep/drop logits per head.
 
-Training draws M = hard(gumbel_sigmoid(alpha)): the forward pass sees an exact 0/1 mask, the
-backward pass the gradient of the soft sample sigmoid((alpha + G1 - G2) / tau) (straight
-through). Evaluation uses the deterministic M = 1[sigmoid(alpha) > 0.5] = 1[alpha > 0].
+Training draws M = hard(gumbel_sigmoid(logit)): the forward pass sees an exact 0/1 mask, the
+backward pass the gradient of the soft sample sigmoid((logit + G1 - G2) / tau) (straight
+through). Evaluation uses the deterministic M = 1[sigmoid(logit) > 0.5] = 1[logit > 0].
+(The paper writes the mask logits as alpha; here alpha is only ever entmax's alpha.)
 
   structured:    one logit per (head, distance |i - j|): M_h[i, j] = m_h[|i - j|], a symmetric
                  band (Toeplitz) mask, as in the authors' code (they parameterise each entry by
-                 two logits keep/drop; alpha here is their difference).
+                 two logits keep/drop; the logit here is their difference).
   unstructured:  one logit per (head, i, j), symmetrised: the upper triangle (diagonal
                  included) is used for both (i, j) and (j, i), for the logits and the noise.
 
@@ -14,11 +15,11 @@ The parameter is `dam_logits`, shape (layers, heads, max_positions) or (layers, 
 max_positions, max_positions); layers = 1 means one mask shared by all layers (the authors'
 setting). It carries `param_group = "dam"` so an optimiser can give it weight decay 0.
 
-The logit is alpha = logit_scale * dam_logits. Adam moves every parameter by about its learning
+The logit is logit_scale * dam_logits (`mask_logits()`). Adam moves every parameter by about its learning
 rate per update whatever the gradient's size, so the scale is the logits' learning rate as a
 multiple of the model's, under any Adam (plain `--optimizer adam` included): at the model's
 1e-3 a logit would move by 0.1 in 100 updates and never leave the neighbourhood of its init.
-A positive scale never changes the sign, so the binarised mask 1[alpha > 0] = 1[dam_logits > 0].
+A positive scale never changes the sign, so the binarised mask 1[logit > 0] = 1[dam_logits > 0].
 """
 import logging
 
@@ -80,9 +81,9 @@ def _check_length(length, max_positions):
 
 
 def binarize_dam_logits(logits, length=None, no_diagonal=False):
-    """Deterministic keep mask 1[alpha > 0] as bool (L, H, n, n); n defaults to all positions.
+    """Deterministic keep mask 1[logit > 0] as bool (L, H, n, n); n defaults to all positions.
 
-    `logits` may be alpha or dam_logits: a positive logit scale does not change the sign.
+    `logits` may be mask_logits() or dam_logits: a positive logit scale does not change the sign.
     """
     positions = logits.shape[-1]
     length = positions if length is None else length
@@ -114,8 +115,8 @@ class DifferentiableAttentionMask(nn.Module):
     tau: Gumbel-sigmoid temperature (the authors keep 1). tau_end / tau_anneal_steps: anneal
     geometrically from tau to tau_end over that many updates (set_num_updates, called by
     fairseq each update); tau_end=None keeps tau constant.
-    init_mean / init_std: alpha starts as init_mean + init_std * N(0, 1) (init_mean > 0 starts
-    dense: keep probability sigmoid(init_mean)). logit_scale: alpha = logit_scale * dam_logits
+    init_mean / init_std: the logits start as init_mean + init_std * N(0, 1) (init_mean > 0 starts
+    dense: keep probability sigmoid(init_mean)). logit_scale: logit = logit_scale * dam_logits
     (module docstring). `num_updates` follows set_num_updates (the criterion's penalty warm-up
     reads it).
     """
@@ -188,8 +189,8 @@ class DifferentiableAttentionMask(nn.Module):
                            stored, self.no_diagonal)
             self.no_diagonal = stored
 
-    def alpha(self):
-        """The mask logits alpha = logit_scale * dam_logits (keep probability sigmoid(alpha))."""
+    def mask_logits(self):
+        """The mask logits, logit_scale * dam_logits (keep probability sigmoid(logit))."""
         return self.dam_logits * self.logit_scale if self.logit_scale != 1.0 else self.dam_logits
 
     def extra_repr(self):
@@ -216,10 +217,10 @@ class DifferentiableAttentionMask(nn.Module):
         """0/1 float mask for `length` positions: (num_layers, heads, n, n), or layer `layer`'s (heads, n, n).
 
         Training: a fresh straight-through Gumbel-sigmoid sample on every call. Evaluation:
-        1[alpha > 0], no gradient.
+        1[logit > 0], no gradient.
         """
         _check_length(length, self.max_positions)
-        logits = self.alpha()
+        logits = self.mask_logits()
         if self.training:
             if self.structure == "structured":
                 band = gumbel_sigmoid(logits[..., :length], self.tau)
@@ -266,7 +267,7 @@ class DifferentiableAttentionMask(nn.Module):
         return keep_mask
 
     def keep_mask(self, length):
-        """Deterministic bool mask (num_layers, heads, n, n) = 1[alpha > 0], diagonal per no_diagonal."""
+        """Deterministic bool mask (num_layers, heads, n, n) = 1[logit > 0], diagonal per no_diagonal."""
         return binarize_dam_logits(self.dam_logits, length, self.no_diagonal)
 
     def num_free_entries(self, length):

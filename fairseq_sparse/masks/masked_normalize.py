@@ -31,36 +31,7 @@ taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 """
 import torch
 
-from ..normalizers import entmax15, entmax_bisect, softmax, sparsegen_lin, sparsemax
-
-
-def _family(normalizer, lam, alpha):
-    """(alpha, input scale) of a normaliser: p = alpha-entmax(scale * scores)."""
-    if normalizer == "softmax":
-        return 1.0, 1.0
-    if normalizer == "sparsemax":
-        return 2.0, 1.0
-    if normalizer == "sparsegen_lin":
-        return 2.0, 1.0 / (1.0 - float(lam))
-    if normalizer == "entmax15":
-        return 1.5, 1.0
-    if normalizer == "entmax_bisect":
-        return alpha, 1.0
-    raise ValueError(
-        f"unknown normalizer {normalizer!r}; expected softmax, sparsemax, sparsegen_lin, entmax15 or entmax_bisect"
-    )
-
-
-def _normalise(z, normalizer, lam, alpha, n_iter):
-    if normalizer == "softmax":
-        return softmax(z, dim=-1)
-    if normalizer == "sparsemax":
-        return sparsemax(z, dim=-1)
-    if normalizer == "sparsegen_lin":
-        return sparsegen_lin(z, lam=lam, dim=-1)
-    if normalizer == "entmax15":
-        return entmax15(z, dim=-1)
-    return entmax_bisect(z, alpha=alpha, dim=-1, n_iter=n_iter)
+from ..normalizers import entmax_family, get_normalizer, normalizer_params
 
 
 def would_be_weights(probs, scores, alpha, scale=1.0):
@@ -132,7 +103,7 @@ def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, 
     """
     if scores.dim() != 4:
         raise ValueError(f"scores must be (batch, heads, tgt, src), got shape {tuple(scores.shape)}")
-    family_alpha, scale = _family(normalizer, lam, alpha)
+    family_alpha, scale = entmax_family(normalizer, lam, alpha)
     if mask.dtype == torch.bool:
         keep = mask
     else:
@@ -146,7 +117,8 @@ def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, 
                 f"key_padding_mask of shape {tuple(pad.shape)} does not match scores {tuple(scores.shape)}"
             )
         scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
-    probs = _normalise(scores.masked_fill(~keep, float("-inf")), normalizer, lam, alpha, n_iter)
+    normalize = get_normalizer(normalizer, **normalizer_params(normalizer, lam, alpha, n_iter))
+    probs = normalize(scores.masked_fill(~keep, float("-inf")), dim=-1)
     if mask.dtype != torch.bool and mask.requires_grad and torch.is_grad_enabled():
         if isinstance(family_alpha, torch.Tensor):
             family_alpha = family_alpha.detach()

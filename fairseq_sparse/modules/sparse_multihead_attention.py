@@ -26,9 +26,9 @@ from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_at
 from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import masked_normalize
-from ..normalizers import NORMALIZERS, entmax_bisect, get_normalizer
+from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
 
-ALPHA_MIN, ALPHA_MAX = 1.0, 2.0
+ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
 
 
@@ -36,10 +36,8 @@ def validate_normalizer_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1
     """Raise ValueError naming the bad value; shared by the module and the model builder."""
     if normalizer not in NORMALIZERS:
         raise ValueError(f"--attn-normalizer {normalizer!r} is not one of {sorted(NORMALIZERS)}")
-    if not float(sparsegen_lambda) < 1.0:
-        raise ValueError(f"--sparsegen-lambda must be < 1 (sparsemax(z / (1 - lambda))), got {sparsegen_lambda}")
-    if not ALPHA_MIN < float(entmax_alpha) <= ALPHA_MAX:
-        raise ValueError(f"--entmax-alpha must be in (1, 2], got {entmax_alpha}")
+    check_lam(sparsegen_lambda, "--sparsegen-lambda")
+    check_alpha(entmax_alpha, "--entmax-alpha")
 
 
 class SparseMultiheadAttention(MultiheadAttention):
@@ -64,12 +62,9 @@ class SparseMultiheadAttention(MultiheadAttention):
         self.sparsegen_lambda = float(sparsegen_lambda)
         self.layer_idx = layer_idx
         self.entmax_n_iter = entmax_n_iter
-        if normalizer == "sparsegen_lin":
-            self._normalize = get_normalizer(normalizer, lam=float(sparsegen_lambda))
-        elif normalizer == "entmax_bisect":
-            self._normalize = None  # alpha may be a learned tensor: see _normalise
-        else:
-            self._normalize = get_normalizer(normalizer)
+        self._normalize = None  # entmax_bisect: alpha may be a learned tensor, bound per call (_normalise)
+        if normalizer != "entmax_bisect":
+            self._normalize = get_normalizer(normalizer, **normalizer_params(normalizer, lam=float(sparsegen_lambda)))
         self.entmax_alpha = float(entmax_alpha)
         if learn_entmax_alpha:
             # alpha = 1 + floor + (1 - floor) sigmoid(logit) stays in (1 + floor, 2): see entmax_alpha_per_head

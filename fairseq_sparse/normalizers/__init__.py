@@ -1,14 +1,10 @@
-"""Normalisers for attention scores: softmax and its sparse alternatives.
-
-Pure torch, no fairseq: every function maps scores to rows on the probability simplex
-along `dim`, gives -inf entries exactly 0, returns all zeros for a fully masked row,
-computes in float32 for half inputs, and has an O(n)-per-row custom backward.
-"""
+"""Normalisers of attention scores, pure torch: softmax, sparsemax, sparsegen-lin, entmax-1.5, alpha-entmax, each
+mapping rows onto the simplex (-inf -> 0, masked rows -> 0, float32 for half inputs) with an O(n)-per-row backward."""
 import functools
 
 import torch
 
-from ._common import check_input
+from ._common import check_alpha, check_input, check_lam
 from .entmax import entmax15, entmax_bisect
 from .sparsemax import sparsemax, sparsegen_lin
 
@@ -32,6 +28,31 @@ NORMALIZERS = {
     "entmax_bisect": entmax_bisect,
 }
 _PARAMS = {"sparsegen_lin": {"lam"}, "entmax_bisect": {"alpha", "n_iter"}}
+# Every normaliser is alpha-entmax of scaled scores: name -> (alpha, scale) from (lam, alpha).
+_FAMILY = {
+    "softmax": lambda lam, alpha: (1.0, 1.0),  # the alpha -> 1 limit
+    "sparsemax": lambda lam, alpha: (2.0, 1.0),
+    "sparsegen_lin": lambda lam, alpha: (2.0, 1.0 / (1.0 - float(lam))),
+    "entmax15": lambda lam, alpha: (1.5, 1.0),
+    "entmax_bisect": lambda lam, alpha: (alpha, 1.0),
+}
+
+
+def _check_name(name):
+    if name not in NORMALIZERS:
+        raise ValueError(f"unknown normalizer {name!r}; expected one of {sorted(NORMALIZERS)}")
+
+
+def normalizer_params(name, lam=0.0, alpha=1.5, n_iter=None):
+    """The keyword arguments normaliser `name` takes, picked from a run's lam / alpha / n_iter."""
+    _check_name(name)
+    return {"sparsegen_lin": {"lam": lam}, "entmax_bisect": {"alpha": alpha, "n_iter": n_iter}}.get(name, {})
+
+
+def entmax_family(name, lam=0.0, alpha=1.5):
+    """(alpha, scale) such that normaliser `name` = alpha-entmax(scale * scores) (softmax: alpha = 1)."""
+    _check_name(name)
+    return _FAMILY[name](lam, alpha)
 
 
 def get_normalizer(name, **kw):
@@ -39,20 +60,19 @@ def get_normalizer(name, **kw):
 
     get_normalizer("sparsegen_lin", lam=-4); get_normalizer("entmax_bisect", alpha=1.3).
     """
-    if name not in NORMALIZERS:
-        raise ValueError(f"unknown normalizer {name!r}; expected one of {sorted(NORMALIZERS)}")
+    _check_name(name)
     unknown = set(kw) - _PARAMS.get(name, set())
     if unknown:
         raise ValueError(
             f"normalizer {name!r} takes parameters {sorted(_PARAMS.get(name, set()))}, got {sorted(unknown)}"
         )
-    if name == "sparsegen_lin" and "lam" in kw and not float(kw["lam"]) < 1.0:
-        raise ValueError(f"sparsegen_lin: lam must be < 1, got {kw['lam']}")
-    if name == "entmax_bisect" and "alpha" in kw and not isinstance(kw["alpha"], torch.Tensor):
-        if not 1.0 < float(kw["alpha"]) <= 2.0:
-            raise ValueError(f"entmax_bisect: alpha must be in (1, 2], got {kw['alpha']}")
+    if name == "sparsegen_lin" and "lam" in kw:
+        check_lam(kw["lam"], "sparsegen_lin: lam")
+    if name == "entmax_bisect" and not isinstance(kw.get("alpha"), (torch.Tensor, type(None))):
+        check_alpha(kw["alpha"], "entmax_bisect: alpha")
     fn = NORMALIZERS[name]
     return functools.partial(fn, **kw) if kw else fn
 
 
-__all__ = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect", "get_normalizer", "NORMALIZERS"]
+__all__ = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect", "get_normalizer", "NORMALIZERS",
+           "normalizer_params", "entmax_family", "check_lam", "check_alpha"]

@@ -71,6 +71,22 @@ def check_input(x, name):
         )
 
 
+def check_lam(lam, name):
+    """sparsegen-lin's lambda as a float; it must be < 1 (sparsemax(z / (1 - lambda)))."""
+    lam = float(lam)
+    if not lam < 1.0:
+        raise ValueError(f"{name} must be < 1 (sparsemax(z / (1 - lambda))), got {lam}")
+    return lam
+
+
+def check_alpha(alpha, name):
+    """A fixed alpha-entmax alpha as a float; it must be in (1, 2] (1 is softmax's limit, 2 sparsemax)."""
+    alpha = float(alpha)
+    if not 1.0 < alpha <= 2.0:
+        raise ValueError(f"{name} must be in (1, 2], got {alpha}")
+    return alpha
+
+
 def compute_dtype(x):
     """float64 stays float64 (gradcheck); everything else is computed in float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -16,7 +16,8 @@ and converges in fewer steps on dense rows); the code below is the fallback (see
 import torch
 
 from ._common import (
-    ENTMAX15, ENTMAX_ALPHA, FusedThresholdFunction, ThresholdFunction, as_rows, check_input, compute_dtype,
+    ENTMAX15, ENTMAX_ALPHA, FusedThresholdFunction, ThresholdFunction, as_rows, check_alpha,
+    check_input, compute_dtype,
     family_input_grad, from_rows, fused_ops, row_start, rowwise, shifted_relu, support_size,
 )
 
@@ -183,10 +184,7 @@ def entmax_bisect(x, alpha=1.5, dim=-1, n_iter=None):
     if int(n_iter) != n_iter or int(n_iter) < 1:
         raise ValueError(f"entmax_bisect: n_iter must be a positive integer, got {n_iter}")
     if not isinstance(alpha, torch.Tensor):
-        alpha_f = float(alpha)
-        if not 1.0 < alpha_f <= 2.0:
-            raise ValueError(f"entmax_bisect: alpha must be in (1, 2], got {alpha_f}")
-        alpha = torch.tensor(alpha_f, dtype=compute_dtype(x), device=x.device)
+        alpha = torch.tensor(check_alpha(alpha, "entmax_bisect: alpha"), dtype=compute_dtype(x), device=x.device)
     else:
         if not alpha.is_floating_point():
             raise ValueError(f"entmax_bisect: alpha must be a floating tensor, got {alpha.dtype}")

@@ -9,7 +9,8 @@ kernel (fairseq_sparse/csrc) runs the same iteration per row on the candidates a
 """
 import torch
 
-from ._common import SPARSEMAX, FusedThresholdFunction, ThresholdFunction, check_input, fused_ops, row_start, shifted_relu, support_size
+from ._common import (SPARSEMAX, FusedThresholdFunction, ThresholdFunction, check_input, check_lam, fused_ops, row_start,
+                      shifted_relu, support_size)
 
 
 def _solve_sparsemax(z, out, scratch):
@@ -40,9 +41,7 @@ def sparsegen_lin(x, lam=0.0, dim=-1):
     lam = 0 is sparsemax; lam -> 1 approaches argmax; very negative lam approaches uniform.
     """
     check_input(x, "sparsegen_lin")
-    lam = float(lam)
-    if not lam < 1.0:
-        raise ValueError(f"sparsegen_lin: lam must be < 1, got {lam}")
+    lam = check_lam(lam, "sparsegen_lin: lam")
     if fused_ops(x) is not None:
         return FusedThresholdFunction.apply(x, dim, SPARSEMAX, 1.0 / (1.0 - lam))
     if lam == 0.0:

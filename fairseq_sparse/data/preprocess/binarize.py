@@ -5,18 +5,18 @@
 
 Every shard directory gets the same validation set, because fairseq's masked_lm reads every split
 from the shard of the current epoch (`DATA/shard0:DATA/shard1:...`). fairseq-preprocess writes
-into DATA/.shardK.tmp, the result is opened with fairseq's own MMapIndexedDataset (proof that it
+into a temporary sibling of DATA/shardK, the result is opened with fairseq's own MMapIndexedDataset (proof that it
 loads, and the source of the reported counts), and only then renamed to DATA/shardK.
 """
 import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 
 import numpy as np
 
+from ...atomic_files import atomic_directory
 from .io_utils import digest_file, file_fingerprint, finished, mark_finished
 from .parallel import resolve_workers
 from .tokenizer import DICT
@@ -75,21 +75,16 @@ def run_fairseq_preprocess(argv):
 
 
 def binarize_shard(train_tok, valid_tok, dict_path, dest, workers):
-    tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".tmp")
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    argv = fairseq_preprocess_args(dict_path, train_tok, valid_tok, tmp, workers)
-    logger.info("fairseq-preprocess %s", " ".join(argv))
-    run_fairseq_preprocess(argv)
-    from fairseq.data import Dictionary
+    with atomic_directory(dest) as tmp:
+        argv = fairseq_preprocess_args(dict_path, train_tok, valid_tok, tmp, workers)
+        logger.info("fairseq-preprocess %s", " ".join(argv))
+        run_fairseq_preprocess(argv)
+        from fairseq.data import Dictionary
 
-    dictionary = Dictionary.load(os.path.join(tmp, "dict.txt"))
-    report = {"dictionary_size": len(dictionary), "train": inspect_split(os.path.join(tmp, "train"), dictionary)}
-    if valid_tok:
-        report["valid"] = inspect_split(os.path.join(tmp, "valid"), dictionary)
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+        dictionary = Dictionary.load(os.path.join(tmp, "dict.txt"))
+        report = {"dictionary_size": len(dictionary), "train": inspect_split(os.path.join(tmp, "train"), dictionary)}
+        if valid_tok:
+            report["valid"] = inspect_split(os.path.join(tmp, "valid"), dictionary)
     return report
 
 

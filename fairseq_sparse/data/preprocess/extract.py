@@ -1,7 +1,7 @@
 """Step 1: a Wikipedia dump (enwiki-*-pages-articles*.xml.bz2) -> wikiextractor output.
 
 Runs `python -m wikiextractor.WikiExtractor` (PyPI `wikiextractor`, 3.1.0 works on Python 3.11)
-into OUT.tmp and renames it to OUT when it finishes, so an interrupted extraction is never
+into a temporary sibling of OUT and renames it to OUT when it finishes (atomic_files.atomic_directory), so an interrupted extraction is never
 mistaken for a finished one. If wikiextractor is not installed, extract elsewhere and give the
 output directory to the clean step with --wiki-extracted.
 """
@@ -10,10 +10,10 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 
+from ...atomic_files import atomic_directory
 from .io_utils import file_fingerprint, finished, mark_finished
 
 logger = logging.getLogger(__name__)
@@ -57,25 +57,19 @@ def run_extract(dump, out_dir, processes=1, json_output=False, no_templates=Fals
     if saved is not None:
         logger.info("extract: %s finished earlier, skipped", out_dir)
         return {**saved, "reused": True}
-    tmp = out_dir.rstrip("/") + ".tmp"
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", dump, "-o", tmp, "-b", bytes_per_file,
-           "--processes", str(processes), "-q"]
-    if json_output:
-        cmd.append("--json")
-    if no_templates:
-        cmd.append("--no-templates")
-    logger.info("running: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"wikiextractor failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}")
-    if not os.path.isdir(tmp):
-        os.makedirs(tmp)  # a dump with no articles produces no output directory
-    report = count_extracted(tmp)
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_directory(out_dir) as tmp:
+        cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", dump, "-o", tmp, "-b", bytes_per_file,
+               "--processes", str(processes), "-q"]
+        if json_output:
+            cmd.append("--json")
+        if no_templates:
+            cmd.append("--no-templates")
+        logger.info("running: %s", " ".join(cmd))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"wikiextractor failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}")
+        os.makedirs(tmp, exist_ok=True)  # a dump with no articles produces no output directory
+        report = count_extracted(tmp)
     mark_finished(out_dir, config, report)
     return {**report, "reused": False}
 
