@@ -89,5 +89,6 @@ def main(argv=None):
         compile_one(fn, dtype, flags, target)
     print(f"compiled {len(jobs)} kernel variants for {target} in {time.time() - start:.0f} s")
 
+
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ import torch
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
 PICKLE_MAGIC = b"\x80"  # torch's legacy format (a pickle, protocol >= 2)
 logger = logging.getLogger(__name__)
-_ALLOWED = []  # non-empty once the allow-list was extended and logged
+_logged_allow_list = False
 
 
 def checkpoint_safe_globals():
@@ -36,11 +36,12 @@ def checkpoint_safe_globals():
 
 def allow_checkpoint_types():
     """Let torch's weights-only loader (ours and fairseq's own) accept fairseq checkpoints (logged once)."""
+    global _logged_allow_list
     allowed = checkpoint_safe_globals()
-    if not _ALLOWED:
+    if not _logged_allow_list:
         logger.info("torch.load weights-only allow-list += %s (types fairseq checkpoints pickle)",
                     ", ".join(sorted({t.__module__ + "." + t.__name__ for t in allowed})))
-        _ALLOWED.append(True)
+        _logged_allow_list = True
     torch.serialization.add_safe_globals(allowed)
 
 

@@ -28,14 +28,8 @@ NORMALIZERS = {
     "entmax_bisect": entmax_bisect,
 }
 _PARAMS = {"sparsegen_lin": {"lam"}, "entmax_bisect": {"alpha", "n_iter"}}
-# Every normaliser is alpha-entmax of scaled scores: name -> (alpha, scale) from (lam, alpha).
-_FAMILY = {
-    "softmax": lambda lam, alpha: (1.0, 1.0),  # the alpha -> 1 limit
-    "sparsemax": lambda lam, alpha: (2.0, 1.0),
-    "sparsegen_lin": lambda lam, alpha: (2.0, 1.0 / (1.0 - float(lam))),
-    "entmax15": lambda lam, alpha: (1.5, 1.0),
-    "entmax_bisect": lambda lam, alpha: (alpha, 1.0),
-}
+# Every normaliser is alpha-entmax of (scaled) scores; entmax_bisect takes its alpha as a parameter.
+_FIXED_ALPHA = {"softmax": 1.0, "sparsemax": 2.0, "sparsegen_lin": 2.0, "entmax15": 1.5}
 
 
 def _check_name(name):
@@ -44,15 +38,17 @@ def _check_name(name):
 
 
 def normalizer_params(name, lam=0.0, alpha=1.5, n_iter=None):
-    """The keyword arguments normaliser `name` takes, picked from a run's lam / alpha / n_iter."""
+    """The keyword arguments normaliser `name` takes (see _PARAMS), picked from a run's lam / alpha / n_iter."""
     _check_name(name)
-    return {"sparsegen_lin": {"lam": lam}, "entmax_bisect": {"alpha": alpha, "n_iter": n_iter}}.get(name, {})
+    given = {"lam": lam, "alpha": alpha, "n_iter": n_iter}
+    return {key: given[key] for key in sorted(_PARAMS.get(name, ()))}
 
 
 def entmax_family(name, lam=0.0, alpha=1.5):
-    """(alpha, scale) such that normaliser `name` = alpha-entmax(scale * scores) (softmax: alpha = 1)."""
+    """(alpha, scale) such that normaliser `name` = alpha-entmax(scale * scores) (softmax: the alpha -> 1 limit)."""
     _check_name(name)
-    return _FAMILY[name](lam, alpha)
+    scale = 1.0 / (1.0 - float(lam)) if name == "sparsegen_lin" else 1.0
+    return _FIXED_ALPHA.get(name, alpha), scale
 
 
 def get_normalizer(name, **kw):
@@ -68,7 +64,7 @@ def get_normalizer(name, **kw):
         )
     if name == "sparsegen_lin" and "lam" in kw:
         check_lam(kw["lam"], "sparsegen_lin: lam")
-    if name == "entmax_bisect" and not isinstance(kw.get("alpha"), (torch.Tensor, type(None))):
+    if name == "entmax_bisect" and "alpha" in kw and not isinstance(kw["alpha"], torch.Tensor):
         check_alpha(kw["alpha"], "entmax_bisect: alpha")
     fn = NORMALIZERS[name]
     return functools.partial(fn, **kw) if kw else fn
