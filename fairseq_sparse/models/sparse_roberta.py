@@ -28,6 +28,7 @@ PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_log
 FROZEN_MASK_KEY = "frozen_attn_mask"
 SEGMENT_KEY = "encoder.sentence_encoder.segment_embeddings.weight"
 MASK_STATE_MARKERS = ["dam_logits", FROZEN_MASK_KEY]  # state that decides which keys a query sees
+STOCK_CRITERIA = ("masked_lm", "sentence_prediction")  # <name>_sparse adds the attention statistics
 
 
 @register_model("sparse_roberta")
@@ -47,6 +48,9 @@ class SparseRobertaModel(RobertaModel):
             args = argparse.Namespace(**OmegaConf.to_container(args, resolve=True))
         base_architecture(args)
         check_sparse_options(args)
+        if args.attn_normalizer != "softmax" and safe_getattr(args, "criterion", None) in STOCK_CRITERIA:
+            logger.info("--criterion %s logs no attention density: --criterion %s_sparse is the same loss with "
+                        "attn_density_l*/attn_support_l*", args.criterion, args.criterion)
         if not safe_hasattr(args, "max_positions"):
             if not safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
@@ -66,6 +70,11 @@ class SparseRobertaModel(RobertaModel):
     def attention_modules(self):
         """The SparseMultiheadAttention of each layer, first layer first."""
         return [m for m in self.modules() if isinstance(m, SparseMultiheadAttention)]
+
+    def attention_density_counts(self):
+        """Per layer, the DensityCounts (modules/attention_stats.py) of the last training forward
+        with a sparse normaliser, None otherwise: the criteria log them, summed over workers."""
+        return [m.density for m in self.attention_modules()]
 
     def extract_attention(self, src_tokens, **kwargs):
         """Per-layer attention probabilities, each (batch, heads, tgt, src), from one forward.

@@ -12,6 +12,8 @@ Hooks used by the rest of the plugin:
   head_gates       per-head output multipliers (0 switches a head off)
   uniform_heads    heads whose attention is replaced by 1/L over the non-padded keys
   capture_attention  keep the last per-head probabilities in `last_attention`
+  density          DensityCounts of the last training forward with a sparse normaliser (else
+                   None); the model hands them to the criterion, which logs attn_density_l*
   set_keep_mask_fn   a callable (tgt_len, src_len) -> keep mask (bool, or 0/1 float with
                      a straight-through gradient), for fixed patterns and learned masks
 """
@@ -19,7 +21,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 
 from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_attention
@@ -27,6 +28,7 @@ from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import masked_normalize
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
+from .attention_stats import attention_density_counts, support_sizes
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
@@ -88,7 +90,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         self._any_uniform = False
         self.capture_attention = False
         self.last_attention = None
-        self.log_stats = True
+        self.record_density = True  # False: skip the counts (e.g. in benchmarks)
+        self.density = None
         self._keep_mask_fn = None
 
     # ----- hooks -------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         before_softmax=False,
         need_head_weights=False,
     ):
+        self.density = None
         keep = None
         if self._keep_mask_fn is not None:
             keep = self._keep_mask_fn(query.size(0), key.size(0) if key is not None else query.size(0))
@@ -203,8 +207,8 @@ class SparseMultiheadAttention(MultiheadAttention):
                 probs = torch.where(self.uniform_heads.view(1, -1, 1, 1), _uniform_over_keys(pad, probs), probs)
             if self.capture_attention:
                 self.last_attention = probs.detach()
-            if self.training and self.log_stats and self.normalizer_name != "softmax":
-                self._log_sparsity(probs, pad)
+            if self._records_density():
+                self.density = attention_density_counts(support_sizes(probs), pad)
             out = torch.matmul(self.dropout_module(probs).type_as(v), v)
         if self._gated:
             out = out * self.head_gates.view(1, -1, 1, 1).to(out.dtype)
@@ -240,8 +244,8 @@ class SparseMultiheadAttention(MultiheadAttention):
             q, k, v, self.normalizer_name, scale=self.scaling, lam=self.sparsegen_lambda, alpha=alpha,
             key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_stats=True,
         )
-        if self.training and self.log_stats:
-            self._log_support(stats["support"], pad)
+        if self._records_density():
+            self.density = attention_density_counts(stats["support"], pad)
         return out
 
     def _normalise(self, scores):
@@ -268,24 +272,9 @@ class SparseMultiheadAttention(MultiheadAttention):
         return masked_normalize(scores, keep, self.normalizer_name, lam=self.sparsegen_lambda,
                                 alpha=alpha, n_iter=self.entmax_n_iter)
 
-    @torch.no_grad()
-    def _log_sparsity(self, probs, pad):
-        """Fraction of non-zero weights over the real keys, and mean support size per row."""
-        self._log_support(torch.sign(probs).sum(dim=-1), pad)  # probs >= 0
-
-    @torch.no_grad()
-    def _log_support(self, support, pad):
-        """The same from the support size of each row: batch x heads x tgt."""
-        if pad is None:
-            real = support.new_ones(support.size(0), support.size(2))
-        else:
-            real = (~pad).to(support.dtype)
-        lengths = real.sum(dim=-1)
-        rows = real.sum() * self.num_heads
-        nonzero = (support * real[:, None, :]).sum()
-        possible = (lengths.square().sum() * self.num_heads).clamp(min=1)
-        metrics.log_scalar(f"attn_density_l{self.layer_idx}", nonzero / possible, rows, round=4)
-        metrics.log_scalar(f"attn_support_l{self.layer_idx}", nonzero / rows.clamp(min=1), rows, round=2)
+    def _records_density(self):
+        """Counts are taken in training with a sparse normaliser (softmax has no zeros)."""
+        return self.training and self.record_density and self.normalizer_name != "softmax"
 
 
 def _combine_bool_masks(keep, pad, attn_mask):
