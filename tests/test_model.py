@@ -2,6 +2,7 @@
 import argparse
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -11,7 +12,10 @@ from fairseq import options, tasks
 
 import fairseq_sparse  # noqa: F401  (registers the plugin)
 from fairseq_sparse.convert.checkpoint import checkpoint_model_args
-from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
+from fairseq_sparse.models.sparse_roberta import (
+    SparseRobertaModel, sparse_roberta_base_architecture, sparsebert_base_architecture,
+)
+from fairseq_sparse.models.sparse_roberta_options import GROUPS, OPTIONS, options_markdown
 from conftest import USER_DIR, run_cli, tiny_mlm_args
 
 NORMALIZERS = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"]
@@ -65,10 +69,43 @@ def test_layer_norm_eps_option(mlm_data):
     (["--sparsegen-lambda", "1.5", "--attn-normalizer", "sparsegen_lin"], "--sparsegen-lambda must be < 1.*1.5"),
     (["--entmax-alpha", "0.8", "--attn-normalizer", "entmax_bisect"], r"--entmax-alpha must be in \(1, 2\].*0.8"),
     (["--attn-normalizer", "sparsemax", "--learn-entmax-alpha"], "--learn-entmax-alpha needs"),
+    # 0 is a value, not "unset": never replaced by the default
+    (["--entmax-alpha", "0"], r"--entmax-alpha must be in \(1, 2\], got 0.0"),
+    (["--layer-norm-eps", "0"], "--layer-norm-eps must be a finite number > 0, got 0.0"),
+    (["--sparsity-schedule-start-alpha", "0"], r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"),
+    (["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "-1"],
+     r"--sparsity-schedule-updates must be >= 0 \(0 = no schedule\), got -1"),
+    (["--attn-normalizer", "sparsemax", "--sparsity-schedule-updates", "5"], "--sparsity-schedule-updates anneals"),
+    (["--entmax-n-iter", "0"], "--entmax-n-iter must be >= 1, got 0"),
+    (["--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
 ])
 def test_bad_values_fail_at_build(mlm_data, flags, message):
     with pytest.raises(ValueError, match=message):
         build(mlm_data, ["--arch", "sparse_roberta_tiny"] + flags)
+
+
+def test_unset_options_get_their_declared_defaults():
+    """A command line without the plugin's options, or a checkpoint saved before one existed."""
+    args = argparse.Namespace()
+    sparse_roberta_base_architecture(args)
+    assert {opt.name: getattr(args, opt.name) for opt in OPTIONS} == {opt.name: opt.default for opt in OPTIONS}
+    assert args.attn_normalizer == "softmax" and args.layer_norm_eps == 1e-5 and args.entmax_alpha == 1.5
+    args = argparse.Namespace(attn_mask=None, dam_share_layers=False)
+    sparsebert_base_architecture(args)  # the preset's own values, then the declared defaults
+    assert (args.attn_mask, args.dam_share_layers, args.dam_no_diagonal, args.dam_tau) == ("dam", True, True, 1.0)
+
+
+def test_readme_option_tables_are_the_declarations():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tables = [options_markdown(title) for title in GROUPS]
+    for table in tables:
+        assert table in readme, f"README's table differs from the declarations; it should read:\n{table}"
+    documented = {line for line in readme.splitlines() if line.startswith("| `--")}
+    declared = {line for table in tables for line in table.splitlines()}
+    assert documented <= declared, f"README documents options not declared: {sorted(documented - declared)}"
+    parser = options.get_training_parser()
+    SparseRobertaModel.add_args(parser)
+    assert all(opt.flag in parser._option_string_actions for opt in OPTIONS)
 
 
 def test_attention_counts_match_the_maps(mlm_data):
@@ -146,10 +183,11 @@ def test_stock_roberta_checkpoint_finetunes_as_sparse(mlm_data, cls_data, tmp_pa
     log = result.stdout + result.stderr
     assert "Loaded checkpoint" in log and str(stock_ckpt) in log
     assert "Missing key" not in log and "Unexpected key" not in log
-    accuracy = re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", log)
-    assert accuracy, log[-2000:]
-    assert float(accuracy.group(1)) == pytest.approx(_valid_accuracy(tmp_path / "ft" / "checkpoint_last.pt", cls_data),
-                                                     abs=0.051)  # fairseq rounds to 0.1
+    valid = re.search(r"valid on 'valid' subset \| loss ([\d.]+) .*\| accuracy ([\d.]+)", log)
+    assert valid, log[-2000:]
+    loss, accuracy = _valid_loss_and_accuracy(tmp_path / "ft" / "checkpoint_last.pt", cls_data)
+    assert float(valid.group(1)) == pytest.approx(loss, abs=6e-4)  # what the checkpoint computes (rounded)
+    assert float(valid.group(2)) == pytest.approx(accuracy, abs=0.051)
     assert "attn_density_l0" in log  # sentence_prediction_sparse: the stock loss plus the density
     stock = torch.load(stock_ckpt, map_location="cpu")["model"]
     tuned = torch.load(tmp_path / "ft" / "checkpoint_last.pt", map_location="cpu")["model"]
@@ -158,8 +196,8 @@ def test_stock_roberta_checkpoint_finetunes_as_sparse(mlm_data, cls_data, tmp_pa
     assert "encoder.sentence_encoder.layers.0.self_attn.q_proj.weight" in tuned
 
 
-def _valid_accuracy(checkpoint, data):
-    """Accuracy (%) of the checkpoint's own predictions on the valid split, recomputed here."""
+def _valid_loss_and_accuracy(checkpoint, data):
+    """(loss in bits per example, accuracy %) of the checkpoint's own predictions on the valid split."""
     from fairseq import checkpoint_utils
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(data)})
@@ -169,7 +207,9 @@ def _valid_accuracy(checkpoint, data):
     with torch.no_grad():
         logits = models[0].eval()(**sample["net_input"], features_only=True,
                                   classification_head_name="sentence_classification_head")[0]
-    return 100.0 * (logits.argmax(-1) == sample["target"].view(-1)).double().mean().item()
+    target = sample["target"].view(-1)
+    loss = torch.nn.functional.cross_entropy(logits.float(), target).item() / math.log(2)
+    return loss, 100.0 * (logits.argmax(-1) == target).double().mean().item()
 
 
 def test_hub_interface_predictions_and_attention_maps(mlm_data, tmp_path):

@@ -1,4 +1,2 @@
-"""Registered fairseq criteria: masked_lm_dam (masked LM plus the DAM's sparsity penalty),
-squad_span (SQuAD start/end spans), masked_lm_sparse and sentence_prediction_sparse (the stock
-criteria plus the attention statistics; attention_stats.py). fairseq_sparse/__init__.py imports
-them for --criterion."""
+"""Registered fairseq criteria: masked_lm_dam, squad_span, and masked_lm_sparse / sentence_prediction_sparse
+(stock ones plus the attention statistics of attention_stats.py); fairseq_sparse/__init__.py imports them."""

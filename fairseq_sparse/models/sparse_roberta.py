@@ -193,7 +193,7 @@ def sparsebert_tiny_architecture(args):
 
 def _sparsebert_defaults(args):
     """The paper's preset: a DAM shared by all layers, diagonal held at 0 (other masks: sparse_roberta)."""
-    args.attn_mask = safe_getattr(args, "attn_mask", None) or "dam"
-    args.dam_structure = safe_getattr(args, "dam_structure", None) or "structured"
+    if safe_getattr(args, "attn_mask", None) is None:
+        args.attn_mask = "dam"
     args.dam_share_layers = True
     args.dam_no_diagonal = True

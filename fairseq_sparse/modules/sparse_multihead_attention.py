@@ -34,12 +34,23 @@ ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
 
 
-def validate_normalizer_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5):
-    """Raise ValueError naming the bad value; shared by the module and the model builder."""
+def validate_attention_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5, learn_entmax_alpha=False,
+                               entmax_alpha_start=None):
+    """Raise ValueError naming the bad option: the one check of what this module is built with, run
+    by the model builder too (before any layer exists). entmax_alpha_start: the sparsity schedule's
+    first alpha, None without a schedule."""
     if normalizer not in NORMALIZERS:
         raise ValueError(f"--attn-normalizer {normalizer!r} is not one of {sorted(NORMALIZERS)}")
     check_lam(sparsegen_lambda, "--sparsegen-lambda")
     check_alpha(entmax_alpha, "--entmax-alpha")
+    if learn_entmax_alpha and normalizer != "entmax_bisect":
+        raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
+    if entmax_alpha_start is not None:
+        if normalizer != "entmax_bisect" or learn_entmax_alpha:
+            raise ValueError("--sparsity-schedule-updates anneals the alpha of --attn-normalizer entmax_bisect "
+                             f"(fixed alpha, no --learn-entmax-alpha), got --attn-normalizer {normalizer}"
+                             + (" --learn-entmax-alpha" if learn_entmax_alpha else ""))
+        check_alpha(entmax_alpha_start, "--sparsity-schedule-start-alpha")
 
 
 class SparseMultiheadAttention(MultiheadAttention):
@@ -57,9 +68,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         **kwargs,
     ):
         super().__init__(embed_dim, num_heads, **kwargs)
-        validate_normalizer_options(normalizer, sparsegen_lambda, entmax_alpha)
-        if learn_entmax_alpha and normalizer != "entmax_bisect":
-            raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
+        validate_attention_options(normalizer, sparsegen_lambda, entmax_alpha, learn_entmax_alpha, entmax_alpha_start)
         self.normalizer_name = normalizer
         self.sparsegen_lambda = float(sparsegen_lambda)
         self.layer_idx = layer_idx
@@ -78,9 +87,6 @@ class SparseMultiheadAttention(MultiheadAttention):
         if entmax_alpha_start is not None:
             # the sparsity schedule's current alpha, saved with the model so a checkpoint is
             # evaluated with the alpha it was trained to (set_scheduled_alpha moves it)
-            if normalizer != "entmax_bisect" or learn_entmax_alpha:
-                raise ValueError("a sparsity schedule needs --attn-normalizer entmax_bisect with a fixed alpha, "
-                                 f"got {normalizer!r}" + (" with --learn-entmax-alpha" if learn_entmax_alpha else ""))
             self.register_buffer("entmax_alpha_scheduled", torch.tensor(float(entmax_alpha_start)))
         else:
             self.entmax_alpha_scheduled = None
