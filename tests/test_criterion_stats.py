@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, run_cli, tiny_mlm_args
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,8 @@ def _free_port():
 
 def _records(log):
     """fairseq's --log-format json train_inner records, one per update."""
-    return [json.loads(line.split("| train_inner | ", 1)[1]) for line in log.splitlines() if "| train_inner | {" in line]
+    marker = "| train_inner | "
+    return [json.loads(line.split(marker, 1)[1]) for line in log.splitlines() if marker + "{" in line]
 
 
 def test_two_workers_log_the_density_of_both_batches(mlm_data, tmp_path):
@@ -32,7 +32,8 @@ def test_two_workers_log_the_density_of_both_batches(mlm_data, tmp_path):
              "--dropout", "0", "--attention-dropout", "0", "--log-format", "json"]
     args = [str(a) for a in tiny_mlm_args(mlm_data, tmp_path / "two", updates=3, extra=extra)[1:]]  # no "fairseq-train"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
-    env.update(OMP_NUM_THREADS="1", PYTHON=sys.executable, LAUNCH_DEVICE="cpu", NPROC_PER_NODE="2", MASTER_PORT=str(_free_port()))
+    env.update(OMP_NUM_THREADS="1", PYTHON=sys.executable, LAUNCH_DEVICE="cpu", NPROC_PER_NODE="2",
+               MASTER_PORT=str(_free_port()))
     two = subprocess.Popen([TORCHRUN_SH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, cwd=str(tmp_path))
     one = run_cli(tiny_mlm_args(mlm_data, tmp_path / "one", updates=3, extra=extra + ["--update-freq", "2"]))

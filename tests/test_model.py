@@ -5,18 +5,19 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
+from conftest import USER_DIR, run_cli, tiny_mlm_args
 from fairseq import options, tasks
 
 import fairseq_sparse  # noqa: F401  (registers the plugin)
 from fairseq_sparse.convert.checkpoint import checkpoint_model_args
 from fairseq_sparse.models.sparse_roberta import (
-    SparseRobertaModel, sparse_roberta_base_architecture, sparsebert_base_architecture,
+    SparseRobertaModel,
+    sparse_roberta_base_architecture,
+    sparsebert_base_architecture,
 )
 from fairseq_sparse.models.sparse_roberta_options import GROUPS, OPTIONS, options_markdown
-from conftest import USER_DIR, run_cli, tiny_mlm_args
 
 NORMALIZERS = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"]
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
@@ -132,9 +133,11 @@ def test_attention_counts_match_the_maps(mlm_data):
     assert model.attention_density_counts() == [None, None]  # training only, as fairseq logs train stats
 
 
+@pytest.mark.slow  # ten fairseq-train runs
 @pytest.mark.parametrize("normalizer", NORMALIZERS)
 def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalizer):
-    extra = ["--attn-normalizer", normalizer, "--tensorboard-logdir", tmp_path / "tb", "--criterion", "masked_lm_sparse"]
+    extra = ["--attn-normalizer", normalizer, "--tensorboard-logdir", tmp_path / "tb",
+             "--criterion", "masked_lm_sparse"]
     if normalizer == "sparsegen_lin":
         extra += ["--sparsegen-lambda", "-4"]
     if normalizer == "entmax_bisect":
@@ -200,7 +203,8 @@ def _valid_loss_and_accuracy(checkpoint, data):
     """(loss in bits per example, accuracy %) of the checkpoint's own predictions on the valid split."""
     from fairseq import checkpoint_utils
 
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(data)})
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
+                                                                    arg_overrides={"data": str(data)})
     task.load_dataset("valid")
     dataset = task.dataset("valid")
     sample = dataset.collater([dataset[i] for i in range(len(dataset))])

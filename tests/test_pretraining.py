@@ -31,6 +31,8 @@ import fairseq_sparse  # noqa: F401  (registers the plugin; lets torch.load read
 from _wiki_sample import load_articles, wikiextractor_doc, words
 from conftest import BIN, USER_DIR, run_cli, tiny_mlm_args
 
+pytestmark = pytest.mark.slow  # pre-training runs of tens of updates
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "pretraining" / "config"
 VARIANTS = ["dense", "no_diagonal", "dam_search", "dam_search_wd0", "frozen_mask", "sparsegen"]

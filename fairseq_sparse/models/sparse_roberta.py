@@ -8,12 +8,12 @@ import argparse
 import logging
 import os
 
-from omegaconf import OmegaConf
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_arch
 from fairseq.models.roberta.model import roberta_large_architecture
 from fairseq.utils import safe_getattr, safe_hasattr
+from omegaconf import OmegaConf
 
 from ..apex_fallbacks import apply_apex_fallbacks
 from ..modules.sparse_multihead_attention import SparseMultiheadAttention

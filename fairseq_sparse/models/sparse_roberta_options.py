@@ -8,8 +8,9 @@ together by modules/sparse_multihead_attention.validate_attention_options, which
 runs as well.
 """
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from fairseq.utils import safe_getattr
 
@@ -43,10 +44,10 @@ class Option:
     name: str
     default: Any
     help: str
-    type: Optional[Callable] = None  # None: an on/off flag (store_true)
-    metavar: Optional[str] = None
-    choices: Optional[Sequence[str]] = None
-    check: Optional[Callable[[Any, str], Any]] = None
+    type: Callable | None = None  # None: an on/off flag (store_true)
+    metavar: str | None = None
+    choices: Sequence[str] | None = None
+    check: Callable[[Any, str], Any] | None = None
 
     @property
     def flag(self):
