@@ -96,7 +96,6 @@ class SparseMultiheadAttention(MultiheadAttention):
         self._any_uniform = False
         self.capture_attention = False
         self.last_attention = None
-        self.record_density = True  # False: skip the counts (e.g. in benchmarks)
         self.density = None
         self._keep_mask_fn = None
 
@@ -280,7 +279,7 @@ class SparseMultiheadAttention(MultiheadAttention):
 
     def _records_density(self):
         """Counts are taken in training with a sparse normaliser (softmax has no zeros)."""
-        return self.training and self.record_density and self.normalizer_name != "softmax"
+        return self.training and self.normalizer_name != "softmax"
 
 
 def _combine_bool_masks(keep, pad, attn_mask):
