@@ -16,7 +16,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..data.squad import best_spans
-from .attention_stats import attention_counts, reduce_attention_counts
+from .density_logging import attention_counts, reduce_attention_counts
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """masked_lm_sparse and sentence_prediction_sparse: fairseq's masked_lm and sentence_prediction,
 unchanged, plus the attention statistics of a sparse_roberta model (attn_density_l*,
-attn_support_l*; criterions/attention_stats.py). The stock names train the same model but log
+attn_support_l*; criterions/density_logging.py). The stock names train the same model but log
 no statistics: fairseq lets a plugin add criteria, not change its own."""
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig, SentencePredictionCriterion
 
-from .attention_stats import attention_counts, reduce_attention_counts
+from .density_logging import attention_counts, reduce_attention_counts
 
 
 @register_criterion("masked_lm_sparse", dataclass=MaskedLmConfig)
