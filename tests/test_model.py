@@ -158,7 +158,7 @@ def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalize
         # support / density = real pairs / real rows: the same batch for both layers
         for d0, s0, d1, s1 in zip(*stats.values()):
             assert s0 / d0 == pytest.approx(s1 / d1, rel=0.01)
-        if normalizer in ("sparsemax", "sparsegen_lin"):
+        if normalizer == "sparsemax":
             assert all(d < 1 for d in stats["attn_density_l0"]), "exact zeros even at initialisation"
         assert list((tmp_path / "tb").glob("train_inner/events.out.tfevents.*"))
     second = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=5, extra=extra))
