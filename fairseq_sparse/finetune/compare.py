@@ -58,10 +58,14 @@ def compare(finetune_args, out_dir, settings, seeds=(1,), parallel=2, threads=1,
         if rc != 0:
             raise RuntimeError(f"run {name} failed (exit {rc}); see {os.path.join(out_dir, name + '.log')}")
         with open(os.path.join(out_dir, name, "results.json")) as f:
-            scores = json.load(f)["scores"]
-        test = scores.get("test", scores["valid"])
+            results = json.load(f)
+        scores = results["scores"]
+        split = "test" if "test" in scores else "valid"
+        test = scores[split]
         row = {"setting": setting, "seed": seed, "valid_accuracy": round(scores["valid"]["accuracy"], 2),
-               "test_accuracy": round(test["accuracy"], 2), "test_examples": test["examples"],
+               "test_accuracy": round(test["accuracy"], 2), "test_macro_f1": round(test["macro_f1"], 2),
+               "test_majority_accuracy": round(results["majority_baseline"][split]["accuracy"], 2),
+               "test_examples": test["examples"],
                "test_attention_density": round(test["attention_density"], 4), "seconds": round(time.time() - t0)}
         log(f"  {name}: test accuracy {row['test_accuracy']:.2f}% on {row['test_examples']}, "
             f"attention density {row['test_attention_density']:.3f} ({row['seconds']} s; {time.time() - start:.0f} s so far)",
