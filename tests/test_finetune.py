@@ -109,7 +109,8 @@ def test_finetune_cli_on_real_bbc_news(minilm, tmp_path, capsys):
     names = ["business", "entertainment", "politics", "sports", "tech"]
     assert results["labels"] == names
     files = {split: _table(data / f"{split}.tsv") for split in ("train", "valid", "test")}
-    assert results["class_counts"] == {s: {n: [r[-1] for r in rows].count(n) for n in names} for s, rows in files.items()}
+    labels = {split: [r[-1] for r in rows] for split, rows in files.items()}
+    assert results["class_counts"] == {s: {n: labels[s].count(n) for n in names} for s in labels}
     # the predictions file: one row per test article, in file order, gold labels as in the file
     rows = _table(out / results["predictions"]["test"])
     assert rows[0] == ["id", "label", "prediction"] + [f"p_{n}" for n in names]

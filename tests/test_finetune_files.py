@@ -51,10 +51,14 @@ def test_unclear_header_is_refused_with_the_fix(tmp_path):
         read_labelled_file(path)
 
 
-def test_dev_file_with_an_unseen_label_is_still_an_error(tmp_path):
-    train = _write(tmp_path / "t.tsv", ROWS)
-    dev = _write(tmp_path / "d.tsv", "nice\tpos\nmeh\tneutral\n")
-    with pytest.raises(TableError, match=r"valid labels \['neutral'\] never occur in the training file.*d\.tsv:2"):
+@pytest.mark.parametrize("train_header,dev,unseen", [
+    ("", "meh\tneutral\nnice\tpos\nugh\tangry\n", r"\['angry', 'neutral'\] .*first at d\.tsv:1"),  # no header
+    ("text\tlabel\n", "text\tlabel\nnice\tpos\nmeh\tneutral\n", r"\['neutral'\] .*first at d\.tsv:3"),  # train's
+])
+def test_dev_file_with_an_unseen_label_is_still_an_error(tmp_path, train_header, dev, unseen):
+    train = _write(tmp_path / "t.tsv", train_header + ROWS)
+    dev = _write(tmp_path / "d.tsv", dev)
+    with pytest.raises(TableError, match=r"valid labels " + unseen):
         read_splits(FinetuneJob(train=train, valid=dev, checkpoint="-", out_dir="-"))
 
 
@@ -116,7 +120,8 @@ def test_ragged_row_names_line_and_fix(tmp_path):
 
 
 @pytest.mark.parametrize("content,kwargs,match", [
-    ("x\ty\na\tb\n", dict(text_columns=["txt"], header=True), r"no text column named 'txt'; the header has \['x', 'y'\]"),
+    ("x\ty\na\tb\n", dict(text_columns=["txt"], header=True),
+     r"no text column named 'txt'; the header has \['x', 'y'\]"),
     ("a\tb\n", dict(text_columns=["txt"], header=False), "is a name, but the file has no header"),
     ("a\t\nb\tc\n", dict(header=False), "line 1: empty text or label"),
     ("a\tb\n", dict(text_columns=["5"]), "text column 5 is out of range for rows of 2 cells"),

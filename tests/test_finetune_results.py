@@ -12,11 +12,13 @@ from sklearn.metrics import f1_score
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.data.sentence_prediction_data import Example
 from fairseq_sparse.finetune import job as job_module
+from fairseq_sparse.finetune.compare import summary_table
 from fairseq_sparse.finetune.data import data_warnings, overlap_with_train
 from fairseq_sparse.finetune.evaluation import SplitOutput
 from fairseq_sparse.finetune.job import FinetuneJob, finetune
 from fairseq_sparse.finetune.metrics import classification_scores, majority_baseline
 from fairseq_sparse.finetune.runner import condense, fairseq_records, run_logged
+from fairseq_sparse.finetune.tabular import TableError
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -59,7 +61,8 @@ def test_fairseq_json_log_is_read_as_records():
     assert fairseq_records(LOG, "train_inner")[0]["attn_density_l1"] == 0.4
     lines = [condense(line) for line in LOG.splitlines()]
     assert lines[0] is None  # not a progress record
-    assert lines[1] == "train_inner | epoch 1 | update 1 | loss 2.31 | accuracy 37.5 | lr 5e-05 | attn_density(mean) 0.300"
+    assert lines[1] == ("train_inner | epoch 1 | update 1 | loss 2.31 | accuracy 37.5 | lr 5e-05 "
+                        "| attn_density(mean) 0.300")
     assert lines[3] == "valid | epoch 2 | update 4 | loss 1.7 | accuracy 62.5 | best_accuracy 62.5"
     simple = "2026-12-06 05:00:02 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 2.1"
     assert condense(simple) == "valid | epoch 001 | valid on 'valid' subset | loss 2.1"  # other formats pass
@@ -116,12 +119,29 @@ def stand_ins(monkeypatch):
     return calls
 
 
-def test_results_are_reused_only_for_the_same_checkpoint_file(tmp_path, stand_ins, monkeypatch):
+@pytest.fixture()
+def tiny_model(tmp_path):
     from test_convert import write_tiny_bert
 
     write_tiny_bert(str(tmp_path / "bert"))
     model_dir = str(tmp_path / "model")
     convert_bert(str(tmp_path / "bert"), model_dir, pooler_head="sentence_classification_head")
+    return model_dir
+
+
+def test_a_bad_file_stops_the_job_before_anything_is_written(tmp_path, tiny_model, stand_ins):
+    (tmp_path / "train.tsv").write_text("the cat sat\tpos\na dog\tneg\n")
+    (tmp_path / "test.csv").write_text("the cat sat\tpos\na dog\tneg\n")  # tabs in a .csv
+    train = str(tmp_path / "train.tsv")
+    job = FinetuneJob(train=train, valid=train, test=str(tmp_path / "test.csv"), checkpoint=tiny_model,
+                      out_dir=str(tmp_path / "out"), header=False)
+    with pytest.raises(TableError, match=r"test\.csv: no label column: .*pass --delimiter"):
+        finetune(job, log=lambda *a: None)
+    assert stand_ins == [] and not (tmp_path / "out").exists()
+
+
+def test_results_are_reused_only_for_the_same_checkpoint_file(tmp_path, tiny_model, stand_ins, monkeypatch):
+    model_dir = tiny_model
     rows = "the cat sat\tpos\na dog\tneg\nthe dog sat\tpos\n"
     files = {k: str(tmp_path / f"{k}.tsv") for k in ("train", "valid", "test")}
     for path in files.values():
@@ -149,3 +169,12 @@ def test_results_are_reused_only_for_the_same_checkpoint_file(tmp_path, stand_in
     assert stand_ins == ["train"]
     assert not (tmp_path / "out" / "results.json").exists() and not (tmp_path / "out" / "predictions_test.tsv").exists()
     assert [f for f in os.listdir(tmp_path / "out") if f.startswith(".")] == []  # no temporary left behind
+
+
+def test_summary_table_gives_mean_and_spread_over_seeds_beside_the_baseline():
+    rows = [dict(setting="softmax", seed=seed, valid_accuracy=v, test_accuracy=t, test_macro_f1=f,
+                 test_majority_accuracy=25.0, test_attention_density=1.0)
+            for seed, v, t, f in ((1, 80, 70, 60), (2, 90, 74, 64))]
+    table = summary_table(rows).splitlines()
+    assert table[2] == "| softmax | 2 | 85.00 ± 7.07 | 72.00 ± 2.83 | 62.00 ± 2.83 | 1.000 ± 0.000 |"
+    assert table[-1].endswith("test accuracy 25.00%.")

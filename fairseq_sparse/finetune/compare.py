@@ -97,9 +97,10 @@ def _beat(out_dir, names, every, done, start, log):
 
 
 def summary_table(rows):
-    """Markdown: one line per setting, mean (and spread over seeds) of accuracy and density."""
-    lines = ["| attention | seeds | valid accuracy % | test accuracy % | test attention density |",
-             "|---|---|---|---|---|"]
+    """Markdown: one line per setting, mean (and spread over seeds) of accuracy, macro-F1 and density,
+    then the majority-class baseline the accuracies are to be read against."""
+    lines = ["| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density |",
+             "|---|---|---|---|---|---|"]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sel = [r for r in rows if r["setting"] == setting]
 
@@ -108,6 +109,10 @@ def summary_table(rows):
             mean = statistics.mean(values)
             return fmt.format(mean) + (f" ± {fmt.format(statistics.stdev(values))}" if len(values) > 1 else "")
 
-        lines.append(f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} | {cell('test_accuracy', '{:.2f}')} "
+        lines.append(f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} "
+                     f"| {cell('test_accuracy', '{:.2f}')} | {cell('test_macro_f1', '{:.2f}')} "
                      f"| {cell('test_attention_density', '{:.3f}')} |")
+    majority = sorted({r["test_majority_accuracy"] for r in rows})
+    lines += ["", f"Majority-class baseline (the commonest training label for every example): test accuracy "
+                  f"{', '.join(f'{m:.2f}' for m in majority)}%."]
     return "\n".join(lines)

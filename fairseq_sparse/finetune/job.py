@@ -152,11 +152,11 @@ def finetune(job, log=_say):
         for name in [*previous.get("predictions", {}).values(), "results.json"]:  # another job's outputs
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(job.out_dir, name))
-    os.makedirs(job.out_dir, exist_ok=True)
     t0 = time.time()
     data = os.path.join(job.out_dir, "data")
     meta = prepare_data(job, data, tok)
-    log(f"data: {data} {meta['splits']}, {meta['num_classes']} classes {meta['label_names']} ({time.time() - t0:.0f} s)")
+    log(f"data: {data} {meta['splits']}, {meta['num_classes']} classes {meta['label_names']} "
+        f"({time.time() - t0:.0f} s)")
     for warning in data_warnings(meta):
         log(f"WARNING: {warning}")
     save_dir = os.path.join(job.out_dir, "checkpoints")

@@ -175,7 +175,8 @@ def read_labelled_file(path, text_columns=("0",), label_column="-1", header=None
         values = [row[i].strip() for i in texts]
         if not values[0] or row[label].strip() == "":
             raise TableError(f"{path}, line {line}: empty text or label")
-        examples.append(Example(values[0], values[1] if len(values) == 2 else None, row[label].strip(), f"{base}:{line}"))
+        text_b = values[1] if len(values) == 2 else None
+        examples.append(Example(values[0], text_b, row[label].strip(), f"{base}:{line}"))
     return Table(examples, names)
 
 
