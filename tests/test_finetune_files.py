@@ -113,6 +113,12 @@ def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
     assert len(got) == 5 and got[0][3] == "b.tsv:2" and got[1][3] == "b.tsv:4"
 
 
+def test_a_quoted_line_break_keeps_the_line_numbers_of_the_file(tmp_path):
+    path = _write(tmp_path / "m.csv", 'text,label\n"two\nlines",pos\nnext,neg\nlast,pos\n')
+    got = [(text, uid) for text, _, _, uid in _read(path, header=True)]
+    assert got == [("two\nlines", "m.csv:2"), ("next", "m.csv:4"), ("last", "m.csv:5")]
+
+
 def test_ragged_row_names_line_and_fix(tmp_path):
     path = _write(tmp_path / "r.tsv", ROWS + "one\ttab\ttoo many\tpos\n")
     with pytest.raises(TableError, match=r"r\.tsv, line 6: 4 cells, expected 2 like line 1; a tab inside a text\?"):

@@ -63,9 +63,10 @@ def condense(line):
         record = {_unprefix(k, tag): _number(v) for k, v in raw.items()}
         fields = [f"epoch {record['epoch']}"] if "epoch" in record else []
         if "num_updates" in record:
-            fields.append(f"update {record['num_updates']:.0f}")
+            fields.append(f"update {record['num_updates']:g}")
         density = [v for k, v in record.items() if k.startswith("attn_density_l") and isinstance(v, float)]
-        fields += [f"{k} {v:g}" for k, v in record.items() if k not in _NOISE and not k.startswith("attn_")]
+        fields += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
+                   if k not in _NOISE and not k.startswith("attn_")]
         if density:
             fields.append(f"attn_density(mean) {sum(density) / len(density):.3f}")
         return " | ".join([tag, *fields])

@@ -89,7 +89,8 @@ def _check_shape(path, rows, sep):
     """All rows as wide as the first, and at least two cells (a text and a label)."""
     line, first = rows[0]
     other = "," if sep != "," else "\t"
-    hint = (f"; is the file {_name(other)}-separated? pass --delimiter {other!r}" if other in "".join(first) else "")
+    widths = {len(sep.join(cells).split(other)) for _, cells in rows}  # each row split the other way
+    hint = f"; is the file {_name(other)}-separated? pass --delimiter {other!r}" if min(widths) == max(widths) > 1 else ""
     if all(len(cells) == 1 for _, cells in rows):
         raise TableError(f"{path}: no label column: every row is one cell with no {_name(sep)} "
                          f"(each row needs a text and a label){hint}")
