@@ -178,3 +178,42 @@ def test_summary_table_gives_mean_and_spread_over_seeds_beside_the_baseline():
     table = summary_table(rows).splitlines()
     assert table[2] == "| softmax | 2 | 85.00 ± 7.07 | 72.00 ± 2.83 | 62.00 ± 2.83 | 1.000 ± 0.000 |"
     assert table[-1].endswith("test accuracy 25.00%.")
+
+
+def test_predictions_and_density_do_not_depend_on_batching_or_padding(tmp_path, tiny_model):
+    """A real one-epoch run (tiny BERT, sparsemax attention) scored in padded batches of 4; each test
+    example is then run alone (no padding): its probabilities, and the density counted over real
+    query-key pairs, must be the same."""
+    import torch
+    from fairseq import checkpoint_utils
+
+    rng = random.Random(1)
+    words = ["the", "cat", "sat", "on", "mat", "dog", "good", "bad", "movie", "is", "it"]
+    for split, n in (("train", 12), ("valid", 4), ("test", 10)):
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) + "\t" + "ab"[i % 2] for i in range(n)]
+        (tmp_path / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    job = FinetuneJob(**{s: str(tmp_path / f"{s}.tsv") for s in ("train", "valid", "test")}, checkpoint=tiny_model,
+                      out_dir=str(tmp_path / "out"), header=False, epochs=1, batch_size=4, lr=1e-3,
+                      fairseq_args=["--attn-normalizer", "sparsemax"])
+    results = finetune(job, log=lambda *a: None)
+    rows = [line.split("\t") for line in open(tmp_path / "out" / "predictions_test.tsv").read().splitlines()[1:]]
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [results["checkpoint"]], arg_overrides={"data": str(tmp_path / "out" / "data")})
+    model = models[0].eval()
+    task.load_dataset("test")
+    dataset = task.dataset("test")
+    nonzero, pairs = torch.zeros(2), 0
+    with torch.no_grad():
+        for i, row in enumerate(rows):
+            sample = dataset.collater([dataset[i]])
+            tokens = sample["net_input"]["src_tokens"]
+            logits = model(**sample["net_input"], features_only=True,
+                           classification_head_name="sentence_classification_head")[0]
+            alone = torch.softmax(logits.double(), -1)[0].tolist()
+            assert [float(p) for p in row[3:]] == pytest.approx(alone, abs=2e-6)
+            maps = model.extract_attention(tokens)
+            nonzero += torch.tensor([float((m > 0).sum()) for m in maps])
+            pairs += tokens.shape[1] ** 2 * maps[0].shape[1]
+    assert len(rows) == 10 and 0 < float(nonzero.sum()) < 2 * pairs  # sparsemax left zeros
+    density = results["scores"]["test"]["attention_density_per_layer"]
+    assert density == pytest.approx((nonzero / pairs).tolist(), abs=1e-4)
