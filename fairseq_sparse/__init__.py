@@ -40,6 +40,13 @@ if _fairseq_available():
     from .deprecations import silence_fairseq_deprecations
 
     silence_fairseq_deprecations()  # fairseq's hydra/torch.cuda.amp deprecation noise, known messages only
+    # fairseq's daemon prefetch thread, killed mid-batch at exit, aborts the process (rc 134) after
+    # training; stop it at exit instead (the reason in _shutdown.py).
+    import atexit
+
+    from ._shutdown import stop_fairseq_prefetch_threads
+
+    atexit.register(stop_fairseq_prefetch_threads)
     for _sub in ("models", "criterions", "tasks", "optim"):
         _import_submodules(_sub)
     importlib.import_module(f"{__name__}.data.bert_wordpiece_bpe")  # --bpe bert_wordpiece (converted BERTs)
