@@ -5,7 +5,7 @@
 Catches what the Triton interpreter cannot: code that only the compiler rejects (loop-carried
 types, non-constexpr globals, dot shapes). Every variant the attention module can launch:
 bf16 / fp16 / fp32 x normaliser mode x padding x keep mask x dropout, forward and both backward
-kernels, and the row-wise kernels. --quick compiles the three attention kernels with every
+kernels, and the row normaliser kernels. --quick compiles the three attention kernels with every
 feature switched on (what the tests run); --each-mode compiles every kernel once per normaliser
 mode (bf16, every feature on); --only keeps the kernels whose name contains NAME. Run without
 TRITON_INTERPRET set.
@@ -63,7 +63,7 @@ def variants(tk, scope):
             flags = dict(MODE=mode, HAS_PAD=pad, HAS_KEEP=keep, DROPOUT=drop, UPCAST=False, IEEE=dtype == "fp32",
                          BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
             jobs += [(fn, dtype, flags) for fn in attention]
-    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2) for fn in (tk.rowwise_fwd, tk.rowwise_bwd)]
+    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2) for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)]
     jobs.append((tk.dropout_scale_dense, "fp32", dict(BLOCK=16)))
     return jobs
 

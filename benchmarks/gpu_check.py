@@ -7,7 +7,7 @@ Part 1 (kernels; needs torch + triton, not fairseq): bf16, 12 heads x 64 dims, 1
 batch (batch = 16384 / N). fwd+bwd time of each path over F.scaled_dot_product_attention with
 the flash backend, no mask (the 1.00x row):
   <normaliser> eager    scores -> fairseq_sparse.normalizers -> values (the CPU code path)
-  <normaliser> rowwise  the same with the Triton row-wise normaliser (the module's path when
+  <normaliser> row kernel  the same with the Triton row normaliser kernel (the module's path when
                         attention probabilities are needed); first length only
   <normaliser> fused    fairseq_sparse.kernels.sparse_attention (the module's default path)
 and a frozen mask at ~10% density (a Longformer band, window 5% of N, one global token):
@@ -114,8 +114,8 @@ def kernel_part(args, device, dtype):
             norm = get_normalizer(name, **kw)
             row_kw = dict(kw)
             rows.append((f"{name} eager", fwd_bwd(lambda norm=norm: eager_attention(q, k, v, norm), leaves, grad)))
-            if n == args.lengths[0]:  # the row-wise kernel compiles once per length: one length saves minutes
-                rows.append((f"{name} rowwise", fwd_bwd(
+            if n == args.lengths[0]:  # the row kernel compiles once per length: one length saves minutes
+                rows.append((f"{name} row kernel", fwd_bwd(
                     lambda name=name, row_kw=row_kw: eager_attention(q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
                     leaves, grad)))
             rows.append((f"{name} fused", fwd_bwd(

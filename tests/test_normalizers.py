@@ -12,10 +12,9 @@ import entmax as ref
 import pytest
 import torch
 
-from fairseq_sparse.normalizers import (
-    _common, entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax,
-)
-from fairseq_sparse.normalizers._common import eager_backend
+from fairseq_sparse.normalizers import backend as _backend
+from fairseq_sparse.normalizers import entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax
+from fairseq_sparse.normalizers.backend import eager_backend
 
 BUILT = importlib.util.find_spec("fairseq_sparse._C") is not None
 
@@ -26,7 +25,7 @@ def backend(request):
         with eager_backend():
             yield "eager"
     else:
-        if _common.backend() != "fused":
+        if _backend.backend() != "fused":
             pytest.skip("fused C++ normalisers not built (pip install --no-build-isolation -e .)")
         yield "fused"
 
@@ -235,26 +234,26 @@ def test_fused_matches_eager(name, dtype):
 @pytest.mark.skipif(not BUILT, reason="fused C++ normalisers not built (pip install --no-build-isolation -e .)")
 def test_cpu_tensors_take_the_fused_kernels():
     x = torch.randn(4, 16, requires_grad=True)
-    assert _common.backend() == "fused"
+    assert _backend.backend() == "fused"
     assert type(sparsemax(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
     assert type(entmax15(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
     assert type(entmax_bisect(x, 1.3).grad_fn).__name__ == "FusedEntmaxAlphaFunctionBackward"
     with eager_backend():
-        assert _common.backend() == "eager"
+        assert _backend.backend() == "eager"
         assert type(sparsemax(x).grad_fn).__name__ == "ThresholdFunctionBackward"
 
 
 def test_missing_extension_falls_back_to_eager_and_logs_once(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "fairseq_sparse._C", None)  # import of it now fails
-    _common._fused_ops.cache_clear()
+    _backend._fused_ops.cache_clear()
     try:
         x = torch.randn(5, 9, dtype=torch.float64)
-        with caplog.at_level(logging.WARNING, logger=_common.__name__):
-            assert _common.backend() == "eager"
+        with caplog.at_level(logging.WARNING, logger=_backend.__name__):
+            assert _backend.backend() == "eager"
             p = sparsemax(x)
             entmax15(x)
         assert sum("eager PyTorch" in r.getMessage() for r in caplog.records) == 1
         assert torch.allclose(p, ref.sparsemax(x, dim=-1), atol=1e-12)
     finally:
         monkeypatch.undo()
-        _common._fused_ops.cache_clear()
+        _backend._fused_ops.cache_clear()

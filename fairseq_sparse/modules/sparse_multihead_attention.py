@@ -25,7 +25,7 @@ from fairseq.modules import MultiheadAttention
 from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_attention
 from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
-from ..masks.masked_normalize import masked_normalize
+from ..masks.masked_normalize import with_mask_gradient
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
@@ -261,12 +261,13 @@ class SparseMultiheadAttention(MultiheadAttention):
         if keep.dtype == torch.bool:
             return self._normalise(scores.masked_fill(~keep, float("-inf")))
         # A 0/1 float mask with a straight-through gradient (the learned DAM): the value is the
-        # normaliser over the kept keys; masked_normalize also sends a gradient to dropped keys.
+        # normaliser over the kept keys (on CUDA the Triton row kernel, no host sync); the mask
+        # gradient, which also reaches dropped keys, is added by with_mask_gradient.
+        probs = self._normalise(scores.masked_fill(keep.detach() <= 0.5, float("-inf")))
         alpha = self.entmax_alpha
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32).view(1, -1, 1, 1)
-        return masked_normalize(scores, keep, self.normalizer_name, lam=self.sparsegen_lambda,
-                                alpha=alpha, n_iter=self.entmax_n_iter)
+        return with_mask_gradient(probs, scores, keep, self.normalizer_name, lam=self.sparsegen_lambda, alpha=alpha)
 
     @torch.no_grad()
     def _log_sparsity(self, probs, pad):

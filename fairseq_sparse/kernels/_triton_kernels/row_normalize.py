@@ -1,4 +1,6 @@
-"""Row-wise normaliser kernels: one program holds a whole row and runs the family's search to its end."""
+"""The row normaliser kernels: one program holds a whole row and runs the family's search to its end.
+
+Row offsets are int64 (row * n_cols passes 2^31 on large batches); the grid is the rows, on axis 0."""
 import triton
 import triton.language as tl
 
@@ -6,7 +8,7 @@ from .family import NEG_INF, _alpha_grad, _alpha_of, _newton, _plogp, _pow_beta,
 
 
 @triton.jit
-def rowwise_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def row_normalize_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     z = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=NEG_INF).to(tl.float32) * scale
@@ -33,7 +35,7 @@ def rowwise_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexpr, BLO
 
 
 @triton.jit
-def rowwise_bwd(P, G, DZ, ALPHA, GA, n_cols, scale, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def row_normalize_bwd(P, G, DZ, ALPHA, GA, n_cols, scale, MODE: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     ok = cols < n_cols
