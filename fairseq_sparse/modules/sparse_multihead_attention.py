@@ -121,6 +121,16 @@ class SparseMultiheadAttention(MultiheadAttention):
         """The sparsity schedule's alpha for the coming updates (entmax_bisect only)."""
         self.entmax_alpha_scheduled.fill_(float(alpha))
 
+    def _apply(self, fn, *args, **kwargs):
+        """Casts of the model (--fp16 / --bf16: model.half()) leave the schedule's alpha in float32:
+        in bf16 1.05 would be 1.047 and the schedule would move in steps of 0.0078."""
+        alpha = self._buffers.get("entmax_alpha_scheduled")
+        out = super()._apply(fn, *args, **kwargs)
+        if alpha is not None:
+            moved = self._buffers["entmax_alpha_scheduled"]
+            self._buffers["entmax_alpha_scheduled"] = alpha.to(device=moved.device, dtype=torch.float32)
+        return out
+
     def entmax_alpha_per_head(self):
         if self.entmax_alpha_scheduled is not None:
             return self.entmax_alpha_scheduled.float().expand(self.num_heads)
