@@ -257,3 +257,23 @@ def test_missing_extension_falls_back_to_eager_and_logs_once(monkeypatch, caplog
     finally:
         monkeypatch.undo()
         _backend._fused_ops.cache_clear()
+
+
+def test_first_model_build_warns_when_the_kernels_are_missing(monkeypatch, caplog):
+    """An install without the C++ extension (e.g. pip 23.2's editable wheel) is loud at the first model build,
+    naming the command that builds it, not silent until someone reads the speed."""
+    pytest.importorskip("fairseq")
+    from fairseq_sparse.modules.sparse_multihead_attention import SparseMultiheadAttention
+
+    monkeypatch.setitem(sys.modules, "fairseq_sparse._C", None)
+    _backend._fused_ops.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=_backend.__name__):
+            SparseMultiheadAttention(16, 2, normalizer="sparsemax", self_attention=True)
+            SparseMultiheadAttention(16, 2, normalizer="entmax15", self_attention=True)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1, warnings
+        assert "pip install --no-build-isolation -e ." in warnings[0].getMessage()
+    finally:
+        monkeypatch.undo()
+        _backend._fused_ops.cache_clear()

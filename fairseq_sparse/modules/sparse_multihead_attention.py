@@ -27,6 +27,7 @@ from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import with_mask_gradient
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
+from ..normalizers.backend import backend as normalizer_backend
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
@@ -59,6 +60,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         if learn_entmax_alpha and normalizer != "entmax_bisect":
             raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
         self.normalizer_name = normalizer
+        if normalizer != "softmax":
+            normalizer_backend()  # the first build warns (once) if the C++ kernels are missing: CPU runs slow down
         self.sparsegen_lambda = float(sparsegen_lambda)
         self.layer_idx = layer_idx
         self.entmax_n_iter = entmax_n_iter
