@@ -297,3 +297,24 @@ def test_block_tables_and_block_masks_are_built_once_per_mask(monkeypatch):
         assert kernels.flex_block_mask(keep) is first and len(builds) == 3
         kernels.flex_block_mask(keep, torch.zeros(B, N, dtype=torch.bool))  # padding: the same tables
         assert len(builds) == 3
+
+
+# ----- 6. the GPU check fails loudly -------------------------------------------------------------------------
+
+def test_gpu_check_exits_nonzero_when_a_path_fails(monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("launch failed")
+
+    monkeypatch.setattr(gpu_check.kernels, "sparse_attention", broken)
+    monkeypatch.setattr(gpu_check, "NORMALIZERS", [("sparsemax", {})])
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--cpu-dry-run", "--part", "kernels"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1
+    assert "! kernels: sparsemax fused: RuntimeError: launch failed" in out and "GPU check FAILED" in out
