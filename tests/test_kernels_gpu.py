@@ -68,10 +68,10 @@ def attention_layer(name, heads=3, dim=24, dropout=0.0):
     return SparseMultiheadAttention(dim, heads, normalizer=name, self_attention=True, dropout=dropout, **kw)
 
 
-def dam_sample(heads, n, seed=0, device="cpu"):
+def dam_sample(heads, n, seed=0):
     """A straight-through 0/1 float mask (as masks/dam.py draws it) and the logits it depends on."""
     g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn(heads, n, n, generator=g) * 2).to(device).requires_grad_()
+    logits = (torch.randn(heads, n, n, generator=g) * 2).requires_grad_()
     soft = torch.sigmoid(logits)
     mask = (soft > 0.5).float() + soft - soft.detach()
     return mask, logits
@@ -88,12 +88,12 @@ def test_dam_float_mask_row_kernel_matches_eager(name, monkeypatch):
     from fairseq_sparse.modules import sparse_multihead_attention as sma
 
     torch.manual_seed(0)
-    layer = attention_layer(name)
-    B, H, N = 2, 3, 37
+    layer = attention_layer(name, heads=2, dim=16)
+    B, H, N = 2, 2, 29
     scores = (torch.randn(B, H, N, N) * 2).requires_grad_()
     pad = torch.zeros(B, N, dtype=torch.bool)
-    pad[1, 30:] = True
-    mask, logits = dam_sample(H, N)
+    pad[1, 22:] = True
+    _, logits = dam_sample(H, N)
     with torch.no_grad():
         logits[0, 4] = -5.0  # a row whose every key is dropped
     g = torch.randn(B, H, N, N)
@@ -166,19 +166,22 @@ def test_cuda_dam_path_never_waits_for_the_device(name, monkeypatch):
     monkeypatch.setattr(sma, "can_run", lambda t: True)  # the dispatch a CUDA tensor gets
     monkeypatch.setattr(row_normalize, "kernels", lambda: _NoLaunch())
     monkeypatch.setattr(row_normalize, "can_run", lambda t: True)
+    from fairseq_sparse.masks import DifferentiableAttentionMask
+
     layer = attention_layer(name, dropout=0.1).to("meta").train()
     layer.log_stats = False  # the attention statistics are the criterion's (issue 19), not this path's
     N, B, H = 20, 2, 3
-    mask, logits = dam_sample(H, N, device="meta")
-    layer.set_keep_mask_fn(lambda t, s: mask)
+    dam = DifferentiableAttentionMask(H, 32, structure="unstructured").to("meta").train()
+    layer.set_keep_mask_fn(dam.layer_mask_fn(0))
     x = torch.randn(N, B, 24, device="meta", requires_grad=True)
     pad = torch.zeros(B, N, dtype=torch.bool, device="meta")
     recorder = RecordSyncs()
     with recorder:
+        dam(N)  # the encoder draws the step's sample first
         out, _ = layer(x, x, x, key_padding_mask=pad, need_weights=False)
-        out.sum().backward()  # on meta, a read in the backward raises
+        (out.sum() + dam.l1_penalty(normalize=True)).backward()  # on meta, a read in the backward raises
     assert recorder.calls == [], recorder.calls
-    assert logits.grad is not None and x.grad is not None
+    assert dam.dam_logits.grad is not None and x.grad is not None
 
 
 # ----- 3. the GPU's tile sizes and native half-precision dot, under the interpreter ----------------------------
