@@ -63,7 +63,8 @@ def variants(tk, scope):
             flags = dict(MODE=mode, HAS_PAD=pad, HAS_KEEP=keep, DROPOUT=drop, UPCAST=False, IEEE=dtype == "fp32",
                          BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
             jobs += [(fn, dtype, flags) for fn in attention]
-    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2) for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)]
+    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2)
+             for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)]
     jobs.append((tk.dropout_scale_dense, "fp32", dict(BLOCK=16)))
     return jobs
 

@@ -265,7 +265,8 @@ def adasplash_part(args, device, dtype):
                 raise AssertionError(f"outputs differ by {diff:.3g} > {args.adasplash_tol} (N = {n})")
             t_theirs, t_ours = timed([
                 fwd_bwd(lambda: ada(q, k, v, alpha=1.5, niter=10, is_causal=False, varlen=None), (q, k, v), grad),
-                fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "entmax15"), (q, k, v), grad)], args.repeats, args.warmup)
+                fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "entmax15"), (q, k, v), grad)],
+                args.repeats, args.warmup)
             print(f"| {n} | {batch} | {diff:.2e} | {1000 * t_theirs:.2f} | {1000 * t_ours:.2f} | "
                   f"{t_ours / t_theirs:.2f}x |")
         except Exception as exc:  # noqa: BLE001 - report and go on

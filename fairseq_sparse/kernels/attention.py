@@ -5,6 +5,8 @@ rows' thresholds by a few passes over the key blocks (row max, then Newton steps
 _triton_kernels/family.py), then accumulates the values; the backward recomputes the probabilities from
 the saved per-row threshold and mass. A keep mask is executed block-sparse: blocks of the mask
 with no kept entry are skipped in every pass, forward and backward (see blocks.block_tables).
+On a GPU the tile sizes are autotuned per power-of-two bucket of N (TUNE_CONFIGS); the launch grid
+is one flat axis of blocks x batch x heads (_runtime.flat_grid), so B x H may pass 65,535.
 """
 import functools
 import math

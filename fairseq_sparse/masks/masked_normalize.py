@@ -25,6 +25,9 @@ to e**80 in float32. Such spikes swamp Adam's second-moment estimate and freeze 
 the rest of the run (seen in the synthetic search of tests/test_dam.py). Capped, the mask
 gradient says at most "this key would take the whole row".
 
+with_mask_gradient adds that gradient to probabilities computed elsewhere (the attention module's
+GPU path normalises with the Triton row kernel); nothing here waits for the device.
+
 A row whose every key is dropped attends to nothing (probabilities 0). Its mask gradient is
 taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 [x - (max x - 1)]_+ ** beta otherwise), so a learned mask can switch a key back on.

@@ -235,7 +235,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         Sparse normalisers: the fused Triton attention (padding, bool keep mask run block-sparse,
         dropout, learned alpha). Softmax with a bool keep mask and no dropout: FlexAttention,
         block-sparse. Everything else (SDPA without a mask, learned DAM samples, captured maps,
-        CPU) stays on the paths below.
+        CPU) stays on the paths below; there a DAM sample's attention takes the Triton row kernel on
+        CUDA (_normalise), with no host sync.
         """
         if need_weights or self._any_uniform or self.capture_attention or attn_mask is not None:
             return None

@@ -12,7 +12,8 @@ from .softmax import softmax
 from .sparsemax import sparsegen_lin, sparsemax
 
 # name -> function, from the registry (registry.py): each normaliser is the function named like its entry
-NORMALIZERS = {name: getattr(importlib.import_module(f".{entry.module}", __name__), name) for name, entry in SPECS.items()}
+NORMALIZERS = {name: getattr(importlib.import_module(f".{entry.module}", __name__), name)
+               for name, entry in SPECS.items()}
 
 
 def normalizer_params(name, lam=0.0, alpha=1.5, n_iter=None):

@@ -8,7 +8,7 @@ s = p ** (2 - alpha), dz = s (g - delta); see family.py.
 import triton
 import triton.language as tl
 
-from .family import _alpha_grad, _alpha_of, _plogp, _support_weight
+from .family import ENTMAX_ALPHA, _alpha_grad, _alpha_of, _plogp, _support_weight
 from .tiles import (_block_offsets, _dot, _dropout_scale, _head, _load_row_stat, _load_tile, _n_blocks, _probs,
                     _program, _scores, _store_tile)
 
@@ -59,14 +59,14 @@ def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM,
         s = _support_weight(p, alpha, MODE)
         sg += tl.sum(s * g, 1)
         ss += tl.sum(s, 1)
-        if MODE == 2:
+        if MODE == ENTMAX_ALPHA:
             plogp = _plogp(p)
             pg += tl.sum(p * g, 1)
             plg += tl.sum(plogp * g, 1)
             ent += tl.sum(plogp, 1)
     delta = sg / tl.maximum(ss, 1e-30)
     tl.store(DELTA + row, delta, mask=offs_m < N)
-    if MODE == 2:
+    if MODE == ENTMAX_ALPHA:
         tl.store(GA + row, _alpha_grad(pg, plg, ent, delta, alpha), mask=offs_m < N)
     # pass B: dq = sum_j s_j (g_j - delta) k_j * qk_scale
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)

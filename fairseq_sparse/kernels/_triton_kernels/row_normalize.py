@@ -4,7 +4,8 @@ Row offsets are int64 (row * n_cols passes 2^31 on large batches); the grid is t
 import triton
 import triton.language as tl
 
-from .family import NEG_INF, _alpha_grad, _alpha_of, _newton, _plogp, _pow_beta, _pow_beta_m1, _support_weight
+from .family import (ENTMAX_ALPHA, NEG_INF, _alpha_grad, _alpha_of, _newton, _plogp, _pow_beta, _pow_beta_m1,
+                     _support_weight)
 
 
 @triton.jit
@@ -45,6 +46,6 @@ def row_normalize_bwd(P, G, DZ, ALPHA, GA, n_cols, scale, MODE: tl.constexpr, BL
     s = _support_weight(p, alpha, MODE)
     delta = tl.sum(s * g, 0) / tl.maximum(tl.sum(s, 0), 1e-30)
     tl.store(DZ + row * n_cols + cols, s * (g - delta) * scale, mask=ok)
-    if MODE == 2:
+    if MODE == ENTMAX_ALPHA:
         plogp = _plogp(p)
         tl.store(GA + row, _alpha_grad(tl.sum(p * g, 0), tl.sum(g * plogp, 0), tl.sum(plogp, 0), delta, alpha))
