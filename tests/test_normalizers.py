@@ -277,3 +277,21 @@ def test_first_model_build_warns_when_the_kernels_are_missing(monkeypatch, caplo
     finally:
         monkeypatch.undo()
         _backend._fused_ops.cache_clear()
+
+
+def test_one_registry_names_every_normaliser_and_kernel_mode():
+    """normalizers/registry.py is the one table: functions, parameters, kernel modes, the default n_iter."""
+    from fairseq_sparse.normalizers import NORMALIZERS, normalizer_params, registry
+
+    assert set(NORMALIZERS) == set(registry.SPECS)
+    assert all(fn.__name__ == name for name, fn in NORMALIZERS.items())
+    # a mode fixes the entmax-family alpha its kernels assume (sparsemax 2, entmax-1.5 1.5, alpha-entmax given)
+    by_alpha = {2.0: registry.SPARSEMAX_MODE, 1.5: registry.ENTMAX15_MODE, None: registry.ENTMAX_ALPHA_MODE}
+    for spec in registry.SPECS.values():
+        assert spec.mode is None or spec.mode == by_alpha[spec.alpha], spec
+        assert set(normalizer_params(spec.name, lam=-1.0, alpha=1.3, n_iter=7)) == spec.params
+    assert registry.resolve_n_iter(None) == registry.DEFAULT_N_ITER
+    with pytest.raises(ValueError, match="n_iter must be a positive integer, got 0"):
+        entmax_bisect(torch.zeros(2, 3), 1.5, n_iter=0)
+    with pytest.raises(ValueError, match="'softmax' is not one of"):
+        registry.kernel_mode("softmax", "kernels.normalize")
