@@ -250,6 +250,9 @@ def test_autotune_keeps_a_keep_masks_tiles():
     assert len(attention._prune(configs, {"D": 64}, HAS_KEEP=False)) == len(configs)
     wide = attention._prune(configs, {"D": 128}, HAS_KEEP=False)
     assert wide and all(max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) <= 32 for c in wide)
+    for name in ("attn_fwd", "attn_bwd_dq", "attn_bwd_dkdv"):  # the tuner's key names the kernels' arguments
+        fn = getattr(kernels._runtime.kernels(), name)
+        assert set(attention.TUNE_KEY) <= set(fn.arg_names), name
 
 
 # ----- 2. no overflow, no launch limit ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .blocks import cached_block_tables
 # With a keep mask the tiles are those its block tables were built with (fixed_tiles); only warps and
 # stages are tuned then. Under the interpreter the tiles are fixed (16 x 16, or fixed_tiles).
 TUNE_CONFIGS = ((64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2))
+TUNE_KEY = ("n_bucket", "D", "MODE", "HAS_PAD", "HAS_KEEP", "DROPOUT", "IEEE")  # n_bucket: next_pow2(N)
 
 
 def fixed_tiles(d):
@@ -47,8 +48,8 @@ def _tuned(name):
     import triton
 
     configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st) for m, n, w, st in TUNE_CONFIGS]
-    key = ["n_bucket", "D", "MODE", "HAS_PAD", "HAS_KEEP", "DROPOUT", "IEEE"]
-    return triton.autotune(configs, key=key, prune_configs_by={"early_config_prune": _prune})(getattr(kernels(), name))
+    tuner = triton.autotune(configs, key=list(TUNE_KEY), prune_configs_by={"early_config_prune": _prune})
+    return tuner(getattr(kernels(), name))
 
 
 class _Launcher:
