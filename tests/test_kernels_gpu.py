@@ -17,6 +17,7 @@ import triton  # noqa: E402  (after test_kernels chose the interpreter)
 import triton.language as tl  # noqa: E402
 from fairseq_sparse import kernels  # noqa: E402
 from fairseq_sparse.kernels import _runtime, attention, blocks  # noqa: E402
+from fairseq_sparse.kernels._triton_kernels.row_normalize import _row_offsets  # noqa: E402
 from fairseq_sparse.kernels._triton_kernels.tiles import _keep_offsets, _program  # noqa: E402
 
 
@@ -37,6 +38,12 @@ def _program_probe(OUT, N, BLOCK: tl.constexpr):
     blk, bh, _ = _program(N, BLOCK)
     tl.store(OUT + tl.program_id(0) * 2, blk)
     tl.store(OUT + tl.program_id(0) * 2 + 1, bh)
+
+
+@triton.jit
+def _row_offsets_probe(OUT, n_cols):
+    row, offs = _row_offsets(n_cols, 2)
+    tl.store(OUT + row, tl.max(offs, 0))
 
 
 if _previous is None:
@@ -266,6 +273,15 @@ def test_keep_mask_offsets_are_64_bit():
     want = (hk * n + rows[:, None]) * n + rows[None, :]
     assert int(want.max()) > 2 ** 31
     assert torch.equal(out, want)
+
+
+def test_row_offsets_are_64_bit():
+    """The row kernel at 1,030 rows of 2^21 columns: the last rows start past 2^31."""
+    rows, n_cols = 1030, 2 ** 21
+    out = torch.zeros(rows, dtype=torch.int64)
+    _row_offsets_probe[(rows,)](out, n_cols)
+    want = torch.arange(rows, dtype=torch.int64) * n_cols + 1
+    assert int(want.max()) > 2 ** 31 and torch.equal(out, want)
 
 
 def test_flat_grid_folds_batch_times_heads():

@@ -9,10 +9,17 @@ from .family import (ENTMAX_ALPHA, NEG_INF, _alpha_grad, _alpha_of, _newton, _pl
 
 
 @triton.jit
-def row_normalize_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def _row_offsets(n_cols, BLOCK: tl.constexpr):
+    """This program's row, and the offsets of its columns: int64, rows x n_cols passes 2^31 on large batches."""
     row = tl.program_id(0).to(tl.int64)
+    return row, row * n_cols + tl.arange(0, BLOCK)
+
+
+@triton.jit
+def row_normalize_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    row, offs = _row_offsets(n_cols, BLOCK)
     cols = tl.arange(0, BLOCK)
-    z = tl.load(X + row * n_cols + cols, mask=cols < n_cols, other=NEG_INF).to(tl.float32) * scale
+    z = tl.load(X + offs, mask=cols < n_cols, other=NEG_INF).to(tl.float32) * scale
     alpha = _alpha_of(ALPHA, row, MODE)
     beta = 1.0 / (alpha - 1.0)
     x = z * (alpha - 1.0)
@@ -32,20 +39,19 @@ def row_normalize_fwd(X, P, ALPHA, n_cols, scale, n_iter, tol, MODE: tl.constexp
         it += 1
     pb = _pow_beta(tl.maximum(x - tau, 0.0), beta, MODE)
     p = tl.where(live, pb / tl.maximum(tl.sum(pb, 0), 1e-30), 0.0)
-    tl.store(P + row * n_cols + cols, p, mask=cols < n_cols)
+    tl.store(P + offs, p, mask=cols < n_cols)
 
 
 @triton.jit
 def row_normalize_bwd(P, G, DZ, ALPHA, GA, n_cols, scale, MODE: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    ok = cols < n_cols
-    p = tl.load(P + row * n_cols + cols, mask=ok, other=0.0)
-    g = tl.load(G + row * n_cols + cols, mask=ok, other=0.0).to(tl.float32)
+    row, offs = _row_offsets(n_cols, BLOCK)
+    ok = tl.arange(0, BLOCK) < n_cols
+    p = tl.load(P + offs, mask=ok, other=0.0)
+    g = tl.load(G + offs, mask=ok, other=0.0).to(tl.float32)
     alpha = _alpha_of(ALPHA, row, MODE)
     s = _support_weight(p, alpha, MODE)
     delta = tl.sum(s * g, 0) / tl.maximum(tl.sum(s, 0), 1e-30)
-    tl.store(DZ + row * n_cols + cols, s * (g - delta) * scale, mask=ok)
+    tl.store(DZ + offs, s * (g - delta) * scale, mask=ok)
     if MODE == ENTMAX_ALPHA:
         plogp = _plogp(p)
         tl.store(GA + row, _alpha_grad(tl.sum(p * g, 0), tl.sum(g * plogp, 0), tl.sum(plogp, 0), delta, alpha))
