@@ -28,6 +28,7 @@ from ..masks.layout import allowed_mask
 from ..masks.masked_normalize import with_mask_gradient
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
 from ..normalizers.backend import backend as normalizer_backend
+from ..normalizers.registry import SPECS
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
@@ -265,7 +266,7 @@ class SparseMultiheadAttention(MultiheadAttention):
             if kernel:
                 return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1), n_iter=self.entmax_n_iter)
             return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
-        if kernel and self.normalizer_name != "softmax":
+        if kernel and SPECS[self.normalizer_name].mode is not None:  # a normaliser with Triton kernels
             return kernel_normalize(scores, self.normalizer_name, lam=self.sparsegen_lambda)
         return self._normalize(scores, dim=-1)
 
