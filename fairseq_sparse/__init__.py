@@ -1,5 +1,5 @@
-"""fairseq_sparse: sparse self-attention (SSAF normalisers, SparseBERT masks) and head analysis for fairseq RoBERTa/BERT.
-Importing registers the models, criteria, tasks, optimizer and BPE with fairseq; normalizers/ and masks/ need only torch."""
+"""fairseq_sparse: sparse self-attention (SSAF normalisers, SparseBERT masks), head analysis, for fairseq RoBERTa.
+Importing registers models, criteria, tasks, optimizer and BPE with fairseq; normalizers/ and masks/ need only torch."""
 import importlib
 import pkgutil
 
@@ -9,8 +9,9 @@ from .checkpoint_reader import allow_checkpoint_types  # noqa: E402
 
 # torch >= 2.6 loads weights-only: fairseq's own loaders must accept the few non-tensor types its
 # checkpoints pickle (argparse.Namespace, numpy scalars), allowed here by name and logged once,
-# instead of turning weights_only off. Nothing in fairseq is patched on import: the apex fallbacks
-# (apex_fallbacks.py) are applied, and logged, when a sparse_roberta model is built.
+# instead of turning weights_only off. Nothing in fairseq is patched on import; building a
+# sparse_roberta model does patch it (apex_fallbacks.py: fairseq's fused-Adam getter is swapped, its
+# fused LayerNorm may be switched off) and logs the LayerNorm and Adam in use.
 allow_checkpoint_types()
 
 

@@ -9,7 +9,10 @@ building. Likewise `fairseq.optim.fused_adam.get_fused_adam_class` trusts apex's
 
 `apply_apex_fallbacks()` is called by `SparseRobertaModel.build_model` (before any layer is
 built; the optimizer is built after the model) and logs one INFO line naming the LayerNorm and
-Adam fairseq will use. It checks each apex kernel: it must import together with its CUDA
+Adam fairseq will use. It patches fairseq, always: `get_fused_adam_class` in fairseq.optim.adam
+and fairseq.optim.fused_adam is replaced by `_safe_fused_adam_getter`; and
+`fairseq.modules.layer_norm.has_fused_layernorm` is set False when apex's FusedLayerNorm fails.
+It checks each apex kernel: it must import together with its CUDA
 extension, and -- on a CUDA machine -- a tiny construction + forward/step on the GPU must run and
 give finite, correct numbers. A kernel that fails is switched off in fairseq (fairseq then builds
 torch.nn.LayerNorm / its own Adam), and when apex's FusedAdam is not usable, `--optimizer adam`

@@ -36,7 +36,7 @@ sys.path.insert(0, REPO)
 
 from fairseq_sparse.atomic_files import atomic_directory, atomic_output  # noqa: E402
 from fairseq_sparse.finetune.compare import compare  # noqa: E402
-from fairseq_sparse.finetune.pipeline import run_logged  # noqa: E402
+from fairseq_sparse.finetune.runner import run_logged  # noqa: E402
 
 STEPS = ("sparsebert", "ssaf", "analysis")
 SSAF_SETTINGS = ("softmax", "sparsegen_lin_-4", "schedule")

@@ -149,6 +149,11 @@ def test_bad_options_fail_with_value():
         SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", entmax_alpha=2.5)
     with pytest.raises(ValueError, match="entmax_bisect"):
         SparseMultiheadAttention(C, H, self_attention=True, normalizer="sparsemax", learn_entmax_alpha=True)
+    with pytest.raises(ValueError, match=r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"):
+        SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", entmax_alpha_start=0.0)
+    with pytest.raises(ValueError, match="--sparsity-schedule-updates anneals .* --learn-entmax-alpha"):
+        SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", learn_entmax_alpha=True,
+                                 entmax_alpha_start=1.05)
 
 
 def test_fully_masked_rows_attend_to_nothing_on_every_path():

@@ -165,7 +165,8 @@ class _NoLaunch:
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_dam_path_never_waits_for_the_device(name, monkeypatch):
     """A DAM training step's attention on the GPU path (here on `meta` tensors, where reading a value raises):
-    forward and backward, with padding and dropout, and no .item() / bool() / float() / torch.equal / .any()."""
+    forward and backward, with padding, dropout and the density counts, and no .item() / bool() / float() /
+    torch.equal / .any()."""
     pytest.importorskip("fairseq")
     from fairseq_sparse.kernels import row_normalize
     from fairseq_sparse.modules import sparse_multihead_attention as sma
@@ -176,7 +177,6 @@ def test_cuda_dam_path_never_waits_for_the_device(name, monkeypatch):
     from fairseq_sparse.masks import DifferentiableAttentionMask
 
     layer = attention_layer(name, dropout=0.1).to("meta").train()
-    layer.log_stats = False  # the attention statistics are the criterion's (issue 19), not this path's
     N, B, H = 20, 2, 3
     dam = DifferentiableAttentionMask(H, 32, structure="unstructured").to("meta").train()
     layer.set_keep_mask_fn(dam.layer_mask_fn(0))

@@ -65,6 +65,7 @@ def _load(path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin, tmp_path):
     two = subprocess.Popen(
         [TORCHRUN_SH, data_bin, *TINY_ROBERTA, "--save-dir", str(tmp_path / "two")],

@@ -2,17 +2,22 @@
 import argparse
 import math
 import re
+from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
+from conftest import USER_DIR, run_cli, tiny_mlm_args
 from fairseq import options, tasks
 
 import fairseq_sparse  # noqa: F401  (registers the plugin)
 from fairseq_sparse.convert.checkpoint import checkpoint_model_args
-from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
-from conftest import USER_DIR, run_cli, tiny_mlm_args
+from fairseq_sparse.models.sparse_roberta import (
+    SparseRobertaModel,
+    sparse_roberta_base_architecture,
+    sparsebert_base_architecture,
+)
+from fairseq_sparse.models.sparse_roberta_options import GROUPS, OPTIONS, options_markdown
 
 NORMALIZERS = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"]
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
@@ -65,15 +70,74 @@ def test_layer_norm_eps_option(mlm_data):
     (["--sparsegen-lambda", "1.5", "--attn-normalizer", "sparsegen_lin"], "--sparsegen-lambda must be < 1.*1.5"),
     (["--entmax-alpha", "0.8", "--attn-normalizer", "entmax_bisect"], r"--entmax-alpha must be in \(1, 2\].*0.8"),
     (["--attn-normalizer", "sparsemax", "--learn-entmax-alpha"], "--learn-entmax-alpha needs"),
+    # 0 is a value, not "unset": never replaced by the default
+    (["--entmax-alpha", "0"], r"--entmax-alpha must be in \(1, 2\], got 0.0"),
+    (["--layer-norm-eps", "0"], "--layer-norm-eps must be a finite number > 0, got 0.0"),
+    (["--sparsity-schedule-start-alpha", "0"], r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"),
+    (["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "-1"],
+     r"--sparsity-schedule-updates must be >= 0 \(0 = no schedule\), got -1"),
+    (["--attn-normalizer", "sparsemax", "--sparsity-schedule-updates", "5"], "--sparsity-schedule-updates anneals"),
+    (["--entmax-n-iter", "0"], "--entmax-n-iter must be >= 1, got 0"),
+    (["--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
 ])
 def test_bad_values_fail_at_build(mlm_data, flags, message):
     with pytest.raises(ValueError, match=message):
         build(mlm_data, ["--arch", "sparse_roberta_tiny"] + flags)
 
 
+def test_unset_options_get_their_declared_defaults():
+    """A command line without the plugin's options, or a checkpoint saved before one existed."""
+    args = argparse.Namespace()
+    sparse_roberta_base_architecture(args)
+    assert {opt.name: getattr(args, opt.name) for opt in OPTIONS} == {opt.name: opt.default for opt in OPTIONS}
+    assert args.attn_normalizer == "softmax" and args.layer_norm_eps == 1e-5 and args.entmax_alpha == 1.5
+    args = argparse.Namespace(attn_mask=None, dam_share_layers=False)
+    sparsebert_base_architecture(args)  # the preset's own values, then the declared defaults
+    assert (args.attn_mask, args.dam_share_layers, args.dam_no_diagonal, args.dam_tau) == ("dam", True, True, 1.0)
+
+
+def test_readme_option_tables_are_the_declarations():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tables = [options_markdown(title) for title in GROUPS]
+    for table in tables:
+        assert table in readme, f"README's table differs from the declarations; it should read:\n{table}"
+    documented = {line for line in readme.splitlines() if line.startswith("| `--")}
+    declared = {line for table in tables for line in table.splitlines()}
+    assert documented <= declared, f"README documents options not declared: {sorted(documented - declared)}"
+    parser = options.get_training_parser()
+    SparseRobertaModel.add_args(parser)
+    assert all(opt.flag in parser._option_string_actions for opt in OPTIONS)
+
+
+def test_attention_counts_match_the_maps(mlm_data):
+    """The counts the criteria log (modules/attention_stats.py) are those of the maps the model used:
+    non-zero weights over real (query, key) pairs, padded queries and keys left out."""
+    model = build(mlm_data, ["--arch", "sparse_roberta_tiny", "--attn-normalizer", "sparsemax",
+                             "--dropout", "0", "--attention-dropout", "0"])
+    toks = tokens()
+    real = toks.ne(1)
+    model.train()
+    with torch.no_grad():
+        model(toks)
+        counts = model.attention_density_counts()
+        maps = model.extract_attention(toks)
+    pair = real[:, None, :, None] & real[:, None, None, :]
+    lengths = real.sum(dim=1).double()
+    for layer, probs in enumerate(maps):
+        assert counts[layer].nonzero.tolist() == ((probs > 0) & pair).sum(dim=(0, 2, 3)).double().tolist()
+        assert counts[layer].pairs.tolist() == [lengths.square().sum().item()] * 4
+        assert counts[layer].rows.tolist() == [lengths.sum().item()] * 4
+        assert (counts[layer].nonzero < counts[layer].pairs).all()  # sparsemax has exact zeros at initialisation
+    model.eval()
+    model(toks)
+    assert model.attention_density_counts() == [None, None]  # training only, as fairseq logs train stats
+
+
+@pytest.mark.slow  # ten fairseq-train runs
 @pytest.mark.parametrize("normalizer", NORMALIZERS)
 def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalizer):
-    extra = ["--attn-normalizer", normalizer, "--tensorboard-logdir", tmp_path / "tb"]
+    extra = ["--attn-normalizer", normalizer, "--tensorboard-logdir", tmp_path / "tb",
+             "--criterion", "masked_lm_sparse"]
     if normalizer == "sparsegen_lin":
         extra += ["--sparsegen-lambda", "-4"]
     if normalizer == "entmax_bisect":
@@ -85,14 +149,17 @@ def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalize
     uniform = math.log2(sum(1 for _ in open(mlm_data / "dict.txt")) + 5)  # + 4 specials + <mask>
     assert len(losses) == 3 and all(abs(l - uniform) < 0.5 for l in losses), (uniform, log[-2000:])
     assert (tmp_path / "ck" / "checkpoint_last.pt").exists()
-    if normalizer != "softmax":
-        density = [float(x) for x in re.findall(r"attn_density_l1=([0-9.]+)", log)]
-        support = [float(x) for x in re.findall(r"attn_support_l1=([0-9.]+)", log)]
-        # at least one key per row (density >= 1/32 for 32-token blocks), at most every real key
-        assert len(density) == len(support) == 3 and all(1 / 32 <= d <= 1 for d in density), log[-2000:]
-        assert all(1 <= k <= 32 for k in support)
+    stats = {k: [float(x) for x in re.findall(rf"train_inner .*?{k}=([0-9.]+)", log)]
+             for k in ("attn_density_l0", "attn_support_l0", "attn_density_l1", "attn_support_l1")}
+    if normalizer == "softmax":
+        assert stats["attn_density_l0"] == [], "softmax has no zeros: nothing to count"
+    else:
+        assert all(len(v) == 3 for v in stats.values()), log[-2000:]
+        # support / density = real pairs / real rows: the same batch for both layers
+        for d0, s0, d1, s1 in zip(*stats.values()):
+            assert s0 / d0 == pytest.approx(s1 / d1, rel=0.01)
         if normalizer == "sparsemax":
-            assert all(d < 1 for d in density), "sparsemax gives exact zeros even at initialisation"
+            assert all(d < 1 for d in stats["attn_density_l0"]), "exact zeros even at initialisation"
         assert list((tmp_path / "tb").glob("train_inner/events.out.tfevents.*"))
     second = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=5, extra=extra))
     log2 = second.stdout + second.stderr
@@ -108,7 +175,7 @@ def test_stock_roberta_checkpoint_finetunes_as_sparse(mlm_data, cls_data, tmp_pa
     stock_ckpt = tmp_path / "stock" / "checkpoint_last.pt"
     result = run_cli([
         "fairseq-train", cls_data, "--user-dir", USER_DIR, "--cpu", "--task", "sentence_prediction",
-        "--criterion", "sentence_prediction", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
+        "--criterion", "sentence_prediction_sparse", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
         "--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2",
         "--restore-file", stock_ckpt, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
         "--max-positions", 32, "--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3",
@@ -119,13 +186,34 @@ def test_stock_roberta_checkpoint_finetunes_as_sparse(mlm_data, cls_data, tmp_pa
     log = result.stdout + result.stderr
     assert "Loaded checkpoint" in log and str(stock_ckpt) in log
     assert "Missing key" not in log and "Unexpected key" not in log
-    accuracy = re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", log)
-    assert accuracy and 0 <= float(accuracy.group(1)) <= 100, log[-2000:]
+    valid = re.search(r"valid on 'valid' subset \| loss ([\d.]+) .*\| accuracy ([\d.]+)", log)
+    assert valid, log[-2000:]
+    loss, accuracy = _valid_loss_and_accuracy(tmp_path / "ft" / "checkpoint_last.pt", cls_data)
+    assert float(valid.group(1)) == pytest.approx(loss, abs=6e-4)  # what the checkpoint computes (rounded)
+    assert float(valid.group(2)) == pytest.approx(accuracy, abs=0.051)
+    assert "attn_density_l0" in log  # sentence_prediction_sparse: the stock loss plus the density
     stock = torch.load(stock_ckpt, map_location="cpu")["model"]
     tuned = torch.load(tmp_path / "ft" / "checkpoint_last.pt", map_location="cpu")["model"]
     emb = "encoder.sentence_encoder.embed_tokens.weight"
     assert stock[emb].shape == tuned[emb].shape and not torch.equal(stock[emb], tuned[emb])
     assert "encoder.sentence_encoder.layers.0.self_attn.q_proj.weight" in tuned
+
+
+def _valid_loss_and_accuracy(checkpoint, data):
+    """(loss in bits per example, accuracy %) of the checkpoint's own predictions on the valid split."""
+    from fairseq import checkpoint_utils
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
+                                                                    arg_overrides={"data": str(data)})
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    sample = dataset.collater([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        logits = models[0].eval()(**sample["net_input"], features_only=True,
+                                  classification_head_name="sentence_classification_head")[0]
+    target = sample["target"].view(-1)
+    loss = torch.nn.functional.cross_entropy(logits.float(), target).item() / math.log(2)
+    return loss, 100.0 * (logits.argmax(-1) == target).double().mean().item()
 
 
 def test_hub_interface_predictions_and_attention_maps(mlm_data, tmp_path):

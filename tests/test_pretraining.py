@@ -31,6 +31,8 @@ import fairseq_sparse  # noqa: F401  (registers the plugin; lets torch.load read
 from _wiki_sample import load_articles, wikiextractor_doc, words
 from conftest import BIN, USER_DIR, run_cli, tiny_mlm_args
 
+pytestmark = pytest.mark.slow  # pre-training runs of tens of updates
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "pretraining" / "config"
 VARIANTS = ["dense", "no_diagonal", "dam_search", "dam_search_wd0", "frozen_mask", "sparsegen"]
@@ -81,7 +83,7 @@ def test_pipeline_turns_wikipedia_and_books_into_two_shards(corpus):
 # ---- pre-training with fairseq-train -------------------------------------------------------------
 RUNS = {
     # sparse normaliser; --max-positions 512 so the phase-2 recipe can continue from this checkpoint
-    "sparsegen": ("sparse_roberta_tiny", "masked_lm",
+    "sparsegen": ("sparse_roberta_tiny", "masked_lm_sparse",
                   ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2", "--max-positions", 512]),
     "dam": ("sparsebert_tiny", "masked_lm_dam", []),
 }
@@ -234,8 +236,8 @@ def test_recipes_compose_with_known_options_and_differ_only_where_they_should():
             if variant.startswith("dam_search"):
                 assert cfg.criterion._name == "masked_lm_dam" and cfg.criterion.dam_lambda == 5e-5
                 assert args.dam_share_layers and args.dam_no_diagonal and args.dam_structure == "structured"
-            else:
-                assert cfg.criterion._name == "masked_lm"
+            else:  # masked_lm_sparse: masked_lm plus the attention density
+                assert cfg.criterion._name == ("masked_lm_sparse" if variant == "sparsegen" else "masked_lm")
             models[phase, variant] = (OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.criterion))
             # apart from model, criterion, where it writes and the optimiser split, a variant is the baseline
             plain = OmegaConf.to_container(cfg)

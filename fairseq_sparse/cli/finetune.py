@@ -1,11 +1,11 @@
 """fairseq-sparse-finetune: fine-tune a checkpoint on one's own labelled TSV/CSV files, in one command.
 
     fairseq-sparse-finetune --train train.tsv --valid dev.tsv [--test test.tsv] --checkpoint minilm \
-        --out-dir runs/mine [--text-columns 0 [1]] [--label-column -1] [--header] \
+        --out-dir runs/mine [--text-columns 0 [1]] [--label-column -1] [--header | --no-header] [--encoding utf-8] \
         [--epochs 3 --lr 2e-5 --batch-size 32 --max-length 128 --seed 1] \
         [any fairseq-train option, e.g. --attn-normalizer sparsegen_lin --sparsegen-lambda -2]
 
-The work is in fairseq_sparse.finetune.pipeline; this module only parses and calls.
+The work is in fairseq_sparse.finetune.job; this module only parses and calls.
 """
 import argparse
 import json
@@ -21,13 +21,18 @@ def build_parser():
     p.add_argument("--test", help="labelled file scored once with the selected model")
     p.add_argument("--checkpoint", required=True,
                    help="fairseq-sparse-convert-bert output directory, or a fairseq checkpoint .pt")
-    p.add_argument("--out-dir", required=True, help="data/, checkpoints/, train.log, results.json go here")
+    p.add_argument("--out-dir", required=True,
+                   help="data/, checkpoints/, train.log, results.json, predictions_{valid,test}.tsv go here")
     g = p.add_argument_group("files")
     g.add_argument("--text-columns", nargs="+", default=["0"], metavar="COL",
                    help="one or two text columns: 0-based numbers or, with --header, names (default: 0)")
     g.add_argument("--label-column", default="-1", metavar="COL", help="label column (default: -1, the last)")
-    g.add_argument("--header", action="store_true", help="the first row holds column names")
+    g.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="the first row holds column names (--no-header: it is an example; default: detected "
+                        "when its label cell is no label of the other rows, refused when unclear)")
     g.add_argument("--delimiter", help="field separator (default: tab for .tsv, comma for .csv)")
+    g.add_argument("--encoding", default="utf-8", help="the files' text encoding, e.g. cp1252 (default utf-8; "
+                                                       "a byte-order mark is dropped)")
     g = p.add_argument_group("vocabulary (default: dict.txt and vocab.txt next to the checkpoint)")
     g.add_argument("--dict", dest="dictionary", help="the checkpoint's fairseq dict.txt")
     g.add_argument("--vocab", help="WordPiece vocab.txt")
@@ -49,7 +54,7 @@ def build_parser():
 def main(argv=None):
     args, fairseq_args = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from fairseq_sparse.finetune.pipeline import FinetuneJob, finetune
+    from fairseq_sparse.finetune.job import FinetuneJob, finetune
 
     job = FinetuneJob(fairseq_args=fairseq_args, **vars(args))
     try:

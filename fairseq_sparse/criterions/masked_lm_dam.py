@@ -8,8 +8,10 @@ import math
 from dataclasses import dataclass, field
 
 from fairseq.criterions import register_criterion
-from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
+from fairseq.criterions.masked_lm import MaskedLmConfig
 from fairseq.logging import metrics
+
+from .stock_with_stats import MaskedLmSparseLoss
 
 
 @dataclass
@@ -24,7 +26,7 @@ class MaskedLmDamConfig(MaskedLmConfig):
 
 
 @register_criterion("masked_lm_dam", dataclass=MaskedLmDamConfig)
-class MaskedLmDamLoss(MaskedLmLoss):
+class MaskedLmDamLoss(MaskedLmSparseLoss):  # the attention statistics come with it
     def __init__(self, cfg: MaskedLmDamConfig, task):
         super().__init__(cfg, task)
         if cfg.dam_lambda < 0:
@@ -65,7 +67,7 @@ class MaskedLmDamLoss(MaskedLmLoss):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        MaskedLmLoss.reduce_metrics(logging_outputs)
+        MaskedLmSparseLoss.reduce_metrics(logging_outputs)
         sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
         count = sum(log.get("dam_count", 0) for log in logging_outputs)
         mlm = sum(log.get("mlm_loss", 0) for log in logging_outputs)

@@ -16,6 +16,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..data.squad import best_spans
+from .density_logging import attention_counts, reduce_attention_counts
 
 
 @dataclass
@@ -50,6 +51,7 @@ class SquadSpanCriterion(FairseqCriterion):
             "nsentences": n,
             "sample_size": n,
             "ncorrect_span": ((start_pred == target[:, 0]) & (end_pred == target[:, 1])).sum().item(),
+            **attention_counts(model),
         }
         if not model.training:
             start, end, score = best_spans(start_logits, end_logits, sample["start_ok"] & ~pad,
@@ -71,6 +73,7 @@ class SquadSpanCriterion(FairseqCriterion):
         correct = sum(log.get("ncorrect_span", 0) for log in logging_outputs)
         metrics.log_scalar("loss", loss / max(size, 1) / math.log(2), size, round=3)
         metrics.log_scalar("span_acc", 100.0 * correct / max(size, 1), size, round=1)
+        reduce_attention_counts(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -1,2 +1,2 @@
 """Fine-tuning: fairseq-train command lines (commands.py), the one-command fine-tune on one's own
-TSV/CSV files (tabular.py, pipeline.py), and the recipes' shared CLI conventions (recipe_cli.py)."""
+files (job.py: tabular, data, runner, evaluation, metrics), and the recipes' CLI conventions (recipe_cli.py)."""

@@ -48,7 +48,7 @@ def sentence_prediction_command(data, checkpoint, save_dir, task_flags, bert_lay
                                 extra=()):
     """[python, -m, fairseq_cli.train, ...]; `extra` comes last so it overrides any default."""
     task_args = [
-        "--task", "sentence_prediction", "--criterion", "sentence_prediction",
+        "--task", "sentence_prediction", "--criterion", "sentence_prediction_sparse",
         "--init-token", "0", *([] if bert_layout else ["--separator-token", "2"]),
         "--shorten-method", "truncate", "--max-tokens", "4400", "--max-epoch", "10", *task_flags,
     ]

@@ -58,10 +58,14 @@ def compare(finetune_args, out_dir, settings, seeds=(1,), parallel=2, threads=1,
         if rc != 0:
             raise RuntimeError(f"run {name} failed (exit {rc}); see {os.path.join(out_dir, name + '.log')}")
         with open(os.path.join(out_dir, name, "results.json")) as f:
-            scores = json.load(f)["scores"]
-        test = scores.get("test", scores["valid"])
+            results = json.load(f)
+        scores = results["scores"]
+        split = "test" if "test" in scores else "valid"
+        test = scores[split]
         row = {"setting": setting, "seed": seed, "valid_accuracy": round(scores["valid"]["accuracy"], 2),
-               "test_accuracy": round(test["accuracy"], 2), "test_examples": test["examples"],
+               "test_accuracy": round(test["accuracy"], 2), "test_macro_f1": round(test["macro_f1"], 2),
+               "test_majority_accuracy": round(results["majority_baseline"][split]["accuracy"], 2),
+               "test_examples": test["examples"],
                "test_attention_density": round(test["attention_density"], 4), "seconds": round(time.time() - t0)}
         log(f"  {name}: test accuracy {row['test_accuracy']:.2f}% on {row['test_examples']}, "
             f"attention density {row['test_attention_density']:.3f} ({row['seconds']} s; {time.time() - start:.0f} s so far)",
@@ -93,9 +97,10 @@ def _beat(out_dir, names, every, done, start, log):
 
 
 def summary_table(rows):
-    """Markdown: one line per setting, mean (and spread over seeds) of accuracy and density."""
-    lines = ["| attention | seeds | valid accuracy % | test accuracy % | test attention density |",
-             "|---|---|---|---|---|"]
+    """Markdown: one line per setting, mean (and spread over seeds) of accuracy, macro-F1 and density,
+    then the majority-class baseline the accuracies are to be read against."""
+    lines = ["| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density |",
+             "|---|---|---|---|---|---|"]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sel = [r for r in rows if r["setting"] == setting]
 
@@ -104,6 +109,10 @@ def summary_table(rows):
             mean = statistics.mean(values)
             return fmt.format(mean) + (f" ± {fmt.format(statistics.stdev(values))}" if len(values) > 1 else "")
 
-        lines.append(f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} | {cell('test_accuracy', '{:.2f}')} "
+        lines.append(f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} "
+                     f"| {cell('test_accuracy', '{:.2f}')} | {cell('test_macro_f1', '{:.2f}')} "
                      f"| {cell('test_attention_density', '{:.3f}')} |")
+    majority = sorted({r["test_majority_accuracy"] for r in rows})
+    lines += ["", f"Majority-class baseline (the commonest training label for every example): test accuracy "
+                  f"{', '.join(f'{m:.2f}' for m in majority)}%."]
     return "\n".join(lines)

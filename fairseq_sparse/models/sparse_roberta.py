@@ -8,12 +8,12 @@ import argparse
 import logging
 import os
 
-from omegaconf import OmegaConf
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_arch
 from fairseq.models.roberta.model import roberta_large_architecture
 from fairseq.utils import safe_getattr, safe_hasattr
+from omegaconf import OmegaConf
 
 from ..apex_fallbacks import apply_apex_fallbacks
 from ..modules.sparse_multihead_attention import SparseMultiheadAttention
@@ -28,6 +28,7 @@ PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_log
 FROZEN_MASK_KEY = "frozen_attn_mask"
 SEGMENT_KEY = "encoder.sentence_encoder.segment_embeddings.weight"
 MASK_STATE_MARKERS = ["dam_logits", FROZEN_MASK_KEY]  # state that decides which keys a query sees
+STOCK_CRITERIA = ("masked_lm", "sentence_prediction")  # <name>_sparse adds the attention statistics
 
 
 @register_model("sparse_roberta")
@@ -47,6 +48,9 @@ class SparseRobertaModel(RobertaModel):
             args = argparse.Namespace(**OmegaConf.to_container(args, resolve=True))
         base_architecture(args)
         check_sparse_options(args)
+        if args.attn_normalizer != "softmax" and safe_getattr(args, "criterion", None) in STOCK_CRITERIA:
+            logger.info("--criterion %s logs no attention density: --criterion %s_sparse is the same loss with "
+                        "attn_density_l*/attn_support_l*", args.criterion, args.criterion)
         if not safe_hasattr(args, "max_positions"):
             if not safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
@@ -66,6 +70,11 @@ class SparseRobertaModel(RobertaModel):
     def attention_modules(self):
         """The SparseMultiheadAttention of each layer, first layer first."""
         return [m for m in self.modules() if isinstance(m, SparseMultiheadAttention)]
+
+    def attention_density_counts(self):
+        """Per layer, the DensityCounts (modules/attention_stats.py) of the last training forward
+        with a sparse normaliser, None otherwise: the criteria log them, summed over workers."""
+        return [m.density for m in self.attention_modules()]
 
     def extract_attention(self, src_tokens, **kwargs):
         """Per-layer attention probabilities, each (batch, heads, tgt, src), from one forward.
@@ -184,7 +193,7 @@ def sparsebert_tiny_architecture(args):
 
 def _sparsebert_defaults(args):
     """The paper's preset: a DAM shared by all layers, diagonal held at 0 (other masks: sparse_roberta)."""
-    args.attn_mask = safe_getattr(args, "attn_mask", None) or "dam"
-    args.dam_structure = safe_getattr(args, "dam_structure", None) or "structured"
+    if safe_getattr(args, "attn_mask", None) is None:
+        args.attn_mask = "dam"
     args.dam_share_layers = True
     args.dam_no_diagonal = True

@@ -1,140 +1,178 @@
-"""The sparse-attention options of sparse_roberta: declared once (argparse, as fairseq's RoBERTa),
-given their defaults, and checked, each error naming the bad value."""
+"""The options sparse_roberta adds to RoBERTa's, each declared once in OPTIONS (flag, default, help,
+check): argparse, the defaults an old checkpoint gets, the checks and the README's option tables
+(options_markdown; tests/test_model.py holds the README's equal) all come from it.
+
+A new option is one Option(...) line in its group; give `check` a function (value, flag) that
+raises ValueError naming the flag and the value. Options the attention module takes are checked
+together by modules/sparse_multihead_attention.validate_attention_options, which the module
+runs as well.
+"""
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from fairseq.utils import safe_getattr
 
 from ..masks.dam import STRUCTURES as DAM_STRUCTURES
 from ..modules.encoder_attention_mask import MASK_CHOICES
-from ..modules.sparse_multihead_attention import validate_normalizer_options
-from ..normalizers import NORMALIZERS
+from ..modules.sparse_multihead_attention import validate_attention_options
+from ..normalizers import NORMALIZERS, check_alpha, check_lam
+
+
+def _finite(value, flag):
+    if not math.isfinite(value):
+        raise ValueError(f"{flag} must be a finite number, got {value}")
+
+
+def _positive(value, flag):
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{flag} must be a finite number > 0, got {value}")
+
+
+def _at_least(low, meaning=""):
+    def check(value, flag):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}{meaning}, got {value}")
+    return check
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option. default: what a run that does not set it (and a checkpoint
+    saved before it existed) gets; None leaves the choice to the code that reads it."""
+    name: str
+    default: Any
+    help: str
+    type: Callable | None = None  # None: an on/off flag (store_true)
+    metavar: str | None = None
+    choices: Sequence[str] | None = None
+    check: Callable[[Any, str], Any] | None = None
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+
+SPARSE_ATTENTION = (
+    Option("attn_normalizer", "softmax", "normaliser of every encoder self-attention; softmax is stock fairseq, "
+           "fused kernel kept", str, choices=tuple(sorted(NORMALIZERS))),
+    Option("sparsegen_lambda", 0.0, "sparsegen-lin lambda < 1: sparsemax(z / (1 - lambda)); the SSAF paper "
+           "sweeps it in [-8, 0]", float, "LAM", check=check_lam),
+    Option("entmax_alpha", 1.5, "alpha in (1, 2] of entmax_bisect (2 = sparsemax, 1.5 = entmax15, towards 1 = "
+           "softmax); the start value when learned, the end value of a sparsity schedule", float, "A",
+           check=check_alpha),
+    Option("learn_entmax_alpha", False, "learn one entmax_bisect alpha per head, kept in (1.001, 2) as "
+           "1.001 + 0.999 sigmoid(w), in float32 (under --fp16/--bf16 1 + sigmoid(w) would round to 1)"),
+    Option("entmax_n_iter", None, "cap on the alpha-entmax threshold iterations, which stop earlier at float "
+           "tolerance (unset: the normalisers' cap of 50)", int, "N", check=_at_least(1)),
+    Option("sparsity_schedule_updates", 0, "SSAF sparsity schedule: entmax_bisect's alpha goes linearly from "
+           "--sparsity-schedule-start-alpha to --entmax-alpha over N updates, then stays; it follows fairseq's "
+           "update count (a resumed run continues), the train log shows entmax_alpha, the checkpoint keeps "
+           "the alpha reached; 0 = no schedule", int, "N", check=_at_least(0, " (0 = no schedule)")),
+    Option("sparsity_schedule_start_alpha", 1.05, "alpha in (1, 2] at update 0 of the sparsity schedule, near "
+           "the softmax the weights were pre-trained with", float, "A", check=check_alpha),
+    Option("layer_norm_eps", 1e-5, "LayerNorm epsilon (converted BERT checkpoints: BERT's 1e-12)", float, "EPS",
+           check=_positive),
+    Option("segment_embeddings", 0, "BERT token-type embeddings with N types, 0 = none (RoBERTa); a token's "
+           "type is the number of </s> before it, so <s> A </s> B </s> is typed as BERT types "
+           "[CLS] A [SEP] B [SEP]; converted BERT checkpoints set it", int, "N", check=_at_least(0, " (0 = none)")),
+)
+
+_PATTERNS = (
+    ("window", "W", "half-width of the local window (longformer, bigbird blocks, logsparse)"),
+    ("stride", "S", "stride of the strided pattern"),
+    ("block", "B", "block size (fixed, bigbird)"),
+    ("summary", "C", "summary positions per block (fixed)"),
+    ("global", "G", "number of global tokens at the start, [CLS] first (longformer, bigbird, star)"),
+    ("random_blocks", "R", "random blocks per block row (bigbird)"),
+    ("radius", "R", "neighbours on each side (star)"),
+    ("base", "B", "exponent base (logsparse)"),
+    ("seed", "S", "seed of the random blocks (bigbird)"),
+)
+ATTENTION_MASKS = (
+    Option("attn_mask", "none", "which keys each query may attend to: a fixed pattern, dam (learned) or file "
+           "(frozen)", str, choices=MASK_CHOICES),
+    Option("attn_mask_file", None, "frozen 0/1 mask for --attn-mask file: (n, n), (heads, n, n) or "
+           "(layers, heads, n, n); unset: the mask stored in the restored checkpoint", str, "MASK.npy"),
+    Option("attn_mask_allow_empty", False, "accept a mask file that is all zero or has a query row with no key"),
+    *(Option(f"attn_mask_{name}", None, f"{text}; unset: the pattern's default", int, meta)
+      for name, meta, text in _PATTERNS),
+)
 
 # The DAM settings that learned a mask on real text in 80 CPU updates from a pre-trained model
 # (MiniLM, lr 3e-4; examples/sparsebert/README.md has the runs that chose them).
-DAM_DEFAULTS = {
-    "dam_tau": 1.0,
-    "dam_tau_end": None,
-    "dam_tau_anneal_steps": 0,
-    "dam_init": 1.0,
-    "dam_logit_scale": 500.0,
-}
+DAM = (
+    Option("dam_structure", "structured", "structured: one logit per head and distance i - j; unstructured: "
+           "one per (i, j)", str, choices=DAM_STRUCTURES),
+    Option("dam_share_layers", False, "one learned mask for all layers (the authors' setting)"),
+    Option("dam_no_diagonal", False, "hold the diagonal of the learned mask at 0"),
+    Option("dam_tau", 1.0, "Gumbel-sigmoid temperature", float, "T", check=_positive),
+    Option("dam_tau_end", None, "anneal the temperature geometrically to this; unset: constant", float, "T",
+           check=_positive),
+    Option("dam_tau_anneal_steps", 0, "updates over which to anneal the temperature", int, "N",
+           check=_at_least(0)),
+    Option("dam_init", 1.0, "initial mask logit; > 0 starts dense", float, "A", check=_finite),
+    Option("dam_logit_scale", 500.0, "logit = S x parameter: the logits' learning rate as a multiple of --lr "
+           "under Adam", float, "S", check=_positive),
+)
+
+GROUPS = {"sparse attention": SPARSE_ATTENTION, "attention masks (SparseBERT)": ATTENTION_MASKS,
+          "learned attention mask (DAM)": DAM}
+OPTIONS = SPARSE_ATTENTION + ATTENTION_MASKS + DAM
 
 
 def add_sparse_attention_args(parser):
-    """The plugin's options, added to RoBERTa's own (every one defaults to None: fill_sparse_defaults decides)."""
-    group = parser.add_argument_group("sparse attention")
-    group.add_argument("--attn-normalizer", choices=sorted(NORMALIZERS),
-                       help="normaliser of every encoder self-attention (default: softmax)")
-    group.add_argument("--sparsegen-lambda", type=float, metavar="LAM",
-                       help="sparsegen-lin lambda < 1: sparsemax(z / (1 - lambda)) (default: 0)")
-    group.add_argument("--entmax-alpha", type=float, metavar="A",
-                       help="alpha in (1, 2] for entmax_bisect; start value when learned (default: 1.5)")
-    group.add_argument("--learn-entmax-alpha", action="store_true",
-                       help="learn one entmax alpha per head, kept in (1, 2)")
-    group.add_argument("--entmax-n-iter", type=int, metavar="N",
-                       help="cap on entmax_bisect threshold iterations (default: 50)")
-    group.add_argument("--sparsity-schedule-updates", type=int, metavar="N",
-                       help="SSAF sparsity schedule: anneal the entmax_bisect alpha linearly from "
-                            "--sparsity-schedule-start-alpha (near 1: softmax-like) to --entmax-alpha over N updates "
-                            "(default: 0 = no schedule)")
-    group.add_argument("--sparsity-schedule-start-alpha", type=float, metavar="A",
-                       help="alpha at update 0 of the sparsity schedule, in (1, 2] (default: 1.05)")
-    group.add_argument("--layer-norm-eps", type=float, metavar="EPS",
-                       help="LayerNorm epsilon (fairseq: 1e-5; converted BERT checkpoints: 1e-12)")
-    group.add_argument("--segment-embeddings", type=int, metavar="N",
-                       help="BERT token-type (segment) embeddings with N types, added to every token; "
-                            "segment = number of </s> before the token, capped at N-1, so "
-                            "<s> A </s> B </s> embeds A as type 0 and B as type 1 (default: 0 = none, as RoBERTa)")
-
-    group = parser.add_argument_group("attention masks (SparseBERT)")
-    group.add_argument("--attn-mask", choices=MASK_CHOICES,
-                       help="which keys each query may attend to (default: none); dam = learned, file = frozen")
-    group.add_argument("--attn-mask-file", metavar="MASK.npy",
-                       help="frozen 0/1 mask for --attn-mask file: (n, n), (heads, n, n) or (layers, heads, n, n)")
-    group.add_argument("--attn-mask-allow-empty", action="store_true",
-                       help="accept a mask file that is all zero or has a query row with no key (an error otherwise)")
-    for name, meta, text in (
-        ("window", "W", "half-width of the local window (longformer, bigbird blocks, logsparse)"),
-        ("stride", "S", "stride of the strided pattern"),
-        ("block", "B", "block size (fixed, bigbird)"),
-        ("summary", "C", "summary positions per block (fixed)"),
-        ("global", "G", "number of global tokens at the start, [CLS] first (longformer, bigbird, star)"),
-        ("random-blocks", "R", "random blocks per block row (bigbird)"),
-        ("radius", "R", "neighbours on each side (star)"),
-        ("base", "B", "exponent base (logsparse)"),
-        ("seed", "S", "seed of the random blocks (bigbird)"),
-    ):
-        group.add_argument(f"--attn-mask-{name}", type=int, metavar=meta, help=text)
-    group.add_argument("--dam-structure", choices=DAM_STRUCTURES,
-                       help="structured: one logit per head and distance |i-j| (default); unstructured: per (i, j)")
-    group.add_argument("--dam-share-layers", action="store_true", help="one learned mask for all layers (the authors' setting)")
-    group.add_argument("--dam-no-diagonal", action="store_true", help="hold the diagonal of the learned mask at 0")
-    group.add_argument("--dam-tau", type=float, metavar="T", help="Gumbel-sigmoid temperature (default 1)")
-    group.add_argument("--dam-tau-end", type=float, metavar="T", help="anneal the temperature geometrically to this")
-    group.add_argument("--dam-tau-anneal-steps", type=int, metavar="N", help="updates over which to anneal")
-    group.add_argument("--dam-init", type=float, metavar="A",
-                       help=f"initial mask logit; > 0 starts dense (default: {DAM_DEFAULTS['dam_init']})")
-    group.add_argument("--dam-logit-scale", type=float, metavar="S",
-                       help="logit = S x parameter: the logits' learning rate as a multiple of --lr under "
-                            f"Adam (default: {DAM_DEFAULTS['dam_logit_scale']})")
+    """The plugin's options, added to RoBERTa's. Unset ones stay unset (fairseq's model options
+    default to absent) so architecture presets can fill them before fill_sparse_defaults."""
+    for title, options in GROUPS.items():
+        group = parser.add_argument_group(title)
+        for opt in options:
+            if opt.type is None:
+                group.add_argument(opt.flag, action="store_true", help=opt.help)
+            else:
+                group.add_argument(opt.flag, type=opt.type, metavar=opt.metavar, choices=opt.choices,
+                                   help=opt.help + ("" if opt.default is None else f" (default: {opt.default})"))
 
 
 def fill_sparse_defaults(args):
-    """Defaults for the options a command line left unset (architecture functions call this)."""
-    args.attn_normalizer = safe_getattr(args, "attn_normalizer", None) or "softmax"
-    args.sparsegen_lambda = safe_getattr(args, "sparsegen_lambda", None)
-    args.sparsegen_lambda = 0.0 if args.sparsegen_lambda is None else args.sparsegen_lambda
-    args.entmax_alpha = safe_getattr(args, "entmax_alpha", None) or 1.5
-    args.learn_entmax_alpha = bool(safe_getattr(args, "learn_entmax_alpha", False))
-    args.entmax_n_iter = safe_getattr(args, "entmax_n_iter", None)
-    args.sparsity_schedule_updates = safe_getattr(args, "sparsity_schedule_updates", None) or 0
-    args.sparsity_schedule_start_alpha = safe_getattr(args, "sparsity_schedule_start_alpha", None) or 1.05
-    args.layer_norm_eps = safe_getattr(args, "layer_norm_eps", None) or 1e-5
-    args.segment_embeddings = safe_getattr(args, "segment_embeddings", None) or 0
-    args.attn_mask = safe_getattr(args, "attn_mask", None) or "none"
-    args.attn_mask_file = safe_getattr(args, "attn_mask_file", None)
-    args.attn_mask_allow_empty = bool(safe_getattr(args, "attn_mask_allow_empty", False))
-    args.dam_structure = safe_getattr(args, "dam_structure", None) or "structured"
-    args.dam_share_layers = bool(safe_getattr(args, "dam_share_layers", False))
-    args.dam_no_diagonal = bool(safe_getattr(args, "dam_no_diagonal", False))
-    for name, default in DAM_DEFAULTS.items():
-        value = safe_getattr(args, name, None)
-        setattr(args, name, default if value is None else value)
-    _check_dam_options(args)  # at architecture time, as fairseq fills defaults
-
-
-def _check_dam_options(args):
-    """Reject DAM option values that would be silently meaningless, naming the value."""
-    for name in ("dam_tau", "dam_tau_end", "dam_logit_scale"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-    if not math.isfinite(args.dam_init):
-        raise ValueError(f"--dam-init must be a finite number, got {args.dam_init}")
-    if args.dam_tau_anneal_steps < 0:
-        raise ValueError(f"--dam-tau-anneal-steps must be >= 0, got {args.dam_tau_anneal_steps}")
-
-
-def _check_sparsity_schedule(args):
-    if not args.sparsity_schedule_updates:
-        return
-    if args.sparsity_schedule_updates < 0:
-        raise ValueError(f"--sparsity-schedule-updates must be >= 0 (0 = off), got {args.sparsity_schedule_updates}")
-    if args.attn_normalizer != "entmax_bisect" or args.learn_entmax_alpha:
-        raise ValueError("--sparsity-schedule-updates anneals the alpha of --attn-normalizer entmax_bisect "
-                         f"(fixed alpha, no --learn-entmax-alpha), got --attn-normalizer {args.attn_normalizer}"
-                         + (" --learn-entmax-alpha" if args.learn_entmax_alpha else ""))
-    if not 1.0 < args.sparsity_schedule_start_alpha <= 2.0:
-        raise ValueError(f"--sparsity-schedule-start-alpha must be in (1, 2], got {args.sparsity_schedule_start_alpha}")
+    """The declared default for every option left unset (architecture functions call this)."""
+    for opt in OPTIONS:
+        value = safe_getattr(args, opt.name, None)
+        setattr(args, opt.name, opt.default if value is None else value)
 
 
 def check_sparse_options(args):
-    """Every sparse-attention option together, once defaults are filled (build time)."""
-    validate_normalizer_options(args.attn_normalizer, args.sparsegen_lambda, args.entmax_alpha)
-    if args.learn_entmax_alpha and args.attn_normalizer != "entmax_bisect":
-        raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {args.attn_normalizer!r}")
-    _check_sparsity_schedule(args)
-    if not args.layer_norm_eps > 0:
-        raise ValueError(f"--layer-norm-eps must be > 0, got {args.layer_norm_eps}")
-    if args.segment_embeddings < 0:
-        raise ValueError(f"--segment-embeddings must be >= 0 (0 = none), got {args.segment_embeddings}")
+    """Every option's own check, then the attention module's joint one (build time, before any layer)."""
+    for opt in OPTIONS:
+        value = getattr(args, opt.name)
+        if value is None:
+            continue
+        if opt.choices is not None and value not in opt.choices:
+            raise ValueError(f"{opt.flag} {value!r} is not one of {list(opt.choices)}")
+        if opt.check is not None:
+            opt.check(value, opt.flag)
+    validate_attention_options(
+        args.attn_normalizer, args.sparsegen_lambda, args.entmax_alpha, args.learn_entmax_alpha,
+        args.sparsity_schedule_start_alpha if args.sparsity_schedule_updates else None)
+
+
+def _markdown_default(opt):
+    if opt.type is None:
+        return "off"
+    return "unset" if opt.default is None else f"`{opt.default}`"
+
+
+def options_markdown(title):
+    """The README's table of one option group: the README holds these verbatim (tests/test_model.py);
+    print(options_markdown("sparse attention")) writes one for the README."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for opt in GROUPS[title]:
+        name = opt.flag
+        if opt.choices is not None:
+            name += " {" + ",".join(opt.choices) + "}"
+        elif opt.metavar:
+            name += f" {opt.metavar}"
+        meaning = opt.help.replace("<", "\\<")  # markdown would take <s> for a tag
+        rows.append(f"| `{name}` | {_markdown_default(opt)} | {meaning} |")
+    return "\n".join(rows) + "\n"

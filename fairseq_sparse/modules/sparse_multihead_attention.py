@@ -12,6 +12,8 @@ Hooks used by the rest of the plugin:
   head_gates       per-head output multipliers (0 switches a head off)
   uniform_heads    heads whose attention is replaced by 1/L over the non-padded keys
   capture_attention  keep the last per-head probabilities in `last_attention`
+  density          DensityCounts of the last training forward with a sparse normaliser (else
+                   None); the model hands them to the criterion, which logs attn_density_l*
   set_keep_mask_fn   a callable (tgt_len, src_len) -> keep mask (bool, or 0/1 float with
                      a straight-through gradient), for fixed patterns and learned masks
 """
@@ -19,7 +21,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 
 from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_attention
@@ -29,17 +30,29 @@ from ..masks.masked_normalize import with_mask_gradient
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
 from ..normalizers.backend import backend as normalizer_backend
 from ..normalizers.registry import SPECS
+from .attention_stats import attention_density_counts, support_sizes
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
 
 
-def validate_normalizer_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5):
-    """Raise ValueError naming the bad value; shared by the module and the model builder."""
+def validate_attention_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5, learn_entmax_alpha=False,
+                               entmax_alpha_start=None):
+    """Raise ValueError naming the bad option: the one check of what this module is built with, run
+    by the model builder too (before any layer exists). entmax_alpha_start: the sparsity schedule's
+    first alpha, None without a schedule."""
     if normalizer not in NORMALIZERS:
         raise ValueError(f"--attn-normalizer {normalizer!r} is not one of {sorted(NORMALIZERS)}")
     check_lam(sparsegen_lambda, "--sparsegen-lambda")
     check_alpha(entmax_alpha, "--entmax-alpha")
+    if learn_entmax_alpha and normalizer != "entmax_bisect":
+        raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
+    if entmax_alpha_start is not None:
+        if normalizer != "entmax_bisect" or learn_entmax_alpha:
+            raise ValueError("--sparsity-schedule-updates anneals the alpha of --attn-normalizer entmax_bisect "
+                             f"(fixed alpha, no --learn-entmax-alpha), got --attn-normalizer {normalizer}"
+                             + (" --learn-entmax-alpha" if learn_entmax_alpha else ""))
+        check_alpha(entmax_alpha_start, "--sparsity-schedule-start-alpha")
 
 
 class SparseMultiheadAttention(MultiheadAttention):
@@ -57,9 +70,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         **kwargs,
     ):
         super().__init__(embed_dim, num_heads, **kwargs)
-        validate_normalizer_options(normalizer, sparsegen_lambda, entmax_alpha)
-        if learn_entmax_alpha and normalizer != "entmax_bisect":
-            raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
+        validate_attention_options(normalizer, sparsegen_lambda, entmax_alpha, learn_entmax_alpha, entmax_alpha_start)
         self.normalizer_name = normalizer
         if normalizer != "softmax":
             normalizer_backend()  # the first build warns (once) if the C++ kernels are missing: CPU runs slow down
@@ -80,9 +91,6 @@ class SparseMultiheadAttention(MultiheadAttention):
         if entmax_alpha_start is not None:
             # the sparsity schedule's current alpha, saved with the model so a checkpoint is
             # evaluated with the alpha it was trained to (set_scheduled_alpha moves it)
-            if normalizer != "entmax_bisect" or learn_entmax_alpha:
-                raise ValueError("a sparsity schedule needs --attn-normalizer entmax_bisect with a fixed alpha, "
-                                 f"got {normalizer!r}" + (" with --learn-entmax-alpha" if learn_entmax_alpha else ""))
             self.register_buffer("entmax_alpha_scheduled", torch.tensor(float(entmax_alpha_start)))
         else:
             self.entmax_alpha_scheduled = None
@@ -92,7 +100,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         self._any_uniform = False
         self.capture_attention = False
         self.last_attention = None
-        self.log_stats = True
+        self.density = None
         self._keep_mask_fn = None
 
     # ----- hooks -------------------------------------------------------------------------
@@ -159,6 +167,7 @@ class SparseMultiheadAttention(MultiheadAttention):
         before_softmax=False,
         need_head_weights=False,
     ):
+        self.density = None
         keep = None
         if self._keep_mask_fn is not None:
             keep = self._keep_mask_fn(query.size(0), key.size(0) if key is not None else query.size(0))
@@ -217,8 +226,8 @@ class SparseMultiheadAttention(MultiheadAttention):
                 probs = torch.where(self.uniform_heads.view(1, -1, 1, 1), _uniform_over_keys(pad, probs), probs)
             if self.capture_attention:
                 self.last_attention = probs.detach()
-            if self.training and self.log_stats and self.normalizer_name != "softmax":
-                self._log_sparsity(probs, pad)
+            if self._records_density():
+                self.density = attention_density_counts(support_sizes(probs), pad)
             out = torch.matmul(self.dropout_module(probs).type_as(v), v)
         if self._gated:
             out = out * self.head_gates.view(1, -1, 1, 1).to(out.dtype)
@@ -255,8 +264,8 @@ class SparseMultiheadAttention(MultiheadAttention):
             q, k, v, self.normalizer_name, scale=self.scaling, lam=self.sparsegen_lambda, alpha=alpha,
             key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_stats=True,
         )
-        if self.training and self.log_stats:
-            self._log_support(stats["support"], pad)
+        if self._records_density():
+            self.density = attention_density_counts(stats["support"], pad)
         return out
 
     def _normalise(self, scores):
@@ -284,24 +293,9 @@ class SparseMultiheadAttention(MultiheadAttention):
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32).view(1, -1, 1, 1)
         return with_mask_gradient(probs, scores, keep, self.normalizer_name, lam=self.sparsegen_lambda, alpha=alpha)
 
-    @torch.no_grad()
-    def _log_sparsity(self, probs, pad):
-        """Fraction of non-zero weights over the real keys, and mean support size per row."""
-        self._log_support(torch.sign(probs).sum(dim=-1), pad)  # probs >= 0
-
-    @torch.no_grad()
-    def _log_support(self, support, pad):
-        """The same from the support size of each row: batch x heads x tgt."""
-        if pad is None:
-            real = support.new_ones(support.size(0), support.size(2))
-        else:
-            real = (~pad).to(support.dtype)
-        lengths = real.sum(dim=-1)
-        rows = real.sum() * self.num_heads
-        nonzero = (support * real[:, None, :]).sum()
-        possible = (lengths.square().sum() * self.num_heads).clamp(min=1)
-        metrics.log_scalar(f"attn_density_l{self.layer_idx}", nonzero / possible, rows, round=4)
-        metrics.log_scalar(f"attn_support_l{self.layer_idx}", nonzero / rows.clamp(min=1), rows, round=2)
+    def _records_density(self):
+        """Counts are taken in training with a sparse normaliser (softmax has no zeros)."""
+        return self.training and self.normalizer_name != "softmax"
 
 
 def _combine_bool_masks(keep, pad, attn_mask):
