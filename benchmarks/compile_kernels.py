@@ -49,7 +49,8 @@ def compile_one(fn, dtype, constexprs, target):
 def variants(tk, scope):
     """(kernel, dtype, constexprs) to compile: "all", "each-mode" or "quick" (see the module doc)."""
     attention = (tk.attn_fwd, tk.attn_bwd_dq, tk.attn_bwd_dkdv)
-    all_on = dict(HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False, BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
+    all_on = dict(HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False,
+                  BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
     if scope == "quick":
         return [(tk.attn_fwd, "bf16", dict(all_on, MODE=1)), (tk.attn_bwd_dq, "bf16", dict(all_on, MODE=2)),
                 (tk.attn_bwd_dkdv, "bf16", dict(all_on, MODE=0))]
@@ -57,7 +58,8 @@ def variants(tk, scope):
     if scope == "each-mode":
         jobs += [(fn, "bf16", dict(all_on, MODE=mode)) for mode in (0, 1, 2) for fn in attention]
     else:
-        for dtype, mode, pad, keep, drop in itertools.product(("bf16", "fp16", "fp32"), (0, 1, 2), *[(False, True)] * 3):
+        flags = itertools.product(("bf16", "fp16", "fp32"), (0, 1, 2), *[(False, True)] * 3)
+        for dtype, mode, pad, keep, drop in flags:
             if dtype != "bf16" and (pad or drop):
                 continue
             flags = dict(MODE=mode, HAS_PAD=pad, HAS_KEEP=keep, DROPOUT=drop, UPCAST=False, IEEE=dtype == "fp32",

@@ -131,7 +131,8 @@ def kernel_part(args, device, dtype):
             rows.append((f"{name} eager", fwd_bwd(lambda norm=norm: eager_attention(q, k, v, norm), leaves, grad)))
             if n == args.lengths[0]:  # the row kernel compiles once per length: one length saves minutes
                 rows.append((f"{name} row kernel", fwd_bwd(
-                    lambda name=name, row_kw=row_kw: eager_attention(q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
+                    lambda name=name, row_kw=row_kw: eager_attention(
+                        q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
                     leaves, grad)))
             rows.append((f"{name} fused", fwd_bwd(
                 lambda name=name, kw=kw: kernels.sparse_attention(q, k, v, name, **kw), leaves, grad)))
@@ -176,13 +177,15 @@ def kernel_part(args, device, dtype):
         if dense and flex:
             print(f"frozen mask, speed-up of flex block-sparse over SDPA with the dense mask: {dense / flex:.2f}x")
         if fused and fused_masked:
-            print(f"frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: {fused / fused_masked:.2f}x")
+            print("frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: "
+                  f"{fused / fused_masked:.2f}x")
         sys.stdout.flush()
 
 
 def training_part(args, device):
     try:
         from fairseq import options, tasks
+
         import fairseq_sparse  # noqa: F401  (registers the models)
     except ImportError as exc:
         print(f"\n## Training: skipped, fairseq is not importable ({exc})")
@@ -207,7 +210,8 @@ def training_part(args, device):
         steps = []
         for name, extra in models:
             parser = options.get_training_parser()
-            cfg = options.parse_args_and_arch(parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(args.seq_len),
+            cfg = options.parse_args_and_arch(parser, [data, "--task", "masked_lm",
+                                                       "--tokens-per-sample", str(args.seq_len),
                                                        "--dropout", "0.1"] + extra + args.model_args)
             model = tasks.setup_task(cfg).build_model(cfg).to(device).train()
             optim = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -245,7 +249,7 @@ def adasplash_part(args, device, dtype):
     except ImportError as exc:
         print(f"\n## AdaSplash: skipped, the adasplash package does not import ({exc})")
         return
-    ada = getattr(adasplash, "adasplash_v1", None) or getattr(adasplash, "adasplash")
+    ada = getattr(adasplash, "adasplash_v1", None) or adasplash.adasplash
     print(f"\n## AdaSplash v1 ({getattr(adasplash, '__version__', '?')}, {ada.__name__}) vs our fused entmax-1.5: "
           "no mask, no dropout, fwd+bwd")
     print("| N | batch | max abs output diff | adasplash ms | ours ms | ours / adasplash |")
@@ -288,7 +292,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8, help="training batch (sequences)")
     parser.add_argument("--seq-len", type=int, default=512, help="training sequence length")
     parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="run the logic on tiny CPU shapes through the Triton interpreter (needs TRITON_INTERPRET=1)")
+                        help="run the logic on tiny CPU shapes through the Triton interpreter "
+                             "(needs TRITON_INTERPRET=1)")
     args = parser.parse_args(argv)
     args.arch_stock, args.arch_sparse, args.model_args = "roberta_base", "sparse_roberta_base", []
     if args.cpu_dry_run:

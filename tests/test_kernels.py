@@ -24,6 +24,7 @@ if FRESH:
     _previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     import triton  # noqa: E402,F401
+
     from fairseq_sparse.kernels._runtime import kernels as _decorate
 
     _decorate()
@@ -308,7 +309,8 @@ def test_gpu_check_dry_run():
                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     for line in ("N = 32", "| sdpa softmax", "| sparsemax fused |", "| entmax15 eager |",
-                 "| entmax_bisect row kernel |", "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16", "| sparse_roberta sparsemax |",
+                 "| entmax_bisect row kernel |", "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16",
+                 "| sparse_roberta sparsemax |",
                  "| sparse_roberta sparsemax DAM search |", "DAM search step / dense step, sparsemax", "dry run"):
         assert line in res.stdout, (line, res.stdout)
     assert "failed" not in res.stdout and "! " not in res.stdout, res.stdout

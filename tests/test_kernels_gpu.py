@@ -5,6 +5,8 @@ the native half-precision dot, 64-bit offsets and the folded launch grid, and th
 The Triton kernels run under the interpreter, set up by tests/test_kernels.py (imported first); the sync check
 runs the CUDA code path on `meta` tensors, where any read of device data raises.
 """
+# isort: skip_file
+# (test_kernels must be imported first: it makes triton decorate its kernels for the interpreter)
 import math
 import os
 
@@ -13,13 +15,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from test_kernels import CASES, IDS, INTERPRETED, ROOT, dense_attention, grads_of, interpreter, qkv  # noqa: F401
-import triton  # noqa: E402  (after test_kernels chose the interpreter)
+import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from fairseq_sparse import kernels  # noqa: E402
 from fairseq_sparse.kernels import _runtime, attention, blocks  # noqa: E402
 from fairseq_sparse.kernels._triton_kernels.row_normalize import _row_offsets  # noqa: E402
 from fairseq_sparse.kernels._triton_kernels.tiles import _keep_offsets, _program  # noqa: E402
-
 
 # probe kernels of the helpers, decorated for the interpreter as test_kernels decorated the package's kernels
 _previous = os.environ.get("TRITON_INTERPRET")

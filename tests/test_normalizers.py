@@ -211,7 +211,8 @@ def test_fused_matches_eager(name, dtype):
     differences of sums by (alpha - 1)^2 (100 at alpha 1.1), so 2e-4 relative to its size.
     """
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(2, 3, 40, 33, generator=g, dtype=torch.float64) * torch.tensor([0.3, 1.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor([0.3, 1.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    x = torch.randn(2, 3, 40, 33, generator=g, dtype=torch.float64) * scale
     x[:, :, 30:, :] = NEG_INF
     x[0, 1, :, 5] = NEG_INF
     if name == "learned_alpha":

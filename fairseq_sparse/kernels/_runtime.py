@@ -7,7 +7,7 @@ import torch
 MAX_GRID_X = 2 ** 31 - 1  # CUDA's limit on a grid's first axis (the second and third: 65,535)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available():
     """True when the triton package is installed (it is not on every CPU machine)."""
     return importlib.util.find_spec("triton") is not None
@@ -55,7 +55,7 @@ def can_run(t):
     return t.is_cuda or (_ON_CPU and t.device.type == "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernels():
     if not triton_available():
         raise RuntimeError("the fused sparse-attention kernels need the `triton` package (pip install triton)")

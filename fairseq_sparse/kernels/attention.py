@@ -42,7 +42,7 @@ def _prune(configs, named_args, **kwargs):
     return [c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tuned(name):
     """Kernel `name` autotuned over TUNE_CONFIGS (GPU only: the interpreter runs the plain kernels)."""
     import triton
@@ -159,7 +159,8 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
             if alpha_h.numel() == 1:
                 alpha_h = alpha_h.expand(H)
             if alpha_h.numel() != H:
-                raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), got shape {tuple(alpha.shape)}")
+                raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), "
+                                 f"got shape {tuple(alpha.shape)}")
         else:
             alpha_h = torch.full((H,), check_alpha(alpha, "sparse_attention: alpha"), device=q.device)
     pad = None

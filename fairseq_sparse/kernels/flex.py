@@ -21,7 +21,7 @@ from .blocks import cached_block_tables
 FLEX_BLOCK = 128
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def flex_available():
     """FlexAttention with BlockMask.from_kv_blocks(seq_lengths=...) (torch >= 2.6)."""
     try:
@@ -72,7 +72,7 @@ def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
     return mask
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_flex():
     from torch.nn.attention.flex_attention import flex_attention
     return torch.compile(flex_attention)  # a new length recompiles once, then shapes go dynamic

@@ -273,7 +273,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32)
             if kernel:
-                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1), n_iter=self.entmax_n_iter)
+                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1),
+                                        n_iter=self.entmax_n_iter)
             return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
         if kernel and SPECS[self.normalizer_name].mode is not None:  # a normaliser with Triton kernels
             return kernel_normalize(scores, self.normalizer_name, lam=self.sparsegen_lambda)

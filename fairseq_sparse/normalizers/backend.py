@@ -18,7 +18,7 @@ _FORCE_EAGER = [os.environ.get("FAIRSEQ_SPARSE_EAGER", "") == "1"]
 BUILD_COMMAND = "pip install --no-build-isolation -e .  (or, in a checkout: python setup.py build_ext --inplace)"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fused_ops():
     """torch.ops.fairseq_sparse if the C++ extension loads, else None (a WARNING, once)."""
     try:

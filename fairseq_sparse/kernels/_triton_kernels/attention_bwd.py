@@ -9,8 +9,19 @@ import triton
 import triton.language as tl
 
 from .family import ENTMAX_ALPHA, _alpha_grad, _alpha_of, _plogp, _support_weight
-from .tiles import (_block_offsets, _dot, _dropout_scale, _head, _load_row_stat, _load_tile, _n_blocks, _probs,
-                    _program, _scores, _store_tile)
+from .tiles import (
+    _block_offsets,
+    _dot,
+    _dropout_scale,
+    _head,
+    _load_row_stat,
+    _load_tile,
+    _n_blocks,
+    _probs,
+    _program,
+    _scores,
+    _store_tile,
+)
 
 
 @triton.jit

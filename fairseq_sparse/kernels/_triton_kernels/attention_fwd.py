@@ -9,8 +9,18 @@ import triton
 import triton.language as tl
 
 from .family import NEG_INF, _alpha_of, _newton, _pow_beta, _pow_beta_m1
-from .tiles import (_block_offsets, _dot, _dropout_scale, _head, _load_tile, _n_blocks, _program, _scores, _store_tile,
-                    _unnormalised)
+from .tiles import (
+    _block_offsets,
+    _dot,
+    _dropout_scale,
+    _head,
+    _load_tile,
+    _n_blocks,
+    _program,
+    _scores,
+    _store_tile,
+    _unnormalised,
+)
 
 
 @triton.jit

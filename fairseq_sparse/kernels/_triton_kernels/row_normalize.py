@@ -4,8 +4,17 @@ Row offsets are int64 (row * n_cols passes 2^31 on large batches); the grid is t
 import triton
 import triton.language as tl
 
-from .family import (ENTMAX_ALPHA, NEG_INF, _alpha_grad, _alpha_of, _newton, _plogp, _pow_beta, _pow_beta_m1,
-                     _support_weight)
+from .family import (
+    ENTMAX_ALPHA,
+    NEG_INF,
+    _alpha_grad,
+    _alpha_of,
+    _newton,
+    _plogp,
+    _pow_beta,
+    _pow_beta_m1,
+    _support_weight,
+)
 
 
 @triton.jit

@@ -49,7 +49,8 @@ def _block_offsets(IDX, hk, blk, n_outer, n_inner, i, HAS_KEEP: tl.constexpr, BL
 @triton.jit
 def _load_tile(PTR, rows, offs_d, N, D):
     """Rows `rows` of a row-major (N, D) slice, zeros outside it."""
-    return tl.load(PTR + rows[:, None] * D + offs_d[None, :], mask=(rows[:, None] < N) & (offs_d[None, :] < D), other=0.0)
+    ok = (rows[:, None] < N) & (offs_d[None, :] < D)
+    return tl.load(PTR + rows[:, None] * D + offs_d[None, :], mask=ok, other=0.0)
 
 
 @triton.jit
