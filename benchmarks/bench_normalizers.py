@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from harness import forward_peak_bytes, median_times
 from fairseq_sparse.normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
 
-from fairseq_sparse.normalizers._common import backend
+from fairseq_sparse.normalizers.backend import backend
 
 # learned alpha per head, as --learn-entmax-alpha trains it (initialised at 1.5, then spread)
 LEARNED_ALPHA = torch.linspace(1.3, 1.7, 12).view(1, 12, 1, 1).requires_grad_()

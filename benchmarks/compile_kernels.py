@@ -5,7 +5,7 @@
 Catches what the Triton interpreter cannot: code that only the compiler rejects (loop-carried
 types, non-constexpr globals, dot shapes). Every variant the attention module can launch:
 bf16 / fp16 / fp32 x normaliser mode x padding x keep mask x dropout, forward and both backward
-kernels, and the row-wise kernels. --quick compiles the three attention kernels with every
+kernels, and the row normaliser kernels. --quick compiles the three attention kernels with every
 feature switched on (what the tests run); --each-mode compiles every kernel once per normaliser
 mode (bf16, every feature on); --only keeps the kernels whose name contains NAME. Run without
 TRITON_INTERPRET set.
@@ -49,7 +49,8 @@ def compile_one(fn, dtype, constexprs, target):
 def variants(tk, scope):
     """(kernel, dtype, constexprs) to compile: "all", "each-mode" or "quick" (see the module doc)."""
     attention = (tk.attn_fwd, tk.attn_bwd_dq, tk.attn_bwd_dkdv)
-    all_on = dict(HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False, BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
+    all_on = dict(HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False,
+                  BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
     if scope == "quick":
         return [(tk.attn_fwd, "bf16", dict(all_on, MODE=1)), (tk.attn_bwd_dq, "bf16", dict(all_on, MODE=2)),
                 (tk.attn_bwd_dkdv, "bf16", dict(all_on, MODE=0))]
@@ -57,13 +58,15 @@ def variants(tk, scope):
     if scope == "each-mode":
         jobs += [(fn, "bf16", dict(all_on, MODE=mode)) for mode in (0, 1, 2) for fn in attention]
     else:
-        for dtype, mode, pad, keep, drop in itertools.product(("bf16", "fp16", "fp32"), (0, 1, 2), *[(False, True)] * 3):
+        flags = itertools.product(("bf16", "fp16", "fp32"), (0, 1, 2), *[(False, True)] * 3)
+        for dtype, mode, pad, keep, drop in flags:
             if dtype != "bf16" and (pad or drop):
                 continue
             flags = dict(MODE=mode, HAS_PAD=pad, HAS_KEEP=keep, DROPOUT=drop, UPCAST=False, IEEE=dtype == "fp32",
                          BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
             jobs += [(fn, dtype, flags) for fn in attention]
-    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2) for fn in (tk.rowwise_fwd, tk.rowwise_bwd)]
+    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2)
+             for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)]
     jobs.append((tk.dropout_scale_dense, "fp32", dict(BLOCK=16)))
     return jobs
 

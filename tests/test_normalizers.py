@@ -12,10 +12,9 @@ import entmax as ref
 import pytest
 import torch
 
-from fairseq_sparse.normalizers import (
-    _common, entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax,
-)
-from fairseq_sparse.normalizers._common import eager_backend
+from fairseq_sparse.normalizers import backend as _backend
+from fairseq_sparse.normalizers import entmax15, entmax_bisect, get_normalizer, softmax, sparsegen_lin, sparsemax
+from fairseq_sparse.normalizers.backend import eager_backend
 
 BUILT = importlib.util.find_spec("fairseq_sparse._C") is not None
 
@@ -26,7 +25,7 @@ def backend(request):
         with eager_backend():
             yield "eager"
     else:
-        if _common.backend() != "fused":
+        if _backend.backend() != "fused":
             pytest.skip("fused C++ normalisers not built (pip install --no-build-isolation -e .)")
         yield "fused"
 
@@ -212,7 +211,8 @@ def test_fused_matches_eager(name, dtype):
     differences of sums by (alpha - 1)^2 (100 at alpha 1.1), so 2e-4 relative to its size.
     """
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(2, 3, 40, 33, generator=g, dtype=torch.float64) * torch.tensor([0.3, 1.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor([0.3, 1.0, 4.0], dtype=torch.float64).view(1, 3, 1, 1)
+    x = torch.randn(2, 3, 40, 33, generator=g, dtype=torch.float64) * scale
     x[:, :, 30:, :] = NEG_INF
     x[0, 1, :, 5] = NEG_INF
     if name == "learned_alpha":
@@ -235,26 +235,64 @@ def test_fused_matches_eager(name, dtype):
 @pytest.mark.skipif(not BUILT, reason="fused C++ normalisers not built (pip install --no-build-isolation -e .)")
 def test_cpu_tensors_take_the_fused_kernels():
     x = torch.randn(4, 16, requires_grad=True)
-    assert _common.backend() == "fused"
+    assert _backend.backend() == "fused"
     assert type(sparsemax(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
     assert type(entmax15(x).grad_fn).__name__ == "FusedThresholdFunctionBackward"
     assert type(entmax_bisect(x, 1.3).grad_fn).__name__ == "FusedEntmaxAlphaFunctionBackward"
     with eager_backend():
-        assert _common.backend() == "eager"
+        assert _backend.backend() == "eager"
         assert type(sparsemax(x).grad_fn).__name__ == "ThresholdFunctionBackward"
 
 
 def test_missing_extension_falls_back_to_eager_and_logs_once(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "fairseq_sparse._C", None)  # import of it now fails
-    _common._fused_ops.cache_clear()
+    _backend._fused_ops.cache_clear()
     try:
         x = torch.randn(5, 9, dtype=torch.float64)
-        with caplog.at_level(logging.WARNING, logger=_common.__name__):
-            assert _common.backend() == "eager"
+        with caplog.at_level(logging.WARNING, logger=_backend.__name__):
+            assert _backend.backend() == "eager"
             p = sparsemax(x)
             entmax15(x)
         assert sum("eager PyTorch" in r.getMessage() for r in caplog.records) == 1
         assert torch.allclose(p, ref.sparsemax(x, dim=-1), atol=1e-12)
     finally:
         monkeypatch.undo()
-        _common._fused_ops.cache_clear()
+        _backend._fused_ops.cache_clear()
+
+
+def test_first_model_build_warns_when_the_kernels_are_missing(monkeypatch, caplog):
+    """An install without the C++ extension (e.g. pip 23.2's editable wheel) is loud at the first model build,
+    naming the command that builds it, not silent until someone reads the speed."""
+    pytest.importorskip("fairseq")
+    from fairseq_sparse.modules.sparse_multihead_attention import SparseMultiheadAttention
+
+    monkeypatch.setitem(sys.modules, "fairseq_sparse._C", None)
+    _backend._fused_ops.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=_backend.__name__):
+            SparseMultiheadAttention(16, 2, normalizer="sparsemax", self_attention=True)
+            SparseMultiheadAttention(16, 2, normalizer="entmax15", self_attention=True)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1, warnings
+        assert "pip install --no-build-isolation -e ." in warnings[0].getMessage()
+    finally:
+        monkeypatch.undo()
+        _backend._fused_ops.cache_clear()
+
+
+def test_one_registry_names_every_normaliser_and_kernel_mode():
+    """normalizers/registry.py is the one table: functions, parameters, kernel modes, the default n_iter."""
+    from fairseq_sparse.normalizers import NORMALIZERS, normalizer_params, registry
+
+    assert set(NORMALIZERS) == set(registry.SPECS)
+    assert all(fn.__name__ == name for name, fn in NORMALIZERS.items())
+    # a mode fixes the entmax-family alpha its kernels assume (sparsemax 2, entmax-1.5 1.5, alpha-entmax given)
+    by_alpha = {2.0: registry.SPARSEMAX_MODE, 1.5: registry.ENTMAX15_MODE, None: registry.ENTMAX_ALPHA_MODE}
+    for spec in registry.SPECS.values():
+        assert spec.mode is None or spec.mode == by_alpha[spec.alpha], spec
+        assert set(normalizer_params(spec.name, lam=-1.0, alpha=1.3, n_iter=7)) == spec.params
+    assert registry.resolve_n_iter(None) == registry.DEFAULT_N_ITER
+    with pytest.raises(ValueError, match="n_iter must be a positive integer, got 0"):
+        entmax_bisect(torch.zeros(2, 3), 1.5, n_iter=0)
+    with pytest.raises(ValueError, match="'softmax' is not one of"):
+        registry.kernel_mode("softmax", "kernels.normalize")

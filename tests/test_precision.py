@@ -108,3 +108,27 @@ def test_tiny_training_step_in_half_precision(mlm_data, normalizer, mode, dtype)
         assert (p.float().sum(-1) - 1).abs().max() <= eps
         assert (p[pad[:, None, None, :].expand_as(p)] == 0).all()
 
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_schedule_alpha_stays_float32_under_half_parameters(dtype):
+    """--fp16/--bf16 cast the model; the sparsity schedule's alpha stays float32 (bf16 would make 1.05 1.047)."""
+    attn = SparseMultiheadAttention(16, 4, self_attention=True, normalizer="entmax_bisect", entmax_alpha_start=1.05)
+    attn = attn.to(dtype)
+    assert attn.entmax_alpha_scheduled.dtype == torch.float32
+    assert attn.entmax_alpha_per_head()[0].item() == torch.tensor(1.05).item()
+    attn.set_scheduled_alpha(1.0501)
+    assert attn.entmax_alpha_per_head()[0].item() == torch.tensor(1.0501).item()
+    assert attn.state_dict()["entmax_alpha_scheduled"].dtype == torch.float32
+
+
+def test_encoder_schedule_update_never_reads_the_device(mlm_data):
+    """set_num_updates runs every update: on a GPU, reading alpha back (float(tensor)) would wait for the device.
+    On `meta` tensors any such read raises."""
+    model, _ = build_tiny(mlm_data, ["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "10",
+                                     "--sparsity-schedule-start-alpha", "1.05"])
+    attn = next(m for m in model.modules() if isinstance(m, SparseMultiheadAttention))
+    model.set_num_updates(5)
+    assert attn.entmax_alpha_per_head()[0].item() == pytest.approx(1.05 + 0.45 * 0.5)
+    model.to("meta").set_num_updates(6)
+    assert attn.entmax_alpha_scheduled.device.type == "meta"

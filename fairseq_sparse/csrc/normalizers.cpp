@@ -407,7 +407,8 @@ Tensor entmax_alpha_forward(const Tensor& x, const Tensor& alpha, int64_t n_iter
   return out;
 }
 
-// kind 0 sparsemax (gradient times scale), 1 entmax-1.5, 2 alpha-entmax (alpha: (rows,));
+// kind: the mode ids of fairseq_sparse/normalizers/registry.py: 0 sparsemax (gradient times scale),
+// 1 entmax-1.5, 2 alpha-entmax (alpha: (rows,));
 // returns (d loss / d z, d loss / d alpha per row if want_alpha else an empty tensor).
 std::tuple<Tensor, Tensor> family_backward(const Tensor& p, const Tensor& grad, int64_t kind, double scale,
                                            const std::optional<Tensor>& alpha, bool want_alpha) {

@@ -1,19 +1,20 @@
-"""When the Triton kernels can run, and their lazy import."""
+"""When the Triton kernels can run, their lazy import, the tile sizes and the launch grid."""
 import functools
 import importlib.util
 
 import torch
 
-MODES = {"sparsemax": 0, "sparsegen_lin": 0, "entmax15": 1, "entmax_bisect": 2}
+MAX_GRID_X = 2 ** 31 - 1  # CUDA's limit on a grid's first axis (the second and third: 65,535)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available():
     """True when the triton package is installed (it is not on every CPU machine)."""
     return importlib.util.find_spec("triton") is not None
 
 
 _ON_CPU = False
+_GPU_TILES = False
 
 
 def interpret_on_cpu(flag=True):
@@ -23,15 +24,28 @@ def interpret_on_cpu(flag=True):
     (TRITON_INTERPRET=1 at that point); returns the previous setting.
     """
     global _ON_CPU
-    if flag and type(kernels().rowwise_fwd).__name__ != "InterpretedFunction":
+    if flag and type(kernels().row_normalize_fwd).__name__ != "InterpretedFunction":
         raise RuntimeError("the Triton interpreter needs TRITON_INTERPRET=1 set before triton is first "
                            "imported in this process")
     previous, _ON_CPU = _ON_CPU, bool(flag)
     return previous
 
 
+def gpu_tiles_on_cpu(flag=True):
+    """Under the interpreter, run the GPU's fixed tile sizes and its native half-precision dot instead of
+    16 x 16 tiles upcast to float32 (slower; the tests of the code a GPU runs). Returns the previous setting."""
+    global _GPU_TILES
+    previous, _GPU_TILES = _GPU_TILES, bool(flag)
+    return previous
+
+
 def interpreting():
     return _ON_CPU
+
+
+def small_tiles(device):
+    """True under the interpreter with its quick 16 x 16, float32-dot tiles (see gpu_tiles_on_cpu)."""
+    return _ON_CPU and device.type == "cpu" and not _GPU_TILES
 
 
 def can_run(t):
@@ -41,7 +55,7 @@ def can_run(t):
     return t.is_cuda or (_ON_CPU and t.device.type == "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernels():
     if not triton_available():
         raise RuntimeError("the fused sparse-attention kernels need the `triton` package (pip install triton)")
@@ -51,3 +65,16 @@ def kernels():
 
 def next_pow2(n):
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+def flat_grid(blocks, heads):
+    """The one-axis launch grid of `blocks` programs for each of `heads` (batch x heads) slices.
+
+    The kernels split the program id back (_triton_kernels/tiles._program); one axis takes up to
+    2^31 - 1 programs where a second axis of batch x heads would stop at 65,535.
+    """
+    total = int(blocks) * int(heads)
+    if total > MAX_GRID_X:
+        raise ValueError(f"sparse attention: {blocks} blocks x {heads} (batch x heads) = {total} programs, "
+                         f"over CUDA's grid limit {MAX_GRID_X}; split the batch")
+    return (total,)

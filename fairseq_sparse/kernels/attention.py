@@ -4,58 +4,85 @@ FlashAttention-style: the (N x N) probabilities are never stored. Each query blo
 rows' thresholds by a few passes over the key blocks (row max, then Newton steps, see
 _triton_kernels/family.py), then accumulates the values; the backward recomputes the probabilities from
 the saved per-row threshold and mass. A keep mask is executed block-sparse: blocks of the mask
-with no kept entry are skipped in every pass, forward and backward (see block_tables).
+with no kept entry are skipped in every pass, forward and backward (see blocks.block_tables).
+On a GPU the tile sizes are autotuned per power-of-two bucket of N (TUNE_CONFIGS); the launch grid
+is one flat axis of blocks x batch x heads (_runtime.flat_grid), so B x H may pass 65,535.
 """
+import functools
 import math
 
 import torch
 
 from ..normalizers import check_alpha, check_lam, entmax_family
-from ._runtime import MODES, can_run, interpreting, kernels, next_pow2
+from ..normalizers.registry import ENTMAX_ALPHA_MODE, kernel_mode, resolve_n_iter
+from ._runtime import can_run, flat_grid, kernels, next_pow2, small_tiles
+from .blocks import cached_block_tables
+
+# Tile sizes (BLOCK_M, BLOCK_N, warps, stages) the autotuner tries on a GPU, per power-of-two bucket of N.
+# With a keep mask the tiles are those its block tables were built with (fixed_tiles); only warps and
+# stages are tuned then. Under the interpreter the tiles are fixed (16 x 16, or fixed_tiles).
+TUNE_CONFIGS = ((64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2))
+TUNE_KEY = ("n_bucket", "D", "MODE", "HAS_PAD", "HAS_KEEP", "DROPOUT", "IEEE")  # n_bucket: next_pow2(N)
 
 
-def block_tables(keep, block_m, block_n):
-    """Which key blocks each query block touches (and the transpose), from a (H or 1, T, S) keep mask.
-
-    Returns kv_num (Hk, n_qb) int32, kv_idx (Hk, n_qb, n_kb) int32 (the touched key blocks
-    first, ascending), q_num (Hk, n_kb), q_idx (Hk, n_kb, n_qb). Pure torch; no host sync.
-    """
-    if keep.dim() != 3 or keep.dtype != torch.bool:
-        raise ValueError(f"keep must be a bool mask of shape (heads or 1, T, S), got {keep.dtype} {tuple(keep.shape)}")
-    hk, t, s = keep.shape
-    n_qb, n_kb = math.ceil(t / block_m), math.ceil(s / block_n)
-    padded = keep.new_zeros((hk, n_qb * block_m, n_kb * block_n))
-    padded[:, :t, :s] = keep
-    blocks = padded.view(hk, n_qb, block_m, n_kb, block_n).any(dim=4).any(dim=2)  # (Hk, n_qb, n_kb)
-
-    def table(b):
-        num = b.sum(dim=-1, dtype=torch.int32)
-        idx = torch.argsort((~b).to(torch.int8), dim=-1, stable=True).to(torch.int32)
-        return num.contiguous(), idx.contiguous()
-
-    kv_num, kv_idx = table(blocks)
-    q_num, q_idx = table(blocks.transpose(1, 2))
-    return kv_num, kv_idx, q_num, q_idx
-
-
-def _blocks(d, device):
-    if interpreting() and device.type == "cpu":
-        return 16, 16  # small tiles keep the interpreter quick
+def fixed_tiles(d):
+    """The tiles of a keep mask's block tables, and of every launch under the interpreter with GPU tiles."""
     return (64, 64) if d <= 64 else (32, 32)
+
+
+def tune_configs(d, has_keep):
+    """(BLOCK_M, BLOCK_N, warps, stages) the autotuner may pick for head dim d (see TUNE_CONFIGS)."""
+    fixed = fixed_tiles(d)
+    return [c for c in TUNE_CONFIGS if (c[:2] == fixed if has_keep else d <= 64 or max(c[:2]) <= 32)]
+
+
+def _prune(configs, named_args, **kwargs):
+    d, has_keep = named_args["D"], kwargs.get("HAS_KEEP", named_args.get("HAS_KEEP"))
+    allowed = set(tune_configs(d, has_keep))
+    return [c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in allowed]
+
+
+@functools.cache
+def _tuned(name):
+    """Kernel `name` autotuned over TUNE_CONFIGS (GPU only: the interpreter runs the plain kernels)."""
+    import triton
+
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st) for m, n, w, st in TUNE_CONFIGS]
+    tuner = triton.autotune(configs, key=list(TUNE_KEY), prune_configs_by={"early_config_prune": _prune})
+    return tuner(getattr(kernels(), name))
+
+
+class _Launcher:
+    """Launches one attention kernel: autotuned tiles on a GPU, fixed ones under the interpreter."""
+
+    def __init__(self, name, blocks_of, device, d):
+        self.name, self.blocks_of = name, blocks_of  # blocks_of: "BLOCK_M" (query-block programs) or "BLOCK_N"
+        self.small = small_tiles(device)
+        self.fixed = (16, 16) if self.small else fixed_tiles(d)
+        self.tuned = device.type == "cuda"
+
+    def __call__(self, n, heads, *args, **flags):
+        flags = dict(flags, UPCAST=self.small)  # the interpreter's half-precision dot is exact only upcast
+        if self.tuned:
+            fn = _tuned(self.name)
+            fn[lambda meta: flat_grid(math.ceil(n / meta[self.blocks_of]), heads)](*args, **flags)
+            return fn.best_config.kwargs["BLOCK_M"]
+        bm, bn = self.fixed
+        block = bm if self.blocks_of == "BLOCK_M" else bn
+        getattr(kernels(), self.name)[flat_grid(math.ceil(n / block), heads)](*args, BLOCK_M=bm, BLOCK_N=bn, **flags)
+        return bm
 
 
 class _SparseAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, alpha, pad, keep, mode, qk_scale, dropout_p, n_iter, tol):
-        tk = kernels()
         B, H, N, D = q.shape
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        bm, bn = _blocks(D, q.device)
-        n_qb, n_kb = math.ceil(N / bm), math.ceil(N / bn)
         dev = q.device
         dummy_i = torch.zeros(1, dtype=torch.int32, device=dev)
+        fwd = _Launcher("attn_fwd", "BLOCK_M", dev, D)
         if keep is not None:
-            tables = block_tables(keep, bm, bn)
+            tables = cached_block_tables(keep, *fwd.fixed)
             keep_u8 = keep.contiguous().view(torch.uint8)
             hk = keep.shape[0]
         else:
@@ -66,31 +93,33 @@ class _SparseAttention(torch.autograd.Function):
         o = torch.empty_like(q)
         tau = torch.empty((B, H, N), dtype=torch.float32, device=dev)
         mass, support = torch.empty_like(tau), torch.empty_like(tau)
-        passes = torch.empty((B, H, n_qb), dtype=torch.int32, device=dev)
+        passes = torch.empty(B * H * math.ceil(N / 16), dtype=torch.int32, device=dev)  # 16: the smallest BLOCK_M
         flags = dict(MODE=mode, HAS_PAD=pad is not None, HAS_KEEP=keep is not None, DROPOUT=dropout_p > 0,
-                     UPCAST=interpreting() and dev.type == "cpu", IEEE=q.dtype == torch.float32,
-                     BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=max(16, next_pow2(D)))
-        tk.attn_fwd[(n_qb, B * H)](q, k, v, o, tau, mass, support, passes, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
-                                   seed, float(dropout_p), qk_scale, n_iter, tol, H, N, D, hk, n_qb, n_kb, **flags)
+                     IEEE=q.dtype == torch.float32, BLOCK_D=max(16, next_pow2(D)))
+        sizes = (H, N, D, hk, next_pow2(N))
+        bm = fwd(N, B * H, q, k, v, o, tau, mass, support, passes, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
+                 seed, float(dropout_p), qk_scale, n_iter, tol, *sizes, **flags)
+        passes = passes[: B * H * math.ceil(N / bm)].view(B, H, -1)
         ctx.save_for_backward(q, k, v, tau, mass, alpha_h, pad_u8, keep_u8, *tables)
-        ctx.meta = (seed, float(dropout_p), qk_scale, hk, n_qb, n_kb, flags, ctx.needs_input_grad[3])
+        ctx.meta = (seed, float(dropout_p), qk_scale, sizes, flags, ctx.needs_input_grad[3])
         ctx.mark_non_differentiable(support, passes)
         return o, support, passes
 
     @staticmethod
     def backward(ctx, do, _support_grad, _passes_grad):
-        tk = kernels()
         q, k, v, tau, mass, alpha_h, pad_u8, keep_u8, kv_num, kv_idx, q_num, q_idx = ctx.saved_tensors
-        seed, p_drop, qk_scale, hk, n_qb, n_kb, flags, alpha_grad = ctx.meta
+        seed, p_drop, qk_scale, sizes, flags, alpha_grad = ctx.meta
         B, H, N, D = q.shape
         do = do.contiguous()
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         delta = torch.empty_like(tau)
-        ga = torch.empty_like(tau) if flags["MODE"] == 2 else delta
-        tk.attn_bwd_dq[(n_qb, B * H)](q, k, v, do, dq, tau, mass, delta, ga, alpha_h, pad_u8, keep_u8, kv_num, kv_idx,
-                                      seed, p_drop, qk_scale, H, N, D, hk, n_qb, n_kb, **flags)
-        tk.attn_bwd_dkdv[(n_kb, B * H)](q, k, v, do, dk, dv, tau, mass, delta, alpha_h, pad_u8, keep_u8, q_num, q_idx,
-                                        seed, p_drop, qk_scale, H, N, D, hk, n_qb, n_kb, **flags)
+        ga = torch.empty_like(tau) if flags["MODE"] == ENTMAX_ALPHA_MODE else delta
+        _Launcher("attn_bwd_dq", "BLOCK_M", q.device, D)(
+            N, B * H, q, k, v, do, dq, tau, mass, delta, ga, alpha_h, pad_u8, keep_u8, kv_num, kv_idx,
+            seed, p_drop, qk_scale, *sizes, **flags)
+        _Launcher("attn_bwd_dkdv", "BLOCK_N", q.device, D)(
+            N, B * H, q, k, v, do, dk, dv, tau, mass, delta, alpha_h, pad_u8, keep_u8, q_num, q_idx,
+            seed, p_drop, qk_scale, *sizes, **flags)
         grad_alpha = ga.sum(dim=(0, 2)) if alpha_grad else None
         return dq, dk, dv, grad_alpha, None, None, None, None, None, None, None
 
@@ -107,8 +136,7 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     return_stats: also return {"support": non-zero probabilities per row (B, H, N) float32,
     "passes": threshold passes over the keys per query block (B, H, blocks) int32}.
     """
-    if normalizer not in MODES:
-        raise ValueError(f"sparse_attention: normalizer {normalizer!r} is not one of {sorted(MODES)}")
+    mode = kernel_mode(normalizer, "sparse_attention")
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"sparse_attention: q, k, v must share one (B, H, N, D) shape, got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -122,17 +150,17 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"sparse_attention: dropout_p must be in [0, 1), got {dropout_p}")
     B, H, N, D = q.shape
-    mode = MODES[normalizer]
     scale = D ** -0.5 if scale is None else float(scale)
     qk_scale = scale * entmax_family(normalizer, lam)[1]  # sparsegen-lin: sparsemax of scores / (1 - lam)
     alpha_h = None
-    if mode == 2:
+    if mode == ENTMAX_ALPHA_MODE:
         if isinstance(alpha, torch.Tensor):
             alpha_h = alpha.reshape(-1).to(device=q.device, dtype=torch.float32)
             if alpha_h.numel() == 1:
                 alpha_h = alpha_h.expand(H)
             if alpha_h.numel() != H:
-                raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), got shape {tuple(alpha.shape)}")
+                raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), "
+                                 f"got shape {tuple(alpha.shape)}")
         else:
             alpha_h = torch.full((H,), check_alpha(alpha, "sparse_attention: alpha"), device=q.device)
     pad = None
@@ -151,7 +179,7 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
         if keep.dim() != 3 or keep.shape[0] not in (1, H) or keep.shape[1:] != (N, N):
             raise ValueError(f"sparse_attention: keep must be (N, N), (1 or H, N, N) or (1, 1 or H, N, N) with "
                              f"N = {N}, H = {H}; got {tuple(keep.shape)}")
-    n_iter = (50 if n_iter is None else int(n_iter)) if mode == 2 else N + 2
+    n_iter = resolve_n_iter(n_iter) if mode == ENTMAX_ALPHA_MODE else N + 2
     out, support, passes = _SparseAttention.apply(q, k, v, alpha_h, pad, keep, mode, qk_scale, float(dropout_p),
                                                   n_iter, float(tol))
     return (out, {"support": support, "passes": passes}) if return_stats else out

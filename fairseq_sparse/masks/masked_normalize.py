@@ -25,6 +25,9 @@ to e**80 in float32. Such spikes swamp Adam's second-moment estimate and freeze 
 the rest of the run (seen in the synthetic search of tests/test_dam.py). Capped, the mask
 gradient says at most "this key would take the whole row".
 
+with_mask_gradient adds that gradient to probabilities computed elsewhere (the attention module's
+GPU path normalises with the Triton row kernel); nothing here waits for the device.
+
 A row whose every key is dropped attends to nothing (probabilities 0). Its mask gradient is
 taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 [x - (max x - 1)]_+ ** beta otherwise), so a learned mask can switch a key back on.
@@ -45,12 +48,11 @@ def would_be_weights(probs, scores, alpha, scale=1.0):
         # exp(e_j - lse) = p_k exp(e_j - e_k) for the most probable kept key k: no extra logsumexp
         p_max, k = probs.max(dim=-1, keepdim=True)
         anchor = scores.gather(-1, k)
+        # no kept key: as if the row's best key alone were kept (no data-dependent branch: no host sync on a GPU)
         empty = p_max == 0
-        if bool(empty.any()):  # no kept key: as if the row's best key alone were kept
-            row_max = scores.amax(dim=-1, keepdim=True)
-            anchor = torch.where(empty, row_max, anchor)
-            p_max = torch.where(empty, torch.ones_like(p_max), p_max)
-            anchor = torch.where(torch.isfinite(anchor), anchor, torch.zeros_like(anchor))  # no key at all: w = 0
+        anchor = torch.where(empty, scores.amax(dim=-1, keepdim=True), anchor)
+        p_max = torch.where(empty, torch.ones_like(p_max), p_max)
+        anchor = torch.where(torch.isfinite(anchor), anchor, torch.zeros_like(anchor))  # no key at all: w = 0
         return (scores - anchor).exp_().mul_(p_max).clamp_(max=1.0), probs
     row_max = scores.amax(dim=-1, keepdim=True)
     am1 = alpha - 1.0
@@ -119,8 +121,19 @@ def masked_normalize(scores, mask, normalizer="softmax", key_padding_mask=None, 
         scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
     normalize = get_normalizer(normalizer, **normalizer_params(normalizer, lam, alpha, n_iter))
     probs = normalize(scores.masked_fill(~keep, float("-inf")), dim=-1)
-    if mask.dtype != torch.bool and mask.requires_grad and torch.is_grad_enabled():
-        if isinstance(family_alpha, torch.Tensor):
-            family_alpha = family_alpha.detach()
-        probs = _MaskGradient.apply(probs, scores.detach(), mask, family_alpha, scale)
-    return probs
+    return with_mask_gradient(probs, scores, mask, normalizer, lam, alpha)
+
+
+def with_mask_gradient(probs, scores, mask, normalizer="softmax", lam=0.0, alpha=1.5):
+    """probs (the normaliser over the keys `mask` keeps), now also differentiable in a float `mask`.
+
+    For callers that normalise themselves (the attention module's GPU kernels): scores are the
+    raw scores, -inf only where keys do not exist (padding). A bool mask, or one that needs no
+    gradient, returns probs unchanged. Nothing here waits for the device.
+    """
+    if mask.dtype == torch.bool or not (mask.requires_grad and torch.is_grad_enabled()):
+        return probs
+    family_alpha, scale = entmax_family(normalizer, lam, alpha)
+    if isinstance(family_alpha, torch.Tensor):
+        family_alpha = family_alpha.detach()
+    return _MaskGradient.apply(probs, scores.detach(), mask, family_alpha, scale)

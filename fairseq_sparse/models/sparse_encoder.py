@@ -64,11 +64,12 @@ class SparseTransformerEncoder(TransformerEncoder):
         temperature and the sparsity schedule follow it."""
         super().set_num_updates(num_updates)
         if self.sparsity_schedule is not None:
-            modules = [m for m in self.modules() if isinstance(m, SparseMultiheadAttention)]
-            for module in modules:
-                module.set_scheduled_alpha(self.sparsity_schedule(num_updates))
-            # the alpha the coming update runs with, as the attention modules hold it
-            metrics.log_scalar("entmax_alpha", float(modules[0].entmax_alpha_per_head()[0]), weight=0, round=4)
+            alpha = self.sparsity_schedule(num_updates)  # a Python float: no host sync on a GPU
+            for module in self.modules():
+                if isinstance(module, SparseMultiheadAttention):
+                    module.set_scheduled_alpha(alpha)  # kept in float32, also under --fp16 / --bf16
+            # the alpha the coming update runs with, as the attention modules hold it (float32)
+            metrics.log_scalar("entmax_alpha", float(torch.tensor(alpha, dtype=torch.float32)), weight=0, round=4)
         if self.attn_masks.dam is not None:
             self.attn_masks.dam.set_num_updates(num_updates)
 

@@ -26,8 +26,10 @@ from fairseq.modules import MultiheadAttention
 from ..kernels import can_run, flex_available, flex_softmax_attention, sparse_attention
 from ..kernels import normalize as kernel_normalize
 from ..masks.layout import allowed_mask
-from ..masks.masked_normalize import masked_normalize
+from ..masks.masked_normalize import with_mask_gradient
 from ..normalizers import NORMALIZERS, check_alpha, check_lam, entmax_bisect, get_normalizer, normalizer_params
+from ..normalizers.backend import backend as normalizer_backend
+from ..normalizers.registry import SPECS
 from .attention_stats import attention_density_counts, support_sizes
 
 ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor) * sigmoid
@@ -70,6 +72,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         super().__init__(embed_dim, num_heads, **kwargs)
         validate_attention_options(normalizer, sparsegen_lambda, entmax_alpha, learn_entmax_alpha, entmax_alpha_start)
         self.normalizer_name = normalizer
+        if normalizer != "softmax":
+            normalizer_backend()  # the first build warns (once) if the C++ kernels are missing: CPU runs slow down
         self.sparsegen_lambda = float(sparsegen_lambda)
         self.layer_idx = layer_idx
         self.entmax_n_iter = entmax_n_iter
@@ -128,6 +132,16 @@ class SparseMultiheadAttention(MultiheadAttention):
     def set_scheduled_alpha(self, alpha):
         """The sparsity schedule's alpha for the coming updates (entmax_bisect only)."""
         self.entmax_alpha_scheduled.fill_(float(alpha))
+
+    def _apply(self, fn, *args, **kwargs):
+        """Casts of the model (--fp16 / --bf16: model.half()) leave the schedule's alpha in float32:
+        in bf16 1.05 would be 1.047 and the schedule would move in steps of 0.0078."""
+        alpha = self._buffers.get("entmax_alpha_scheduled")
+        out = super()._apply(fn, *args, **kwargs)
+        if alpha is not None:
+            moved = self._buffers["entmax_alpha_scheduled"]
+            self._buffers["entmax_alpha_scheduled"] = alpha.to(device=moved.device, dtype=torch.float32)
+        return out
 
     def entmax_alpha_per_head(self):
         if self.entmax_alpha_scheduled is not None:
@@ -231,7 +245,8 @@ class SparseMultiheadAttention(MultiheadAttention):
         Sparse normalisers: the fused Triton attention (padding, bool keep mask run block-sparse,
         dropout, learned alpha). Softmax with a bool keep mask and no dropout: FlexAttention,
         block-sparse. Everything else (SDPA without a mask, learned DAM samples, captured maps,
-        CPU) stays on the paths below.
+        CPU) stays on the paths below; there a DAM sample's attention takes the Triton row kernel on
+        CUDA (_normalise), with no host sync.
         """
         if need_weights or self._any_uniform or self.capture_attention or attn_mask is not None:
             return None
@@ -258,9 +273,10 @@ class SparseMultiheadAttention(MultiheadAttention):
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32)
             if kernel:
-                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1), n_iter=self.entmax_n_iter)
+                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1),
+                                        n_iter=self.entmax_n_iter)
             return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
-        if kernel and self.normalizer_name != "softmax":
+        if kernel and SPECS[self.normalizer_name].mode is not None:  # a normaliser with Triton kernels
             return kernel_normalize(scores, self.normalizer_name, lam=self.sparsegen_lambda)
         return self._normalize(scores, dim=-1)
 
@@ -270,12 +286,13 @@ class SparseMultiheadAttention(MultiheadAttention):
         if keep.dtype == torch.bool:
             return self._normalise(scores.masked_fill(~keep, float("-inf")))
         # A 0/1 float mask with a straight-through gradient (the learned DAM): the value is the
-        # normaliser over the kept keys; masked_normalize also sends a gradient to dropped keys.
+        # normaliser over the kept keys (on CUDA the Triton row kernel, no host sync); the mask
+        # gradient, which also reaches dropped keys, is added by with_mask_gradient.
+        probs = self._normalise(scores.masked_fill(keep.detach() <= 0.5, float("-inf")))
         alpha = self.entmax_alpha
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32).view(1, -1, 1, 1)
-        return masked_normalize(scores, keep, self.normalizer_name, lam=self.sparsegen_lambda,
-                                alpha=alpha, n_iter=self.entmax_n_iter)
+        return with_mask_gradient(probs, scores, keep, self.normalizer_name, lam=self.sparsegen_lambda, alpha=alpha)
 
     def _records_density(self):
         """Counts are taken in training with a sparse normaliser (softmax has no zeros)."""

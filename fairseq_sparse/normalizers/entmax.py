@@ -11,15 +11,14 @@ support, dz = s * (g - sum(s * g) / sum(s)).
 
 On CPU tensors the fused C++ kernels (fairseq_sparse/csrc) run the same searches row by row
 (the entmax-1.5 and alpha-entmax Newton steps on ||(x - tau)_+||_beta - 1, which is also convex
-and converges in fewer steps on dense rows); the code below is the fallback (see _common).
+and converges in fewer steps on dense rows); the code below is the fallback (see backend.py).
 """
 import torch
 
-from ._common import (
-    ENTMAX15, ENTMAX_ALPHA, FusedThresholdFunction, ThresholdFunction, as_rows, check_alpha,
-    check_input, compute_dtype,
-    family_input_grad, from_rows, fused_ops, row_start, rowwise, shifted_relu, support_size,
-)
+from ._common import check_alpha, check_input, compute_dtype, over_row_blocks, row_start, shifted_relu, support_size
+from .autograd import FusedThresholdFunction, ThresholdFunction, as_rows, family_input_grad, from_rows
+from .backend import fused_ops
+from .registry import ENTMAX15_MODE, ENTMAX_ALPHA_MODE, resolve_n_iter
 
 
 def _tolerance(dtype):
@@ -76,7 +75,7 @@ def entmax15(x, dim=-1):
     """1.5-entmax: sparser than softmax, smoother than sparsemax. -inf entries get 0."""
     check_input(x, "entmax15")
     if fused_ops(x) is not None:
-        return FusedThresholdFunction.apply(x, dim, ENTMAX15, 1.0)
+        return FusedThresholdFunction.apply(x, dim, ENTMAX15_MODE, 1.0)
     return ThresholdFunction.apply(x, dim, _solve_entmax15, torch.sqrt)
 
 
@@ -112,7 +111,7 @@ class EntmaxAlphaFunction(torch.autograd.Function):
         cdtype = compute_dtype(z)
         alpha_c = alpha.to(cdtype)
         alpha_rows = alpha_c.expand_as(z.select(dim, 0).unsqueeze(dim)).movedim(dim, -1).reshape(-1, 1)
-        p = rowwise(z, dim, _solve_alpha, alpha_rows, n_iter)
+        p = over_row_blocks(z, dim, _solve_alpha, alpha_rows, n_iter)
         ctx.dim = dim
         ctx.alpha_shape = alpha.shape
         ctx.save_for_backward(p, alpha_c)
@@ -162,7 +161,7 @@ class FusedEntmaxAlphaFunction(torch.autograd.Function):
         p, alpha_rows = ctx.saved_tensors
         g, _ = as_rows(grad_out.to(p.dtype), ctx.dim)
         want_alpha = ctx.needs_input_grad[1]
-        gz, ga = torch.ops.fairseq_sparse.family_backward(p, g, ENTMAX_ALPHA, 1.0, alpha_rows, want_alpha)
+        gz, ga = torch.ops.fairseq_sparse.family_backward(p, g, ENTMAX_ALPHA_MODE, 1.0, alpha_rows, want_alpha)
         grad_z = from_rows(gz, ctx.shape, ctx.dim).to(grad_out.dtype) if ctx.needs_input_grad[0] else None
         grad_alpha = None
         if want_alpha:
@@ -175,14 +174,12 @@ def entmax_bisect(x, alpha=1.5, dim=-1, n_iter=None):
     """alpha-entmax for any alpha in (1, 2]; alpha may be a tensor (e.g. learned per head).
 
     alpha: a float, or a tensor broadcastable to x with size 1 along `dim`; differentiable.
-    n_iter: cap on threshold iterations (default 50; the search stops at fp tolerance, then
+    n_iter: cap on threshold iterations (default registry.DEFAULT_N_ITER; the search stops at fp tolerance, then
     rows are renormalised). The threshold lies in the bracket [max(x) - 1, max(x)] and is
     reached by monotone Newton steps from its left end.
     """
     check_input(x, "entmax_bisect")
-    n_iter = 50 if n_iter is None else n_iter
-    if int(n_iter) != n_iter or int(n_iter) < 1:
-        raise ValueError(f"entmax_bisect: n_iter must be a positive integer, got {n_iter}")
+    n_iter = resolve_n_iter(n_iter)
     if not isinstance(alpha, torch.Tensor):
         alpha = torch.tensor(check_alpha(alpha, "entmax_bisect: alpha"), dtype=compute_dtype(x), device=x.device)
     else:
@@ -198,5 +195,5 @@ def entmax_bisect(x, alpha=1.5, dim=-1, n_iter=None):
         if not (lo > 1.0 and hi <= 2.0):
             raise ValueError(f"entmax_bisect: alpha must be in (1, 2], got values in [{lo}, {hi}]")
     if fused_ops(x) is not None:
-        return FusedEntmaxAlphaFunction.apply(x, alpha, dim, int(n_iter))
-    return EntmaxAlphaFunction.apply(x, alpha, dim, int(n_iter))
+        return FusedEntmaxAlphaFunction.apply(x, alpha, dim, n_iter)
+    return EntmaxAlphaFunction.apply(x, alpha, dim, n_iter)

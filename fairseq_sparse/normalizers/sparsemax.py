@@ -9,8 +9,10 @@ kernel (fairseq_sparse/csrc) runs the same iteration per row on the candidates a
 """
 import torch
 
-from ._common import (SPARSEMAX, FusedThresholdFunction, ThresholdFunction, check_input, check_lam, fused_ops, row_start,
-                      shifted_relu, support_size)
+from ._common import check_input, check_lam, row_start, shifted_relu, support_size
+from .autograd import FusedThresholdFunction, ThresholdFunction
+from .backend import fused_ops
+from .registry import SPARSEMAX_MODE
 
 
 def _solve_sparsemax(z, out, scratch):
@@ -31,7 +33,7 @@ def sparsemax(x, dim=-1):
     """Sparse probability vector closest to x (Martins & Astudillo, 2016). -inf entries get 0."""
     check_input(x, "sparsemax")
     if fused_ops(x) is not None:
-        return FusedThresholdFunction.apply(x, dim, SPARSEMAX, 1.0)
+        return FusedThresholdFunction.apply(x, dim, SPARSEMAX_MODE, 1.0)
     return ThresholdFunction.apply(x, dim, _solve_sparsemax, torch.sign)
 
 
@@ -43,7 +45,7 @@ def sparsegen_lin(x, lam=0.0, dim=-1):
     check_input(x, "sparsegen_lin")
     lam = check_lam(lam, "sparsegen_lin: lam")
     if fused_ops(x) is not None:
-        return FusedThresholdFunction.apply(x, dim, SPARSEMAX, 1.0 / (1.0 - lam))
+        return FusedThresholdFunction.apply(x, dim, SPARSEMAX_MODE, 1.0 / (1.0 - lam))
     if lam == 0.0:
         return ThresholdFunction.apply(x, dim, _solve_sparsemax, torch.sign)
     return ThresholdFunction.apply(x / (1.0 - lam), dim, _solve_sparsemax, torch.sign)

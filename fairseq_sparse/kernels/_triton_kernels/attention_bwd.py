@@ -8,9 +8,20 @@ s = p ** (2 - alpha), dz = s (g - delta); see family.py.
 import triton
 import triton.language as tl
 
-from .family import _alpha_grad, _alpha_of, _plogp, _support_weight
-from .tiles import (_block_offsets, _dot, _dropout_scale, _head, _load_row_stat, _load_tile, _n_blocks, _probs,
-                    _scores, _store_tile)
+from .family import ENTMAX_ALPHA, _alpha_grad, _alpha_of, _plogp, _support_weight
+from .tiles import (
+    _block_offsets,
+    _dot,
+    _dropout_scale,
+    _head,
+    _load_row_stat,
+    _load_tile,
+    _n_blocks,
+    _probs,
+    _program,
+    _scores,
+    _store_tile,
+)
 
 
 @triton.jit
@@ -25,12 +36,12 @@ def _prob_grad(do, v, seed, bh, offs_m, offs_n, N, p_drop, DROPOUT: tl.constexpr
 
 @triton.jit
 def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
-                seed, p_drop, qk_scale, H, N, D, HK, n_qb, n_kb,
+                seed, p_drop, qk_scale, H, N, D, HK, n_bucket,
                 MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
                 UPCAST: tl.constexpr, IEEE: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    qb = tl.program_id(0)
-    bh = tl.program_id(1)
+    qb, bh, n_qb = _program(N, BLOCK_M)
+    n_kb = tl.cdiv(N, BLOCK_N)
     b, h, hk, base = _head(bh, H, HK, N, D)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -59,14 +70,14 @@ def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM,
         s = _support_weight(p, alpha, MODE)
         sg += tl.sum(s * g, 1)
         ss += tl.sum(s, 1)
-        if MODE == 2:
+        if MODE == ENTMAX_ALPHA:
             plogp = _plogp(p)
             pg += tl.sum(p * g, 1)
             plg += tl.sum(plogp * g, 1)
             ent += tl.sum(plogp, 1)
     delta = sg / tl.maximum(ss, 1e-30)
     tl.store(DELTA + row, delta, mask=offs_m < N)
-    if MODE == 2:
+    if MODE == ENTMAX_ALPHA:
         tl.store(GA + row, _alpha_grad(pg, plg, ent, delta, alpha), mask=offs_m < N)
     # pass B: dq = sum_j s_j (g_j - delta) k_j * qk_scale
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -84,12 +95,12 @@ def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM,
 
 @triton.jit
 def attn_bwd_dkdv(Q, K, V, DO, DK, DV, TAU, MASS, DELTA, ALPHA, PAD, KEEP, Q_NUM, Q_IDX,
-                  seed, p_drop, qk_scale, H, N, D, HK, n_qb, n_kb,
+                  seed, p_drop, qk_scale, H, N, D, HK, n_bucket,
                   MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
                   UPCAST: tl.constexpr, IEEE: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    kb = tl.program_id(0)
-    bh = tl.program_id(1)
+    kb, bh, n_kb = _program(N, BLOCK_N)
+    n_qb = tl.cdiv(N, BLOCK_M)
     b, h, hk, base = _head(bh, H, HK, N, D)
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)

@@ -3,23 +3,34 @@
 The (N x N) probabilities are never stored: every pass over the key blocks recomputes the score
 tiles. Pass 0 takes the row maxima, the threshold passes run the family's Newton search (family.py)
 until every row of the block is done, the output pass sums d ** beta v. Saves tau and the mass
-A = sum d ** beta per row for the backward.
+A = sum d ** beta per row for the backward. n_bucket (next power of two of N) is only the autotuner's key.
 """
 import triton
 import triton.language as tl
 
 from .family import NEG_INF, _alpha_of, _newton, _pow_beta, _pow_beta_m1
-from .tiles import _block_offsets, _dot, _dropout_scale, _head, _load_tile, _n_blocks, _scores, _store_tile, _unnormalised
+from .tiles import (
+    _block_offsets,
+    _dot,
+    _dropout_scale,
+    _head,
+    _load_tile,
+    _n_blocks,
+    _program,
+    _scores,
+    _store_tile,
+    _unnormalised,
+)
 
 
 @triton.jit
 def attn_fwd(Q, K, V, O, TAU, MASS, SUPPORT, PASSES, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
-             seed, p_drop, qk_scale, n_iter, tol, H, N, D, HK, n_qb, n_kb,
+             seed, p_drop, qk_scale, n_iter, tol, H, N, D, HK, n_bucket,
              MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
              UPCAST: tl.constexpr, IEEE: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    qb = tl.program_id(0)
-    bh = tl.program_id(1)
+    qb, bh, n_qb = _program(N, BLOCK_M)
+    n_kb = tl.cdiv(N, BLOCK_N)
     b, h, hk, base = _head(bh, H, HK, N, D)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)

@@ -10,6 +10,15 @@ from .family import NEG_INF, _pow_beta
 
 
 @triton.jit
+def _program(N, BLOCK: tl.constexpr):
+    """(block, bh, blocks per head) of this program. The grid is one flat axis, the block index fastest (as
+    a (blocks, B x H) grid would run): CUDA caps the grid's second axis at 65,535, the first at 2^31 - 1."""
+    n_blocks = tl.cdiv(N, BLOCK)
+    pid = tl.program_id(0)
+    return pid % n_blocks, pid // n_blocks, n_blocks
+
+
+@triton.jit
 def _head(bh, H, HK, N, D):
     """Program bh's batch, head, keep-mask head and the offset of its (N, D) slices."""
     b = bh // H
@@ -40,7 +49,8 @@ def _block_offsets(IDX, hk, blk, n_outer, n_inner, i, HAS_KEEP: tl.constexpr, BL
 @triton.jit
 def _load_tile(PTR, rows, offs_d, N, D):
     """Rows `rows` of a row-major (N, D) slice, zeros outside it."""
-    return tl.load(PTR + rows[:, None] * D + offs_d[None, :], mask=(rows[:, None] < N) & (offs_d[None, :] < D), other=0.0)
+    ok = (rows[:, None] < N) & (offs_d[None, :] < D)
+    return tl.load(PTR + rows[:, None] * D + offs_d[None, :], mask=ok, other=0.0)
 
 
 @triton.jit
@@ -69,6 +79,12 @@ def _dot(a, b, UPCAST: tl.constexpr, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _keep_offsets(hk, offs_m, offs_n, N):
+    """Offsets of a tile of the (HK, N, N) keep mask, in int64: hk * N^2 passes 2^31 at N ~ 13.4k, 12 heads."""
+    return (hk.to(tl.int64) * N + offs_m[:, None]) * N + offs_n[None, :]
+
+
+@triton.jit
 def _scores(q, k, PAD, KEEP, b, hk, offs_m, offs_n, N, x_scale,
             HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr):
     """x = (alpha - 1) * normaliser scale * softmax scale * q k^T, -inf where not allowed."""
@@ -78,7 +94,7 @@ def _scores(q, k, PAD, KEEP, b, hk, offs_m, offs_n, N, x_scale,
         pad = tl.load(PAD + b * N + offs_n, mask=offs_n < N, other=1)
         ok = ok & (pad[None, :] == 0)
     if HAS_KEEP:
-        keep = tl.load(KEEP + (hk * N + offs_m[:, None]) * N + offs_n[None, :], mask=ok, other=0)
+        keep = tl.load(KEEP + _keep_offsets(hk, offs_m, offs_n, N), mask=ok, other=0)
         ok = ok & (keep != 0)
     return tl.where(ok, x, NEG_INF)
 
