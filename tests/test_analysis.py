@@ -22,6 +22,7 @@ from conftest import USER_DIR, run_cli
 from fairseq_sparse.analysis import load_for_analysis, metrics
 from fairseq_sparse.analysis.ablation import AblationEvaluator, layer_heads
 from fairseq_sparse.analysis.attention_maps import SparsityStats, iterate_maps
+from fairseq_sparse.analysis.bootstrap import paired_intervals, resample_counts
 from fairseq_sparse.analysis.examples import CLS, PUNCT, SEP, TokenTyper, make_batches, select_indices
 from fairseq_sparse.analysis.pattern_cnn import (cross_validated_predictions, load_cnn, map_image, predict,
                                                  read_labels, save_cnn, train_cnn)
@@ -405,6 +406,75 @@ def read(path):
     return json.loads(Path(path).read_text())
 
 
+def check_ablation_against_direct_forward(ab, ckpt, cls_data):
+    """ablate.json's figures recomputed without the evaluator: the whole model run on every valid
+    example with one head (and one layer) switched to uniform by hand."""
+    setup = load_for_analysis(str(ckpt), str(cls_data), device="cpu")
+    dataset = setup.task.dataset("valid")
+    sample = dataset.collater([dataset[i] for i in range(len(dataset))])
+    gold = sample["target"].reshape(-1)
+
+    def gold_logprob():
+        with torch.no_grad():
+            logits = setup.model(sample["net_input"]["src_tokens"], features_only=True,
+                                 classification_head_name=setup.head_name)[0]
+        return torch.log_softmax(logits.double(), -1)[torch.arange(len(gold)), gold], logits.argmax(-1)
+
+    intact, pred = gold_logprob()
+    assert ab["run"]["examples"] == len(gold) == 16
+    assert ab["intact"]["score"] == pytest.approx(float((pred == gold).double().mean()))
+    assert ab["intact"]["per_example_mean"] == pytest.approx(float(intact.mean()), abs=1e-5)
+    module = setup.attention_modules[1]
+    for head in range(4):
+        module.set_uniform_heads([head])
+        ablated, _ = gold_logprob()
+        assert ab["heads"]["per_example_delta"][1][head] == pytest.approx(float((ablated - intact).mean()), abs=1e-5)
+    module.set_uniform_heads(range(4))
+    ablated, _ = gold_logprob()
+    module.set_uniform_heads([])
+    assert ab["layers"]["per_example_delta"][1] == pytest.approx(float((ablated - intact).mean()), abs=1e-5)
+    # the counts are read off the intervals: above 0 improves, below 0 hurts
+    low, high = np.array(ab["heads"]["interval_low"]), np.array(ab["heads"]["interval_high"])
+    delta = np.array(ab["heads"]["per_example_delta"])
+    assert np.all(low <= high) and np.any(high - low > 1e-4)
+    assert {(c["layer"], c["head"]) for c in ab["heads_improving_beyond_interval"]} == {
+        (l + 1, h + 1) for l, h in zip(*np.nonzero(low > 0))}
+    assert {(c["layer"], c["head"]) for c in ab["heads_hurting_beyond_interval"]} == {
+        (l + 1, h + 1) for l, h in zip(*np.nonzero(high < 0))}
+    assert (delta != 0).all() and ab["bootstrap"]["resamples"] == 1000
+
+
+def test_ablate_json_matches_a_direct_forward(tiny, cls_data, tmp_path):
+    state = read_checkpoint(tiny)
+    for key in state["model"]:
+        if key.endswith("self_attn.q_proj.weight"):  # sharp heads: disabling one moves the outputs
+            state["model"][key] = state["model"][key] * 30
+    sharp = tmp_path / "sharp.pt"
+    torch.save(state, sharp)
+    analyze(["ablate", str(sharp), "--data", str(cls_data), "--out-dir", str(tmp_path), "--no-progress"])
+    check_ablation_against_direct_forward(read(tmp_path / "ablate.json"), sharp, cls_data)
+
+
+def test_paired_bootstrap_intervals():
+    torch.manual_seed(0)
+    base = torch.randn(400, dtype=torch.float64) * 3  # examples differ a lot from one another ...
+    shifted = base + 0.05  # ... but a change that moves every example by +0.05 is certain
+    noisy = base + 0.05 + torch.randn(400, dtype=torch.float64)  # per-example noise of sd 1
+    counts = resample_counts(400, resamples=1000, seed=3)
+    assert counts.shape == (1000, 400) and torch.all(counts.sum(1) == 400)
+    iv = paired_intervals(base, torch.stack([shifted, noisy]), counts)
+    assert float(iv.delta[0]) == pytest.approx(0.05) and float(iv.low[0]) == pytest.approx(0.05)
+    assert float(iv.high[0]) == pytest.approx(0.05)  # paired: the spread of `base` itself cancels
+    width = float(iv.high[1] - iv.low[1])
+    sd = float((noisy - base).std())
+    assert width == pytest.approx(2 * 1.96 * sd / 20, rel=0.15)  # the normal interval of a mean of 400
+    assert float(iv.low[1]) < float(iv.delta[1]) < float(iv.high[1])
+    again = paired_intervals(base, torch.stack([shifted, noisy]), resample_counts(400, resamples=1000, seed=3))
+    assert torch.equal(again.low, iv.low) and torch.equal(again.high, iv.high)  # seeded
+    with pytest.raises(ValueError, match="--confidence must be in"):
+        paired_intervals(base, shifted[None], counts, confidence=95)
+
+
 def test_cli_end_to_end(trained, cls_data, tmp_path):
     ckpt = trained / "checkpoint_last.pt"
     early = min(trained.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))  # after 5 updates
@@ -416,7 +486,7 @@ def test_cli_end_to_end(trained, cls_data, tmp_path):
     assert "wrote" in result.stdout and "heads improve" in result.stdout
     ab = read(out / "ablate.json")
     assert len(ab["heads"]["delta"]) == 2 and len(ab["heads"]["delta"][0]) == 4 and len(ab["layers"]["delta"]) == 2
-    assert ab["metric"] == "accuracy" and 0 <= ab["intact"]["score"] <= 1
+    assert ab["metric"] == "accuracy" and ab["per_example_metric"] == "gold_logprob"
     assert [r["k"] for r in ab["random"]] == [1, 4] and len(ab["greedy"]["steps"]) == 2
     assert ab["run"]["attn_normalizer"] == "sparsemax"
     for png in ("ablate_heads.png", "ablate_layers.png", "ablate_pruning.png"):

@@ -3,7 +3,8 @@
 A disabled head's attention is replaced by uniform weights 1/L over the example's non-padded
 keys (SparseMultiheadAttention.set_uniform_heads); a disabled layer is all its heads disabled.
 The dev set is scored with the classification head for every single head, every layer, random
-head subsets and a greedy pruning order.
+head subsets and a greedy pruning order: the task metric (accuracy, ...) and each example's
+gold-label log-probability, whose mean moves even when no prediction flips.
 
 Sweeps run hundreds of evaluations, so the evaluator keeps every layer's input for the current
 set of disabled heads: removing a head of layer l only reruns layers l..L-1 and the classifier.
@@ -39,6 +40,11 @@ def layer_heads(layer, num_heads):
 class Evaluation:
     score: float
     loss: float
+    per_example: torch.Tensor = None  # (N,) metrics.per_example: gold-label log-probability or -squared error
+
+    @property
+    def mean_per_example(self):
+        return float(self.per_example.mean())
 
     def key(self):
         """Sort key: higher score first, then lower loss (accuracy ties are common on small dev sets)."""
@@ -138,7 +144,9 @@ class AblationEvaluator:
 
     def evaluate(self, disabled):
         out = self.outputs(disabled)
-        return Evaluation(metrics.score(self.metric, out, self.gold), metrics.loss(out, self.gold, self.setup.regression))
+        regression = self.setup.regression
+        return Evaluation(metrics.score(self.metric, out, self.gold), metrics.loss(out, self.gold, regression),
+                          metrics.per_example(out, self.gold, regression))
 
     def all_heads(self):
         return [(layer, head) for layer in range(self.num_layers) for head in range(self.num_heads)]

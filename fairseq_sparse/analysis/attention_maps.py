@@ -7,6 +7,8 @@ and padded queries are meaningless.
 import torch
 from tqdm.auto import tqdm
 
+from ..modules.attention_stats import attention_density_counts, support_sizes
+
 
 @torch.no_grad()
 def iterate_maps(model, batches, pad, device="cpu", progress=True, desc="attention maps"):
@@ -26,6 +28,9 @@ class SparsityStats:
 
     density      non-zero weights / all (query, key) pairs of real tokens
     mean_support mean number of keys with non-zero weight per query row
+
+    Both are the counts of modules/attention_stats.py (the one density definition, also the
+    training log's and the fine-tune results'), summed over examples.
     """
 
     def __init__(self, layers, heads):
@@ -39,11 +44,13 @@ class SparsityStats:
         self.relative = torch.zeros(shape, dtype=torch.float64)
 
     def update(self, maps):
-        n = maps.shape[-1]
-        support = (maps > 0).sum(dim=-1).double()  # layers, heads, L
-        self.nonzero += support.sum(dim=-1)
-        self.pairs += n * n
-        self.rows += n
+        """maps (layers, heads, L, L) of one example, cut to its real tokens."""
+        layers, heads, n = maps.shape[:3]
+        support = support_sizes(maps).double()  # layers, heads, L
+        counts = attention_density_counts(support.reshape(1, layers * heads, n))  # every (layer, head) a "head"
+        self.nonzero += counts.nonzero.reshape(layers, heads).cpu()
+        self.pairs += int(counts.pairs[0])
+        self.rows += int(counts.rows[0])
         self.single += (support == 1).sum(dim=-1)
         self.min_support = torch.minimum(self.min_support, support.min(dim=-1).values)
         self.max_support = torch.maximum(self.max_support, support.max(dim=-1).values)

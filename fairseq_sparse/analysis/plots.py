@@ -81,8 +81,8 @@ def contact_sheet(images, captions, columns=5):
     return fig
 
 
-def head_matrix(matrix, title, label, diverging=False, fmt="{:.2f}", vmin=None, vmax=None, cmap=None):
-    """layers x heads heatmap with the value written in each cell."""
+def head_matrix(matrix, title, label, diverging=False, fmt="{:.2f}", vmin=None, vmax=None, cmap=None, marks=None):
+    """layers x heads heatmap with the value written in each cell (followed by * where `marks` is True)."""
     m = np.asarray(matrix, dtype=float)
     layers, heads = m.shape
     fig = Figure(figsize=(max(4.0, 0.55 * heads + 1.8), max(2.5, 0.45 * layers + 1.2)))
@@ -102,7 +102,8 @@ def head_matrix(matrix, title, label, diverging=False, fmt="{:.2f}", vmin=None, 
         for i in range(layers):
             for j in range(heads):
                 if np.isfinite(m[i, j]):
-                    ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=5.5, color="black",
+                    star = "*" if marks is not None and marks[i][j] else ""
+                    ax.text(j, i, fmt.format(m[i, j]) + star, ha="center", va="center", fontsize=5.5, color="black",
                             bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.45))
     fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     ax.set_title(title, fontsize=9)

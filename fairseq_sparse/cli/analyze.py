@@ -52,6 +52,9 @@ def build_parser():
     p.add_argument("--greedy-candidates", type=int, default=0,
                    help="lazy greedy: re-evaluate only this many best-ranked heads per step (default 0 = all)")
     p.add_argument("--cache-mb", type=int, default=2048, help="memory for cached layer inputs (default 2048)")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000,
+                   help="paired bootstrap resamples of the examples for each head's interval (default 1000)")
+    p.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
 
     p = sub.add_parser("patterns", help="classify head maps into the five pattern classes")
     add_model_args(p)
