@@ -156,6 +156,27 @@ def plot(path, results):
     plt.close(fig)
 
 
+def summarize(args, corpus, unigram, targets):
+    """OUT/results.json and OUT/curve.png over every seed finished in OUT."""
+    runs = {}
+    for name in sorted(os.listdir(args.out)):
+        path = os.path.join(args.out, name, "run.json")
+        if name.startswith("seed") and os.path.isfile(path):
+            with open(path) as f:
+                runs[name[len("seed"):]] = json.load(f)
+    finals = [r["final_bits"] for r in runs.values()]
+    results = {"arch": args.arch, "corpus": corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets,
+               "settings": {k: getattr(args, k) for k in ("updates", "warmup", "lr", "batch_size",
+                                                          "tokens_per_sample", "valid_every")},
+               "seeds": sorted(runs, key=int), "runs": runs, "final_bits_mean": round(statistics.mean(finals), 4),
+               "final_bits_sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None}
+    results["below_unigram_bits"] = round(unigram - results["final_bits_mean"], 4)
+    with atomic_output(os.path.join(args.out, "results.json")) as f:
+        json.dump(results, f, indent=1)
+    plot(os.path.join(args.out, "curve.png"), results)
+    return results
+
+
 def main(argv=None):
     own, extra = split_passthrough(argv)
     args = build_parser().parse_args(own)
@@ -167,22 +188,21 @@ def main(argv=None):
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"{PROG}: error: {err}")
     print(json.dumps({"data": data, **corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets}), flush=True)
-    results = {"arch": args.arch, "corpus": corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets,
-               "settings": {k: getattr(args, k) for k in ("updates", "warmup", "lr", "batch_size",
-                                                          "tokens_per_sample", "threads")},
-               "extra_args": extra, "runs": {}}
     for seed in args.seeds:
-        curve, wall, cpu = train(args, data, seed, extra)
-        results["runs"][str(seed)] = {"valid_bits": curve, "final_bits": curve[-1][1], "wall_s": wall, "cpu_s": cpu}
+        run_path = os.path.join(args.out, f"seed{seed}", "run.json")
+        if os.path.isfile(run_path):  # finished earlier (several invocations may share OUT, e.g. one per seed)
+            continue
+        try:
+            curve, wall, cpu = train(args, data, seed, extra)
+        except RuntimeError as err:
+            sys.exit(f"{PROG}: error: {err}")
+        run = {"valid_bits": curve, "final_bits": curve[-1][1], "wall_s": wall, "cpu_s": cpu,
+               "threads": args.threads, "extra_args": extra}
+        with atomic_output(run_path) as f:
+            json.dump(run, f)
         print(json.dumps({"seed": seed, "final_bits": curve[-1][1], "wall_s": wall, "cpu_s": cpu}), flush=True)
-    finals = [r["final_bits"] for r in results["runs"].values()]
-    results["final_bits_mean"] = round(statistics.mean(finals), 4)
-    results["final_bits_sd"] = round(statistics.stdev(finals), 4) if len(finals) > 1 else None
-    results["below_unigram_bits"] = round(unigram - results["final_bits_mean"], 4)
-    with atomic_output(os.path.join(args.out, "results.json")) as f:
-        json.dump(results, f, indent=1)
-    plot(os.path.join(args.out, "curve.png"), results)
-    print(json.dumps({k: results[k] for k in ("unigram_bits", "final_bits_mean", "final_bits_sd",
+    results = summarize(args, corpus, unigram, targets)
+    print(json.dumps({k: results[k] for k in ("seeds", "unigram_bits", "final_bits_mean", "final_bits_sd",
                                               "below_unigram_bits")}))
     return 0
 
