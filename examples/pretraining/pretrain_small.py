@@ -35,7 +35,8 @@ PROG = "pretrain_small.py"
 # What gets the model off the unigram plateau in minutes: pre-LN with a high peak learning rate
 # and a short warm-up, decayed to 0; no dropout (the run sees each token about once); tied
 # input/output embeddings (RoBERTa's default); 128-token blocks of whole sentences.
-TRAIN = ["--task", "masked_lm", "--criterion", "masked_lm", "--sample-break-mode", "complete",
+BREAK_MODE = "complete"  # blocks of whole sentences; the baseline counts the same blocks
+TRAIN = ["--task", "masked_lm", "--criterion", "masked_lm", "--sample-break-mode", BREAK_MODE,
          "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
          "--clip-norm", "1.0", "--lr-scheduler", "polynomial_decay", "--dropout", "0", "--attention-dropout", "0",
          "--num-workers", "0", "--log-format", "json", "--no-epoch-checkpoints", "--no-last-checkpoints",
@@ -184,7 +185,7 @@ def main(argv=None):
 
     try:
         data, corpus = prepare(args)
-        unigram, targets = split_unigram_bits(data, "valid", args.tokens_per_sample, "complete")
+        unigram, targets = split_unigram_bits(data, "valid", args.tokens_per_sample, BREAK_MODE)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"{PROG}: error: {err}")
     print(json.dumps({"data": data, **corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets}), flush=True)
