@@ -57,6 +57,8 @@ def build_parser():
     p.add_argument("--tokens-per-sample", type=int, default=128, help="block length (default %(default)s)")
     p.add_argument("--valid-every", type=int, default=50, help="validate every N updates (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed (default: 1)")
+    p.add_argument("--no-unigram-bias", dest="unigram_bias", action="store_false",
+                   help="start the output bias at 0 (fairseq's init) instead of the log unigram frequencies")
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of each run (default %(default)s)")
     return p
 
@@ -95,10 +97,44 @@ def prepare(args):
                                           "dict_size": report["tokenizer"]["dict_size"]}
 
 
+def unigram_start(args, data, seed, extra, path):
+    """The seed's initial model with the output bias at the log unigram frequencies of the training
+    blocks, saved for --finetune-from-model. The model then starts at the unigram plateau instead of
+    climbing to it: under Adam a bias moves by about the learning rate per update, so from zero it
+    takes thousands of updates to span the ~10 nats between frequent and rare tokens."""
+    import numpy as np
+    import torch
+    from fairseq import options, tasks
+
+    from fairseq_sparse.analysis.task_learned import split_counts
+
+    parser = options.get_training_parser()
+    cfg = options.parse_args_and_arch(parser, [data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
+                                               "--arch", args.arch, *TRAIN, "--tokens-per-sample",
+                                               str(args.tokens_per_sample), *extra])
+    torch.manual_seed(seed)
+    model = tasks.setup_task(cfg).build_model(cfg)
+    bias = model.encoder.lm_head.bias  # the task's dictionary: dict.txt, <mask>, padding symbols (never targets)
+    counts = np.full(len(bias), 0.5)  # half a count for a symbol never seen
+    seen = split_counts(data, "train", args.tokens_per_sample, BREAK_MODE)
+    counts[:len(seen)] += seen
+    with torch.no_grad():
+        bias.copy_(torch.from_numpy(np.log(counts / counts.sum())))
+    state = {"model": model.state_dict(), "args": None, "cfg": None, "last_optimizer_state": None,
+             "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
+                                    "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+             "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}}}
+    with atomic_output(path, mode="wb", encoding=None) as f:
+        torch.save(state, f)
+
+
 def train(args, data, seed, extra):
     """One fairseq-train run; (valid curve [[update, bits]], wall s, CPU s)."""
     save = os.path.join(args.out, f"seed{seed}")
     os.makedirs(save, exist_ok=True)
+    if args.unigram_bias:
+        unigram_start(args, data, seed, extra, os.path.join(save, "start.pt"))
+        extra = ["--finetune-from-model", os.path.join(save, "start.pt"), *extra]
     cmd = [os.path.join(os.path.dirname(sys.executable), "fairseq-train"), data, "--user-dir",
            os.path.join(REPO, "fairseq_sparse"), "--cpu", "--arch", args.arch, *TRAIN, "--seed", str(seed),
            "--tokens-per-sample", str(args.tokens_per_sample), "--batch-size", str(args.batch_size),

@@ -43,10 +43,10 @@ def dict_counts(path):
     return counts
 
 
-def split_unigram_bits(data, split="valid", tokens_per_sample=128, break_mode="complete_doc"):
-    """Unigram entropy of the tokens masked_lm draws its targets from in `split` of DATA (the first
-    path of a:b:c): the blocks of tokens_per_sample - 1 tokens, each with its <s>, as fairseq's
-    masked_lm task builds them. Every non-pad position is equally likely to be masked."""
+def split_counts(data, split="valid", tokens_per_sample=128, break_mode="complete_doc"):
+    """Per dictionary index, how often it occurs in the tokens masked_lm draws its targets from in
+    `split` of DATA (the first path of a:b:c): blocks of tokens_per_sample - 1 tokens, each with its
+    <s>, as fairseq's masked_lm task builds them. Every non-pad position is equally likely to be masked."""
     from fairseq.data import Dictionary, PrependTokenDataset, TokenBlockDataset, data_utils
 
     path = data.split(":")[0]
@@ -59,6 +59,12 @@ def split_unigram_bits(data, split="valid", tokens_per_sample=128, break_mode="c
     counts = np.zeros(len(dictionary), dtype=np.int64)
     for i in range(len(blocks)):
         counts += np.bincount(blocks[i].numpy(), minlength=len(dictionary))
+    return counts
+
+
+def split_unigram_bits(data, split="valid", tokens_per_sample=128, break_mode="complete_doc"):
+    """(unigram entropy in bits, number of tokens) of split_counts."""
+    counts = split_counts(data, split, tokens_per_sample, break_mode)
     return unigram_entropy_bits(counts), int(counts.sum())
 
 

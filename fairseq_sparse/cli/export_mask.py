@@ -47,6 +47,8 @@ def main(argv=None):
         raise SystemExit(f"{PROG}: {err}\n{not_learned_note(args.checkpoint)}") from None
     except ValueError as err:
         raise SystemExit(f"{PROG}: {err}") from None
+    if "empty" in report:  # written as asked (--allow-empty), but not silently
+        print(f"{PROG}: warning: {report['empty']}\n{not_learned_note(args.checkpoint)}", file=sys.stderr)
     save_mask_file(args.out, keep[0] if report["shared_across_layers"] else keep)
     report = {"checkpoint": args.checkpoint, "out": args.out, **report}
     if args.png:
