@@ -527,13 +527,17 @@ def test_empty_mask_from_scratch_says_the_model_has_not_learned_its_task(mlm_dat
 
 
 def test_unigram_entropy_of_counts_and_dict_txt(tmp_path):
-    from fairseq_sparse.analysis.task_learned import dict_counts, unigram_entropy_bits
+    from fairseq_sparse.analysis.task_learned import dict_counts, unigram_cross_entropy_bits, unigram_entropy_bits
 
     (tmp_path / "dict.txt").write_text("a 4\nb 4\nc 0\nd 8 #fairseq:overwrite\n")
     assert dict_counts(tmp_path / "dict.txt") == [4, 4, 0, 8]
     assert unigram_entropy_bits([4, 4, 0, 8]) == pytest.approx(1.5)  # 1/4, 1/4, 1/2
     with pytest.raises(ValueError, match="non-negative"):
         unigram_entropy_bits([3, -1])
+    assert unigram_cross_entropy_bits([3, 1], [0, 5], smoothing=0) == pytest.approx(2.0)  # -log2(1/4)
+    assert unigram_cross_entropy_bits([3, 1], [3, 1], smoothing=0) == pytest.approx(unigram_entropy_bits([3, 1]))
+    with pytest.raises(ValueError, match="same length"):
+        unigram_cross_entropy_bits([1, 2], [1, 2, 3])
     (tmp_path / "bad.txt").write_text("a 4\nb four\n")
     with pytest.raises(ValueError, match="line 2"):
         dict_counts(tmp_path / "bad.txt")

@@ -182,7 +182,9 @@ def plot(path, results):
     fig, ax = plt.subplots(figsize=(6, 4))
     for seed, run in results["runs"].items():
         ax.plot(*zip(*run["valid_bits"]), marker="o", ms=3, label=f"seed {seed}")
-    ax.axhline(results["unigram_bits"], color="k", ls="--", label="unigram entropy (valid)")
+    ax.axhline(results["unigram_bits"], color="k", ls="--", label="unigram entropy of the valid set")
+    ax.axhline(results["corpus"]["train_unigram_valid_bits"], color="grey", ls=":",
+               label="valid loss of the training unigram")
     ax.set_xlabel("update")
     ax.set_ylabel("valid masked-LM loss (bits)")
     ax.set_title(f"{results['arch']}, from scratch")
@@ -217,13 +219,16 @@ def summarize(args, corpus, unigram, targets):
 def main(argv=None):
     own, extra = split_passthrough(argv)
     args = build_parser().parse_args(own)
-    from fairseq_sparse.analysis.task_learned import split_unigram_bits
+    from fairseq_sparse.analysis.task_learned import split_counts, unigram_cross_entropy_bits, unigram_entropy_bits
 
     try:
         data, corpus = prepare(args)
-        unigram, targets = split_unigram_bits(data, "valid", args.tokens_per_sample, BREAK_MODE)
+        valid = split_counts(data, "valid", args.tokens_per_sample, BREAK_MODE)
+        train = split_counts(data, "train", args.tokens_per_sample, BREAK_MODE)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"{PROG}: error: {err}")
+    unigram, targets = unigram_entropy_bits(valid), int(valid.sum())
+    corpus["train_unigram_valid_bits"] = round(unigram_cross_entropy_bits(train, valid), 4)
     print(json.dumps({"data": data, **corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets}), flush=True)
     for seed in args.seeds:
         run_path = os.path.join(args.out, f"seed{seed}", "run.json")

@@ -29,6 +29,19 @@ def unigram_entropy_bits(counts):
     return float(-(p * np.log2(p)).sum())
 
 
+def unigram_cross_entropy_bits(train_counts, test_counts, smoothing=0.5):
+    """Bits per token of `test_counts` under the unigram distribution of `train_counts` (each count
+    + smoothing): the loss of the best context-free model fitted to the training data. It is above
+    the test set's own entropy, which a small test set underestimates (its rare tokens look likelier)."""
+    p = np.asarray(train_counts, dtype=np.float64) + smoothing
+    q = np.asarray(test_counts, dtype=np.float64)
+    if p.shape != q.shape or (q < 0).any() or q.sum() <= 0:
+        raise ValueError(f"train and test counts must be the same length with a positive test sum, got shapes "
+                         f"{p.shape} and {q.shape}")
+    p, q = p / p.sum(), q / q.sum()
+    return float(-(q[q > 0] * np.log2(p[q > 0])).sum())
+
+
 def dict_counts(path):
     """The counts column of a fairseq dict.txt ('token count [#fairseq:overwrite]' per line)."""
     counts = []
@@ -60,12 +73,6 @@ def split_counts(data, split="valid", tokens_per_sample=128, break_mode="complet
     for i in range(len(blocks)):
         counts += np.bincount(blocks[i].numpy(), minlength=len(dictionary))
     return counts
-
-
-def split_unigram_bits(data, split="valid", tokens_per_sample=128, break_mode="complete_doc"):
-    """(unigram entropy in bits, number of tokens) of split_counts."""
-    counts = split_counts(data, split, tokens_per_sample, break_mode)
-    return unigram_entropy_bits(counts), int(counts.sum())
 
 
 def recorded_mlm_bits(checkpoint):
