@@ -172,9 +172,8 @@ def valid_curve(log_path):
 def plot(path, results):
     import logging
 
-    import matplotlib
-
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import set the root logger to DEBUG
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
