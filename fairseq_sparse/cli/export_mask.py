@@ -33,7 +33,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from ..checkpoint_reader import read_model_state
-    from ..masks.dam_export import learned_keep_mask
+    from ..analysis.task_learned import not_learned_note
+    from ..masks.dam_export import EmptyMaskError, learned_keep_mask
     from ..masks.mask_file import save_mask_file
 
     if not os.path.isfile(args.checkpoint):
@@ -42,8 +43,12 @@ def main(argv=None):
         state = read_model_state(args.checkpoint)
         keep, report = learned_keep_mask(state, args.checkpoint, args.length, args.key, args.no_diagonal,
                                          args.allow_empty)
+    except EmptyMaskError as err:  # from scratch: has the model learned its task? (analysis/task_learned.py)
+        raise SystemExit(f"{PROG}: {err}\n{not_learned_note(args.checkpoint)}") from None
     except ValueError as err:
         raise SystemExit(f"{PROG}: {err}") from None
+    if "empty" in report:  # written as asked (--allow-empty), but not silently
+        print(f"{PROG}: warning: {report['empty']}\n{not_learned_note(args.checkpoint)}", file=sys.stderr)
     save_mask_file(args.out, keep[0] if report["shared_across_layers"] else keep)
     report = {"checkpoint": args.checkpoint, "out": args.out, **report}
     if args.png:

@@ -13,6 +13,10 @@ LOGITS_KEY = "dam_logits"
 NO_DIAGONAL_KEY = "dam_no_diagonal"
 
 
+class EmptyMaskError(ValueError):
+    """The learned mask leaves a query with no key (the CLI then says whether the model had learned its task)."""
+
+
 def find_dam_logits(state, source, key=None):
     """(key, logits, no_diagonal flag or None) of the one DAM in a model state dict."""
     if key is not None:
@@ -48,7 +52,7 @@ def learned_keep_mask(state, source, length=None, key=None, no_diagonal=False, a
     problem = empty_mask_problem(keep[0] if shared else keep)
     densities = mask_densities(keep)
     if problem and not allow_empty:
-        raise ValueError(
+        raise EmptyMaskError(
             f"the learned mask in {source} is unusable: {problem}. Per-head densities: "
             f"{densities['density_per_head']}. The search drove those logits below 0 (a smaller --dam-lambda "
             "or a longer search may keep more); --allow-empty writes it anyway")

@@ -178,6 +178,20 @@ def sparse_roberta_tiny_architecture(args):
     base_architecture(args)
 
 
+@register_model_architecture("sparse_roberta", "sparse_roberta_small_preln")
+def sparse_roberta_small_preln_architecture(args):
+    """4 layers x 128 dims x 4 heads with LayerNorm before each block (pre-LN) and none on the embeddings
+    (fairseq's roberta_prenorm): stable at the high learning rate that takes a model pre-trained from
+    scratch off the unigram plateau within minutes of CPU (examples/pretraining/pretrain_small.py)."""
+    args.encoder_layers = safe_getattr(args, "encoder_layers", 4)
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 128)
+    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 512)
+    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 4)
+    args.encoder_normalize_before = safe_getattr(args, "encoder_normalize_before", True)
+    args.layernorm_embedding = safe_getattr(args, "layernorm_embedding", False)
+    base_architecture(args)
+
+
 @register_model_architecture("sparse_roberta", "sparsebert_base")
 def sparsebert_base_architecture(args):
     """SparseBERT's searched encoder: diagonal-free DAM, structured, one mask for all layers."""
