@@ -4,6 +4,7 @@ import math
 
 from fairseq.utils import safe_getattr
 
+from ..masks.dam import FORMS as DAM_FORMS
 from ..masks.dam import STRUCTURES as DAM_STRUCTURES
 from ..modules.encoder_attention_mask import MASK_CHOICES
 from ..modules.sparse_multihead_attention import validate_normalizer_options
@@ -12,11 +13,16 @@ from ..normalizers import NORMALIZERS
 # The DAM settings that learned a mask on real text in 80 CPU updates from a pre-trained model
 # (MiniLM, lr 3e-4; examples/sparsebert/README.md has the runs that chose them).
 DAM_DEFAULTS = {
+    "dam_form": "product",
     "dam_tau": 1.0,
     "dam_tau_end": None,
     "dam_tau_anneal_steps": 0,
-    "dam_init": 1.0,
-    "dam_logit_scale": 500.0,
+}
+# Per form: the start and the scale of the logits. additive is the authors' code: logits
+# 1e-3 * N(0, 1) (keep probability 1/2), no scale; product starts dense and moves 500x faster.
+DAM_FORM_DEFAULTS = {
+    "product": {"dam_init": 1.0, "dam_logit_scale": 500.0},
+    "additive": {"dam_init": 0.0, "dam_logit_scale": 1.0},
 }
 
 
@@ -72,11 +78,14 @@ def add_sparse_attention_args(parser):
     group.add_argument("--dam-tau", type=float, metavar="T", help="Gumbel-sigmoid temperature (default 1)")
     group.add_argument("--dam-tau-end", type=float, metavar="T", help="anneal the temperature geometrically to this")
     group.add_argument("--dam-tau-anneal-steps", type=int, metavar="N", help="updates over which to anneal")
+    group.add_argument("--dam-form", choices=DAM_FORMS,
+                       help="how the sampled mask M enters attention: product = M exp(e) / sum M exp(e) (the paper's "
+                            "formula, default), additive = scores + (1 - M) * -1e4 (the authors' code)")
     group.add_argument("--dam-init", type=float, metavar="A",
-                       help=f"initial mask logit; > 0 starts dense (default: {DAM_DEFAULTS['dam_init']})")
+                       help="initial mask logit; > 0 starts dense (default: 1 with the product form, 0 with additive)")
     group.add_argument("--dam-logit-scale", type=float, metavar="S",
                        help="logit = S x parameter: the logits' learning rate as a multiple of --lr under "
-                            f"Adam (default: {DAM_DEFAULTS['dam_logit_scale']})")
+                            "Adam (default: 500 with the product form, 1 with additive); stored with the checkpoint")
 
 
 def fill_sparse_defaults(args):
@@ -98,6 +107,11 @@ def fill_sparse_defaults(args):
     args.dam_share_layers = bool(safe_getattr(args, "dam_share_layers", False))
     args.dam_no_diagonal = bool(safe_getattr(args, "dam_no_diagonal", False))
     for name, default in DAM_DEFAULTS.items():
+        value = safe_getattr(args, name, None)
+        setattr(args, name, default if value is None else value)
+    if args.dam_form not in DAM_FORM_DEFAULTS:
+        raise ValueError(f"--dam-form must be one of {DAM_FORMS}, got {args.dam_form!r}")
+    for name, default in DAM_FORM_DEFAULTS[args.dam_form].items():
         value = safe_getattr(args, name, None)
         setattr(args, name, default if value is None else value)
     _check_dam_options(args)  # at architecture time, as fairseq fills defaults
