@@ -139,8 +139,12 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
     # the corpus's rule is "w_i is followed by w_i+1": distance 1 is what the loss defends
     mask = np.load(tmp_path / "mask.npy")
     kept = [np.flatnonzero(head[0]).tolist() for head in mask]
-    np.save("/tmp/sb_shortsearch_mask.npy", mask)
-    assert sum(1 in k for k in kept) >= 3, kept
+    assert (mask.sum(-1) > 0).all(), "no query row is left without a key"
+    # distance 1 is kept by most heads, and more often than the other distances (seed 3: 3 of 4
+    # heads against 0.39 for d = 2..31; a search whose mask ignored the loss keeps every
+    # distance equally often)
+    share = mask[:, 0, :].mean(0)  # per distance, the share of heads keeping it
+    assert share[1] >= 0.75 and share[1] > share[2:].mean() + 0.25, kept
 
 
 def _measures():

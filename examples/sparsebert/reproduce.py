@@ -58,12 +58,12 @@ BUDGETS = {
 TOKENS = 128  # block length of every MLM run (with <s>); masks are exported at this length
 
 
-def run(cmd, log_path):
+def run(cmd, log_path, threads=1):
     """Run one command with its output in log_path; stop everything if it fails."""
     cmd = [str(c) for c in cmd]
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     with atomic_output(log_path) as log:
         proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     with open(log_path) as f:
@@ -105,25 +105,35 @@ class Experiment:
 
     def __init__(self, out, budget, args):
         self.args, self.budget = args, budget
-        self.seeds = budget["seeds"]
+        self.seeds = list(budget["seeds"])
         self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
         self.results_path = os.path.join(self.out, "results.json")
         self.results = json.load(open(self.results_path)) if os.path.exists(self.results_path) else {}
-        if self.results.get("budget") not in (None, budget):
-            sys.exit(f"reproduce: {self.out} holds a run with other budgets {self.results['budget']}; use another --out")
-        self.results["budget"] = budget
+        same = {k: v for k, v in budget.items() if k != "seeds"}  # more seeds may be added to a run later
+        stored = self.results.get("budget")
+        if stored is not None and {k: v for k, v in stored.items() if k != "seeds"} != same:
+            sys.exit(f"reproduce: {self.out} holds a run with other budgets {stored}; use another --out")
+        self.results["budget"] = dict(budget, seeds=sorted(set(budget["seeds"]) | set((stored or {}).get("seeds", []))))
 
     def run_all(self):
-        """Every step of the budget in order; returns the results."""
+        """Every step of the budget, seed after seed (a cut run has whole seeds); returns the results."""
         self.prepare()
-        for name in ["adapt", "search", "continuations"] + (["finetune"] if self.budget["finetune"] else []):
-            print(f"== {name}", flush=True)
+        steps = [("adapt", None)] + [(name, seed) for seed in self.seeds for name in ("search", "continuations")]
+        for name, seed in steps + ([("finetune", None)] if self.budget["finetune"] else []):
+            print(f"== {name}" + ("" if seed is None else f", seed {seed}"), flush=True)
             t0 = time.time()
-            getattr(self, name)()
-            self.results.setdefault("seconds", {})[name] = round(time.time() - t0)
+            getattr(self, name)(*([] if seed is None else [seed]))
+            self.results.setdefault("seconds", {})[name + ("" if seed is None else f"_s{seed}")] = round(time.time() - t0)
             self.save()
         return self.results
+
+    def merge(self, key, rows):
+        """rows {(group, seed): row} into results[key][group][seed]; returns every stored row per group."""
+        table = self.results.setdefault(key, {})
+        for (group, seed), row in rows.items():
+            table.setdefault(group, {})[str(seed)] = row
+        return {group: list(by_seed.values()) for group, by_seed in table.items()}
 
     def save(self):
         with atomic_output(self.results_path) as f:
@@ -139,9 +149,9 @@ class Experiment:
         vocab = os.path.join(minilm_dir(), "vocab.txt")
         if not os.path.exists(os.path.join(corpus, "report.json")):
             if self.args.text:
-                self.results["paragraphs"] = write_text_as_docs(self.args.text, raw)
+                write_text_as_docs(self.args.text, raw)
             else:
-                self.results["paragraphs"] = write_wikipedia(raw, self.budget["docs"])
+                write_wikipedia(raw, self.budget["docs"])
             run([sys.executable, "scripts/prepare_pretraining_data.py", "--wiki-extracted", raw, "--out", corpus,
                  "--num-shards", 1, "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", vocab,
                  "--workers", 2, "--no-progress"], os.path.join(self.out, "prepare.log"))
@@ -150,12 +160,15 @@ class Experiment:
         if not os.path.exists(self.minilm):
             run([tool("fairseq-sparse-convert-bert"), minilm_dir(), os.path.dirname(self.minilm)],
                 os.path.join(self.out, "convert.log"))
+        with open(os.path.join(corpus, "report.json")) as f:
+            shard = json.load(f)["binarize"]["shards"]["shard0"]
+        self.results["corpus"] = {split: {k: shard[split][k] for k in ("documents", "tokens")} for split in ("train", "valid")}
         if "unigram" not in self.results:
             self.results["unigram"] = measures.unigram_bits(self.data)
             self.results["unigram_bits"] = self.results["unigram"]["cross_entropy_train_unigram"]
             self.save()
 
-    def train(self, name, seed, updates, arch_args, restore, lr, criterion="masked_lm", extra=()):
+    def train(self, name, seed, updates, arch_args, restore, lr, criterion="masked_lm", extra=(), threads=1):
         """One fairseq-train run from `restore` (optimizer, schedule, data order reset); returns (save_dir, log)."""
         save = os.path.join(self.out, "runs", name)
         log_path = os.path.join(self.out, "runs", f"{name}.log")
@@ -172,18 +185,19 @@ class Experiment:
                "--validate-interval-updates", updates, "--log-format", "simple", "--log-interval", 10,
                "--save-dir", save, "--no-epoch-checkpoints", "--no-save-optimizer-state", "--num-workers", 0,
                "--seed", seed, *extra]
-        return save, run(cmd, log_path)
+        return save, run(cmd, log_path, threads)
 
     def adapt(self):
         updates = self.budget["adapt_updates"]
-        save, log = self.train("adapt", 1, updates, ["--arch", "sparse_roberta"], self.minilm, self.args.adapt_lr)
+        save, log = self.train("adapt", 1, updates, ["--arch", "sparse_roberta"], self.minilm, self.args.adapt_lr,
+                               threads=self.args.jobs)  # it runs alone: the threads of --jobs runs
         self.adapted = os.path.join(save, "checkpoint_last.pt")
         self.results.update(adapt_updates=updates, adapt_lr=self.args.adapt_lr, adapted_valid_bits=valid_bits(log))
         self.results["adapted_bits_under_unigram"] = round(self.results["unigram_bits"] - valid_bits(log), 4)
         self.save()
 
     # ----- searches: both forms, every seed, the diagonal learnable -------------------------
-    def search(self):
+    def search(self, seed):
         updates = self.budget["search_updates"]
         every = max(1, updates // 10)
 
@@ -216,16 +230,14 @@ class Experiment:
                     "keep_prob_d1": curve["final_keep_probability_d0_d1_d2_rest"][1],
                     "valid_bits": valid_bits(log), "kept_distances": measures.kept_distances(mask)}
 
-        jobs = [lambda f=f, s=s: one(f, s) for f in self.budget["forms"] for s in self.seeds]
-        rows = self.parallel(jobs)
+        rows = self.parallel([lambda f=f: one(f, seed) for f in self.budget["forms"]])
         self.results["search_updates"] = updates
-        self.results["searches"] = {f: {str(r["seed"]): r for r in rows if r["form"] == f} for f in self.budget["forms"]}
+        stored = self.merge("searches", {(r["form"], seed): r for r in rows})
         self.results["search_summary"] = {
-            f: {**{k: measures.mean_sd([r[k] for r in rows if r["form"] == f])
-                   for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")},
-                "agreement": measures.agreement([r["kept_distances"] for r in rows if r["form"] == f], TOKENS)}
-            for f in self.budget["forms"]}
-        self.save()
+            form: {**{k: measures.mean_sd([r[k] for r in runs])
+                      for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")},
+                   "agreement": measures.agreement([r["kept_distances"] for r in runs], TOKENS)}
+            for form, runs in stored.items()}
 
     # ----- continuations from the adapted weights ------------------------------------------
     def arm_flags(self, arm, seed):
@@ -246,7 +258,7 @@ class Experiment:
         return (["--attn-mask", "file", "--attn-mask-file", path, "--attn-mask-allow-empty"],
                 {"density": round(float(np.load(path).mean()), 4)})
 
-    def continuations(self):
+    def continuations(self, seed):
         updates = self.budget["continue_updates"]
 
         def one(arm, seed):
@@ -255,12 +267,11 @@ class Experiment:
                                 self.adapted, self.args.lr)
             return arm, seed, {"valid_bits": valid_bits(log), **mask}
 
-        rows = self.parallel([lambda a=a, s=s: one(a, s) for s in self.seeds for a in self.budget["arms"]])
+        rows = self.parallel([lambda a=a: one(a, seed) for a in self.budget["arms"]])
         self.results["continue_updates"] = updates
-        self.results["continuations"] = {a: {str(s): r for b, s, r in rows if b == a} for a in self.budget["arms"]}
-        self.results["continuation_summary"] = {
-            a: measures.mean_sd([r["valid_bits"] for b, _, r in rows if b == a]) for a in self.budget["arms"]}
-        self.save()
+        stored = self.merge("continuations", {(arm, s): row for arm, s, row in rows})
+        self.results["continuation_summary"] = {arm: measures.mean_sd([r["valid_bits"] for r in runs])
+                                                for arm, runs in stored.items()}
 
     # ----- BBC News fine-tunes from each arm ------------------------------------------------
     def finetune(self):
@@ -289,12 +300,9 @@ class Experiment:
             return arm, seed, scores["test"]["accuracy"]
 
         rows = self.parallel([lambda a=a, s=s: one(a, s) for s in self.seeds for a in self.budget["arms"]])
+        stored = self.merge("finetune_test_accuracy", {(arm, s): v for arm, s, v in rows})
         self.results["finetune"] = {"bbc_articles": sizes, **{k: ft[k] for k in ("epochs", "max_length")},
-                                    "test_accuracy": {a: {str(s): v for b, s, v in rows if b == a}
-                                                      for a in self.budget["arms"]},
-                                    "summary": {a: measures.mean_sd([v for b, _, v in rows if b == a])
-                                                for a in self.budget["arms"]}}
-        self.save()
+                                    "summary": {arm: measures.mean_sd(v) for arm, v in stored.items()}}
 
 
 def parse_args(argv=None):
