@@ -83,14 +83,24 @@ def agreement(per_seed, length, draws=1000, seed=0):
 
 
 def random_like(mask, seed):
-    """A random structured (heads, n, n) mask, each head keeping as many distances (0..n-1) as `mask`."""
+    """A random structured (heads, n, n) mask with each head's density as close to `mask`'s as distances allow.
+
+    Distances are taken in a random order until the head keeps as many query-key pairs as the
+    learned head (distance d holds n entries for d = 0, 2 (n - d) otherwise), so a learned head
+    of far distances is matched in density, not in the number of distances.
+    """
     rng = np.random.default_rng(seed)
     n = mask.shape[-1]
     distance = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    entries = np.bincount(distance.ravel(), minlength=n)
     out = np.zeros(mask.shape, dtype=bool)
-    for h, kept in enumerate(kept_distances(mask)):
-        chosen = rng.choice(np.arange(n), len(kept), replace=False) if kept else []
-        out[h] = np.isin(distance, chosen)
+    for h in range(mask.shape[0]):
+        target, kept, total = int(mask[h].sum()), [], 0
+        for d in rng.permutation(n):
+            if abs(total + entries[d] - target) < abs(total - target):
+                kept.append(d)
+                total += entries[d]
+        out[h] = np.isin(distance, kept)
     return out
 
 
@@ -119,27 +129,33 @@ def matched_pattern(kind, density, length):
 
 def keep_probability_curve(save_dir, length):
     """Keep probability sigmoid(logit) per distance, mean over heads, at every saved update."""
-    from fairseq_sparse.checkpoint_reader import read_checkpoint
-
     points = sorted((int(m.group(1)), os.path.join(save_dir, name)) for name in os.listdir(save_dir)
                     if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name)))
-    curve = {"updates": [], "keep_probability": []}
-    for update, path in points:
-        state = read_checkpoint(path)["model"]
-        logits = next(v for k, v in state.items() if k.endswith("dam_logits"))
-        scale = float(next(v for k, v in state.items() if k.endswith("dam_logit_scale")))
-        probs = torch.sigmoid(scale * logits.float())[0, :, :length].mean(0)  # (distances,)
-        curve["updates"].append(update)
-        curve["keep_probability"].append([round(float(p), 4) for p in probs])
     if not points:
         raise FileNotFoundError(f"no checkpoint_*_<update>.pt in {save_dir}")
-    first, last = np.array(curve["keep_probability"][0]), np.array(curve["keep_probability"][-1])
-    curve["final_rank_of_diagonal"] = int((last < last[0]).sum()) + 1  # 1 = lowest of all distances
-    drop = first - last
-    curve["diagonal_drop_rank"] = int((drop > drop[0]).sum()) + 1  # 1 = the diagonal fell most
-    curve["final_keep_probability_d0_d1_d2_rest"] = [round(float(last[0]), 4), round(float(last[1]), 4),
-                                                     round(float(last[2]), 4), round(float(last[3:].mean()), 4)]
+    probs = np.array([keep_probabilities(path, length) for _, path in points])  # (snapshots, distances)
+    curve = {"updates": [u for u, _ in points], "keep_probability": np.round(probs, 6).tolist()}
+    curve.update(diagonal_ranks(probs[0], probs[-1]))
     return curve
+
+
+def keep_probabilities(checkpoint, length):
+    """Keep probability sigmoid(scale x dam_logits) per distance d < length, mean over heads, of a checkpoint."""
+    from fairseq_sparse.checkpoint_reader import read_checkpoint
+
+    state = read_checkpoint(checkpoint)["model"]
+    logits = next(v for k, v in state.items() if k.endswith("dam_logits"))
+    scale = float(next(v for k, v in state.items() if k.endswith("dam_logit_scale")))
+    return torch.sigmoid(scale * logits.double())[0, :, :length].mean(0).numpy()
+
+
+def diagonal_ranks(first, last):
+    """Where the diagonal (d = 0) ends among all distances, from unrounded keep probabilities."""
+    drop = first - last
+    return {"final_rank_of_diagonal": int((last < last[0]).sum()) + 1,  # 1 = lowest of all distances
+            "diagonal_drop_rank": int((drop > drop[0]).sum()) + 1,  # 1 = the diagonal fell most
+            "final_keep_probability_d0_d1_d2_rest": [round(float(x), 6) for x in
+                                                     (last[0], last[1], last[2], last[3:].mean())]}
 
 
 def draw_curve(curve, path, title):
