@@ -150,7 +150,8 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
 def _measures():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sparsebert_measures", REPO / "examples" / "sparsebert" / "measures.py")
+    path = REPO / "examples" / "sparsebert" / "measures.py"
+    spec = importlib.util.spec_from_file_location("sparsebert_measures", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

