@@ -48,7 +48,7 @@ ARMS = ["dense", "no_diagonal", "learned_product", "learned_additive", "random",
 MINILM = ["--encoder-layers", 6, "--encoder-embed-dim", 384, "--encoder-ffn-embed-dim", 1536,
           "--encoder-attention-heads", 12, "--activation-fn", "gelu", "--layer-norm-eps", 1e-12,
           "--max-positions", 512, "--segment-embeddings", 2]
-# quick: <= 10 minutes on the idle 2-core CPU, one seed; full: 3 seeds and the BBC News fine-tunes
+# quick: one seed, sized for <= 10 minutes on the idle 2-core CPU (an estimate: README); full: 3 seeds + BBC News
 BUDGETS = {
     "quick": dict(seeds=[1], docs=1500, adapt_updates=150, search_updates=60, continue_updates=40,
                   forms=FORMS, arms=ARMS, finetune=None),
