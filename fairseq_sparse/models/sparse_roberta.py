@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 # Substrings of state-dict keys that exist only in this plugin. A checkpoint without them (a
 # stock RoBERTa, or one trained before a feature was switched on) gets their initial values.
-PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_logits", "dam_no_diagonal"]
+PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_logits", "dam_no_diagonal",
+                        "dam_form", "dam_logit_scale"]
 FROZEN_MASK_KEY = "frozen_attn_mask"
 SEGMENT_KEY = "encoder.sentence_encoder.segment_embeddings.weight"
 MASK_STATE_MARKERS = ["dam_logits", FROZEN_MASK_KEY]  # state that decides which keys a query sees

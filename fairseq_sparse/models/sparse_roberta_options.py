@@ -14,6 +14,7 @@ from typing import Any
 
 from fairseq.utils import safe_getattr
 
+from ..masks.dam import FORMS as DAM_FORMS
 from ..masks.dam import STRUCTURES as DAM_STRUCTURES
 from ..modules.encoder_attention_mask import MASK_CHOICES
 from ..modules.sparse_multihead_attention import validate_attention_options
@@ -112,10 +113,21 @@ DAM = (
            check=_positive),
     Option("dam_tau_anneal_steps", 0, "updates over which to anneal the temperature", int, "N",
            check=_at_least(0)),
-    Option("dam_init", 1.0, "initial mask logit; > 0 starts dense", float, "A", check=_finite),
-    Option("dam_logit_scale", 500.0, "logit = S x parameter: the logits' learning rate as a multiple of --lr "
-           "under Adam", float, "S", check=_positive),
+    Option("dam_form", "product", "how the sampled mask M enters attention: product = M exp(e) / sum M exp(e) "
+           "(the paper's formula), additive = scores + (1 - M) * -1e4 (the authors' code)", str,
+           choices=DAM_FORMS),
+    Option("dam_init", None, "initial mask logit; > 0 starts dense (unset: 1 with the product form, 0 with "
+           "additive, whose logits start at 1e-3 N(0, 1))", float, "A", check=_finite),
+    Option("dam_logit_scale", None, "logit = S x parameter: the logits' learning rate as a multiple of --lr "
+           "under Adam; stored with the checkpoint (unset: 500 with the product form, 1 with additive)", float, "S",
+           check=_positive),
 )
+# Per form: the start and the scale of the logits. additive is the authors' code: logits
+# 1e-3 * N(0, 1) (keep probability 1/2), no scale; product starts dense and moves 500x faster.
+DAM_FORM_DEFAULTS = {
+    "product": {"dam_init": 1.0, "dam_logit_scale": 500.0},
+    "additive": {"dam_init": 0.0, "dam_logit_scale": 1.0},
+}
 
 GROUPS = {"sparse attention": SPARSE_ATTENTION, "attention masks (SparseBERT)": ATTENTION_MASKS,
           "learned attention mask (DAM)": DAM}
@@ -140,6 +152,9 @@ def fill_sparse_defaults(args):
     for opt in OPTIONS:
         value = safe_getattr(args, opt.name, None)
         setattr(args, opt.name, opt.default if value is None else value)
+    for name, default in DAM_FORM_DEFAULTS.get(args.dam_form, {}).items():  # a bad form: check_sparse_options
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def check_sparse_options(args):

@@ -66,7 +66,7 @@ class EncoderAttentionMask(nn.Module):
                 num_heads, max_positions, structure=args.dam_structure,
                 num_layers=1 if args.dam_share_layers else num_layers, no_diagonal=args.dam_no_diagonal,
                 tau=args.dam_tau, tau_end=args.dam_tau_end, tau_anneal_steps=args.dam_tau_anneal_steps,
-                init_mean=args.dam_init, logit_scale=args.dam_logit_scale,
+                init_mean=args.dam_init, logit_scale=args.dam_logit_scale, form=args.dam_form,
             )
 
     def load_frozen_mask(self, tensor):

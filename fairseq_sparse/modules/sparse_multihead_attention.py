@@ -285,6 +285,9 @@ class SparseMultiheadAttention(MultiheadAttention):
             return self._normalise(scores)
         if keep.dtype == torch.bool:
             return self._normalise(scores.masked_fill(~keep, float("-inf")))
+        bias = getattr(self._keep_mask_fn, "mask_bias", None)
+        if bias is not None:  # the DAM's additive form (the authors' code): scores + (1 - M) * c
+            return self._normalise(scores + (1.0 - keep) * bias)
         # A 0/1 float mask with a straight-through gradient (the learned DAM): the value is the
         # normaliser over the kept keys (on CUDA the Triton row kernel, no host sync); the mask
         # gradient, which also reaches dropped keys, is added by with_mask_gradient.
