@@ -31,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from fairseq_sparse.atomic_files import atomic_output  # noqa: E402
+from fairseq_sparse.finetune.runner import fairseq_records  # noqa: E402
 from fairseq_sparse.finetune.recipe_cli import split_passthrough  # noqa: E402
 
 PROG = "pretrain_small.py"
@@ -161,14 +162,8 @@ def train(args, data, seed, extra):
 
 def valid_curve(log_path):
     """[[update, valid loss in bits]] from a fairseq-train --log-format json log."""
-    curve = {}
     with open(log_path) as f:
-        for line in f:
-            start = line.find('{"epoch"')
-            if start < 0 or '"valid_loss"' not in line:
-                continue
-            entry = json.loads(line[start:])
-            curve[int(entry["valid_num_updates"])] = float(entry["valid_loss"])
+        curve = {int(r["num_updates"]): float(r["loss"]) for r in fairseq_records(f.read(), "valid")}
     if not curve:
         raise RuntimeError(f"no validation in {log_path}")
     return [[u, curve[u]] for u in sorted(curve)]

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fairseq_sparse.atomic_files import atomic_output
+from fairseq_sparse.finetune.runner import fairseq_records
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -80,12 +81,12 @@ def tool(name):
 
 
 def valid_bits(log):
-    """The last validation MLM loss (bits per masked token) in a fairseq-train log."""
-    found = re.findall(r"\| valid on 'valid' subset \| loss ([0-9.]+)(?: \| mlm_loss ([0-9.]+))?", log)
+    """The last validation MLM loss (bits per masked token) in a fairseq-train --log-format json log
+    (masked_lm_dam's loss adds the mask penalty; its mlm_loss is the MLM part)."""
+    found = fairseq_records(log, "valid")
     if not found:
         raise SystemExit("reproduce: no validation loss in the log")
-    loss, mlm = found[-1]
-    return float(mlm or loss)
+    return float(found[-1].get("mlm_loss", found[-1]["loss"]))
 
 
 def write_text_as_docs(text_file, dest):
@@ -184,7 +185,7 @@ class Experiment:
                "--batch-size", 8, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", lr,
                "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
                "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", self.args.valid_batches,
-               "--validate-interval-updates", updates, "--log-format", "simple", "--log-interval", 10,
+               "--validate-interval-updates", updates, "--log-format", "json", "--log-interval", 10,
                "--save-dir", save, "--no-epoch-checkpoints", "--no-save-optimizer-state", "--num-workers", 0,
                "--seed", seed, *extra]
         return save, run(cmd, log_path, threads)
