@@ -138,8 +138,6 @@ def test_paper_tables_and_their_verdicts(demo):
 
 def test_sparsebert_mask_is_not_empty(demo):
     sb = _summary(demo[0])["sparsebert"]
-    if "mask" not in sb:
-        pytest.skip("this sparsebert step predates issue 17's summary schema (summary['sparsebert']['mask'])")
     assert sb["mask"]["density"] > 0 and sb["mask"]["empty_rows"] == 0
 
 
