@@ -17,7 +17,7 @@ from fairseq_sparse.models.sparse_roberta import (
     sparse_roberta_base_architecture,
     sparsebert_base_architecture,
 )
-from fairseq_sparse.models.sparse_roberta_options import GROUPS, OPTIONS, options_markdown
+from fairseq_sparse.models.sparse_roberta_options import DAM_FORM_DEFAULTS, GROUPS, OPTIONS, options_markdown
 
 NORMALIZERS = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"]
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
@@ -89,8 +89,15 @@ def test_unset_options_get_their_declared_defaults():
     """A command line without the plugin's options, or a checkpoint saved before one existed."""
     args = argparse.Namespace()
     sparse_roberta_base_architecture(args)
-    assert {opt.name: getattr(args, opt.name) for opt in OPTIONS} == {opt.name: opt.default for opt in OPTIONS}
+    declared = {opt.name: opt.default for opt in OPTIONS} | DAM_FORM_DEFAULTS["product"]  # the default form's
+    assert {opt.name: getattr(args, opt.name) for opt in OPTIONS} == declared
     assert args.attn_normalizer == "softmax" and args.layer_norm_eps == 1e-5 and args.entmax_alpha == 1.5
+    args = argparse.Namespace(dam_form="additive")
+    sparse_roberta_base_architecture(args)  # a form's own start and logit scale, unless given
+    assert (args.dam_init, args.dam_logit_scale) == (0.0, 1.0)
+    args = argparse.Namespace(dam_form="additive", dam_logit_scale=7.0)
+    sparse_roberta_base_architecture(args)
+    assert (args.dam_init, args.dam_logit_scale) == (0.0, 7.0)
     args = argparse.Namespace(attn_mask=None, dam_share_layers=False)
     sparsebert_base_architecture(args)  # the preset's own values, then the declared defaults
     assert (args.attn_mask, args.dam_share_layers, args.dam_no_diagonal, args.dam_tau) == ("dam", True, True, 1.0)

@@ -222,9 +222,12 @@ class Experiment:
                         os.remove(os.path.join(save, snapshot))
             curve = json.load(open(curve_path))
             mask_path = os.path.join(self.out, f"mask_{form}_s{seed}.npy")
-            report = run([tool("fairseq-sparse-export-mask"), os.path.join(save, "checkpoint_last.pt"), "--out",
-                          mask_path, "--png", mask_path[:-4] + ".png", "--length", TOKENS, "--allow-empty"],
-                         mask_path[:-4] + ".log")
+            if os.path.exists(mask_path) and os.path.exists(mask_path[:-4] + ".log"):  # exported by an earlier run
+                report = open(mask_path[:-4] + ".log").read()
+            else:
+                report = run([tool("fairseq-sparse-export-mask"), os.path.join(save, "checkpoint_last.pt"), "--out",
+                              mask_path, "--png", mask_path[:-4] + ".png", "--length", TOKENS, "--allow-empty"],
+                             mask_path[:-4] + ".log")
             mask = np.load(mask_path)
             return {"form": form, "seed": seed, "density": json.loads(report.strip().splitlines()[-1])["density"],
                     "empty_rows": int((mask.sum(-1) == 0).sum()), "rows": int(mask.shape[0] * mask.shape[1]),
