@@ -62,8 +62,9 @@ setup(
         "tensorboardX",
     ],
     # triton: the GPU kernels' tests run them on the CPU through its interpreter (tests/test_kernels.py)
-    extras_require={"test": ["pytest", "pytest-xdist", "ruff==0.17.6", "entmax",
-                             "triton>=3.0; platform_system == 'Linux'"]},
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "ruff==0.17.6", "entmax", "triton>=3.0; platform_system == 'Linux'"]
+    },
     entry_points={
         "console_scripts": [
             "fairseq-sparse-env = fairseq_sparse.cli.env:main",

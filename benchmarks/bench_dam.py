@@ -10,15 +10,17 @@ noise hits all alike. Prints seconds per step and the ratio to the plain step.
   frozen  sparse_roberta --attn-mask file with the binarised mask of that DAM (fused SDPA, bool mask)
 Usage: python benchmarks/bench_dam.py [--dims tiny|small] [--seq-len 128] [--batch 16] [--repeats 7]
 """
+
 import argparse
 import os
 
 import numpy as np
 import torch
-
-import fairseq_sparse  # noqa: F401
 from bench_training import DIMS, build, dictionary_dir, step_fn
 from harness import median_times
+
+import fairseq_sparse  # noqa: F401
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,12 +39,15 @@ def main(argv=None):
     mask = search[0].encoder.sentence_encoder.attn_masks.dam.export(args.seq_len)
     mask_path = os.path.join(data, "mask.npy")
     np.save(mask_path, mask)
-    frozen = build(data, args.seq_len, ["--arch", "sparse_roberta", "--attn-mask", "file",
-                                        "--attn-mask-file", mask_path] + dims)
+    frozen = build(
+        data, args.seq_len, ["--arch", "sparse_roberta", "--attn-mask", "file", "--attn-mask-file", mask_path] + dims
+    )
     runs = [("plain MLM step", plain, 0.0), ("DAM search step", search, 0.1), ("frozen-mask step", frozen, 0.0)]
     times = median_times([step_fn(m, o, tokens, masked, lam) for _, (m, o), lam in runs], args.repeats)
-    print(f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} "
-          f"frozen mask density={mask.mean():.3f} repeats={args.repeats}")
+    print(
+        f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} "
+        f"frozen mask density={mask.mean():.3f} repeats={args.repeats}"
+    )
     print("| step | ms | vs plain MLM step |")
     print("|---|---|---|")
     for (name, _, _), t in zip(runs, times):

@@ -10,6 +10,7 @@ unmasked run and the median of the --repeats ratios is printed: pairing cancels 
 drift of a shared, noisy machine. Masks are built once per length (the attention module
 caches them), so building is not timed.
 """
+
 import argparse
 import random
 import statistics
@@ -20,7 +21,6 @@ import torch.nn.functional as F
 
 from fairseq_sparse.masks import PATTERNS, additive_mask, build_fixed_mask, masked_normalize
 from fairseq_sparse.normalizers import sparsemax
-
 
 PATHS = ["sdpa_bool", "sdpa_additive", "manual_softmax", "manual_sparsemax"]
 
@@ -45,9 +45,11 @@ def make_runners(q, k, v, keep):
 
 def dam_softmax_runner(q, k, v, dam_mask):
     """The learned-mask path: float 0/1 mask through masked_normalize (gradient to the mask too)."""
+
     def run():
         scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
         return torch.matmul(masked_normalize(scores, dam_mask, "softmax"), v)
+
     return run
 
 
@@ -94,8 +96,12 @@ def bench_length(n, args):
                 t_masked = time_fwd_bwd(masked_fn, grad, leaves)
             ratios[key].append(t_masked / t_base)
             base_times[key[0]].append(t_base)
-    return patterns, keeps, {k: statistics.median(v) for k, v in ratios.items()}, {
-        k: statistics.median(v) for k, v in base_times.items() if v}
+    return (
+        patterns,
+        keeps,
+        {k: statistics.median(v) for k, v in ratios.items()},
+        {k: statistics.median(v) for k, v in base_times.items() if v},
+    )
 
 
 def main(argv=None):
@@ -107,20 +113,23 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {args.batch} x "
-          f"{args.heads} heads, d {args.dim}; fwd+bwd, median over {args.repeats} runs of masked / unmasked "
-          "timed back to back")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {args.batch} x "
+        f"{args.heads} heads, d {args.dim}; fwd+bwd, median over {args.repeats} runs of masked / unmasked "
+        "timed back to back"
+    )
     for n in args.lengths:
         patterns, keeps, ratio, base = bench_length(n, args)
-        print(f"\nN = {n}: unmasked fwd+bwd (ms): " + ", ".join(
-            f"{p} {1000 * base[p]:.1f}" for p in args.paths))
+        print(f"\nN = {n}: unmasked fwd+bwd (ms): " + ", ".join(f"{p} {1000 * base[p]:.1f}" for p in args.paths))
         print("| pattern | density | " + " | ".join(args.paths) + " |")
         print("|---|---|" + "---|" * len(args.paths))
         for p in patterns:
             cells = " | ".join(f"{ratio[(path, p)]:.2f}x" for path in args.paths)
             print(f"| {p} | {float(keeps[p].float().mean()):.3f} | {cells} |")
-        print("learned-mask path (masked_normalize softmax, float 0/1 mask with gradient, density 0.5) vs "
-              f"unmasked manual softmax: {ratio[('dam_softmax', 'dam(0.5)')]:.2f}x")
+        print(
+            "learned-mask path (masked_normalize softmax, float 0/1 mask with gradient, density 0.5) vs "
+            f"unmasked manual softmax: {ratio[('dam_softmax', 'dam(0.5)')]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

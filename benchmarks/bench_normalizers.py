@@ -9,6 +9,7 @@ default thread count while a child process spins on one core (started here, kill
 and never alive longer than --busy-seconds), as on a machine shared with another job.
 Usage: python benchmarks/bench_normalizers.py [--lengths 128 512] [--repeats 7] [--modes one busy]
 """
+
 import argparse
 import contextlib
 import subprocess
@@ -16,10 +17,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
 from harness import forward_peak_bytes, median_times
-from fairseq_sparse.normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
 
+from fairseq_sparse.normalizers import entmax15, entmax_bisect, sparsegen_lin, sparsemax
 from fairseq_sparse.normalizers.backend import backend
 
 # learned alpha per head, as --learn-entmax-alpha trains it (initialised at 1.5, then spread)
@@ -36,6 +36,7 @@ OURS = {
 
 def package_versions():
     import entmax
+
     return {
         "sparsemax": lambda x: entmax.sparsemax(x, dim=-1),
         "sparsegen_lin(-4)": lambda x: entmax.sparsemax(x / 5.0, dim=-1),
@@ -49,6 +50,7 @@ def fwd_bwd(fn, x, g):
         x.grad = None
         LEARNED_ALPHA.grad = None
         fn(x).backward(g)
+
     return run
 
 
@@ -112,7 +114,7 @@ def bench_block(n, device, dtype, repeats, clock="wall"):
     torch.manual_seed(0)
     q, k, v = (torch.randn(8, 12, n, 64, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     g = torch.randn(8, 12, n, 64, device=device, dtype=dtype)
-    scale = 64 ** -0.5
+    scale = 64**-0.5
 
     def block(norm):
         def run():
@@ -120,6 +122,7 @@ def bench_block(n, device, dtype, repeats, clock="wall"):
                 t.grad = None
             p = norm(torch.matmul(q * scale, k.transpose(-1, -2)))
             torch.matmul(p, v).backward(g)
+
         return run
 
     def fused():
@@ -138,11 +141,20 @@ def main(argv=None):
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-package", action="store_true", help="skip the entmax package baseline")
-    parser.add_argument("--modes", nargs="+", choices=["one", "busy"], default=["one", "busy"],
-                        help="CPU thread modes (see above); ignored on a GPU")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["one", "busy"],
+        default=["one", "busy"],
+        help="CPU thread modes (see above); ignored on a GPU",
+    )
     parser.add_argument("--busy-seconds", type=int, default=1800, help="upper bound on the busy child's life")
-    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
-                        help="thread: CPU time of this thread (mode `one` only; robust on a shared machine)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="thread: CPU time of this thread (mode `one` only; robust on a shared machine)",
+    )
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for mode in args.modes if device == "cpu" else ["gpu"]:
@@ -154,8 +166,10 @@ def run(args, device, mode):
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if device == "cuda" else [])
     busy = ", one core kept busy by another process" if mode == "busy" else ""
     clock = args.clock if mode == "one" else "wall"  # other threads' work is not in this thread's clock
-    print(f"\n# device={device} torch={torch.__version__} threads={torch.get_num_threads()}{busy} "
-          f"backend={backend()} clock={clock} batch=8 heads=12")
+    print(
+        f"\n# device={device} torch={torch.__version__} threads={torch.get_num_threads()}{busy} "
+        f"backend={backend()} clock={clock} batch=8 heads=12"
+    )
     for dtype in dtypes:
         for n in args.lengths:
             print(f"\n## normaliser alone, fwd+bwd, N={n}, {str(dtype).replace('torch.', '')}")
@@ -166,7 +180,9 @@ def run(args, device, mode):
                 mem_s = f"{mem:.2f}x" if mem is not None else "-"
                 print(f"| {name} | {r:.2f}x | {pkg_s} | {mem_s} |")
             rows, fused = bench_block(n, device, dtype, args.repeats, clock)
-            print(f"\n## attention block (QK^T, normaliser, AV), fwd+bwd, N={n}, d=64; fused SDPA / softmax block = {fused:.2f}x")
+            print(
+                f"\n## attention block (QK^T, normaliser, AV), fwd+bwd, N={n}, d=64; fused SDPA / softmax block = {fused:.2f}x"
+            )
             print("| normaliser | block / softmax block | block / fused SDPA |")
             print("|---|---|---|")
             for name, r, rf in rows:

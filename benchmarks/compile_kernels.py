@@ -10,6 +10,7 @@ feature switched on (what the tests run); --each-mode compiles every kernel once
 mode (bf16, every feature on); --only keeps the kernels whose name contains NAME. Run without
 TRITON_INTERPRET set.
 """
+
 import argparse
 import inspect
 import itertools
@@ -19,9 +20,23 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-POINTERS = {"Q": "act", "K": "act", "V": "act", "O": "act", "DO": "act", "DQ": "act", "DK": "act", "DV": "act",
-            "PAD": "*u8", "KEEP": "*u8", "KV_NUM": "*i32", "KV_IDX": "*i32", "Q_NUM": "*i32", "Q_IDX": "*i32",
-            "PASSES": "*i32"}
+POINTERS = {
+    "Q": "act",
+    "K": "act",
+    "V": "act",
+    "O": "act",
+    "DO": "act",
+    "DQ": "act",
+    "DK": "act",
+    "DV": "act",
+    "PAD": "*u8",
+    "KEEP": "*u8",
+    "KV_NUM": "*i32",
+    "KV_IDX": "*i32",
+    "Q_NUM": "*i32",
+    "Q_IDX": "*i32",
+    "PASSES": "*i32",
+}
 FLOATS = {"p_drop", "qk_scale", "tol", "scale"}
 INTS = {"H", "N", "D", "HK"}  # upper-case sizes; every other upper-case name is a float32 buffer
 
@@ -49,11 +64,15 @@ def compile_one(fn, dtype, constexprs, target):
 def variants(tk, scope):
     """(kernel, dtype, constexprs) to compile: "all", "each-mode" or "quick" (see the module doc)."""
     attention = (tk.attn_fwd, tk.attn_bwd_dq, tk.attn_bwd_dkdv)
-    all_on = dict(HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False,
-                  BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
+    all_on = dict(
+        HAS_PAD=True, HAS_KEEP=True, DROPOUT=True, UPCAST=False, IEEE=False, BLOCK_M=64, BLOCK_N=64, BLOCK_D=64
+    )
     if scope == "quick":
-        return [(tk.attn_fwd, "bf16", dict(all_on, MODE=1)), (tk.attn_bwd_dq, "bf16", dict(all_on, MODE=2)),
-                (tk.attn_bwd_dkdv, "bf16", dict(all_on, MODE=0))]
+        return [
+            (tk.attn_fwd, "bf16", dict(all_on, MODE=1)),
+            (tk.attn_bwd_dq, "bf16", dict(all_on, MODE=2)),
+            (tk.attn_bwd_dkdv, "bf16", dict(all_on, MODE=0)),
+        ]
     jobs = []
     if scope == "each-mode":
         jobs += [(fn, "bf16", dict(all_on, MODE=mode)) for mode in (0, 1, 2) for fn in attention]
@@ -62,11 +81,23 @@ def variants(tk, scope):
         for dtype, mode, pad, keep, drop in flags:
             if dtype != "bf16" and (pad or drop):
                 continue
-            flags = dict(MODE=mode, HAS_PAD=pad, HAS_KEEP=keep, DROPOUT=drop, UPCAST=False, IEEE=dtype == "fp32",
-                         BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
+            flags = dict(
+                MODE=mode,
+                HAS_PAD=pad,
+                HAS_KEEP=keep,
+                DROPOUT=drop,
+                UPCAST=False,
+                IEEE=dtype == "fp32",
+                BLOCK_M=64,
+                BLOCK_N=64,
+                BLOCK_D=64,
+            )
             jobs += [(fn, dtype, flags) for fn in attention]
-    jobs += [(fn, "fp32", dict(MODE=mode, BLOCK=1024)) for mode in (0, 1, 2)
-             for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)]
+    jobs += [
+        (fn, "fp32", dict(MODE=mode, BLOCK=1024))
+        for mode in (0, 1, 2)
+        for fn in (tk.row_normalize_fwd, tk.row_normalize_bwd)
+    ]
     jobs.append((tk.dropout_scale_dense, "fp32", dict(BLOCK=16)))
     return jobs
 

@@ -28,6 +28,7 @@ Any failing path is reported as it happens and makes the script exit with status
 Goals (issue 11): fused sparse attention <= 1.5x SDPA fwd+bwd at N=512; the 10%-density frozen
 mask >= 3x faster than dense at N=4096.
 """
+
 import argparse
 import os
 import statistics
@@ -76,6 +77,7 @@ def fwd_bwd(run, leaves, grad):
         for t in leaves:
             t.grad = None
         run().backward(grad)
+
     return step
 
 
@@ -83,6 +85,7 @@ def forward_only(run):
     def step():
         with torch.no_grad():
             run()
+
     return step
 
 
@@ -103,6 +106,7 @@ def eager_attention(q, k, v, normalise, keep=None):
 def sdpa_flash(q, k, v):
     if q.is_cuda:
         from torch.nn.attention import SDPBackend, sdpa_kernel
+
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             return F.scaled_dot_product_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
@@ -114,8 +118,10 @@ def frozen_mask(n, device):
 
 
 def kernel_part(args, device, dtype):
-    print(f"## Kernels: {dtype}, {args.heads} heads x {args.dim} dims, {args.tokens} tokens per batch; "
-          "fwd+bwd time / SDPA flash (no mask)")
+    print(
+        f"## Kernels: {dtype}, {args.heads} heads x {args.dim} dims, {args.tokens} tokens per batch; "
+        "fwd+bwd time / SDPA flash (no mask)"
+    )
     for n in args.lengths:
         batch = max(1, args.tokens // n)
         shape = (batch, args.heads, n, args.dim)
@@ -130,23 +136,51 @@ def kernel_part(args, device, dtype):
             row_kw = dict(kw)
             rows.append((f"{name} eager", fwd_bwd(lambda norm=norm: eager_attention(q, k, v, norm), leaves, grad)))
             if n == args.lengths[0]:  # the row kernel compiles once per length: one length saves minutes
-                rows.append((f"{name} row kernel", fwd_bwd(
-                    lambda name=name, row_kw=row_kw: eager_attention(
-                        q, k, v, lambda s: kernels.normalize(s, name, **row_kw)),
-                    leaves, grad)))
-            rows.append((f"{name} fused", fwd_bwd(
-                lambda name=name, kw=kw: kernels.sparse_attention(q, k, v, name, **kw), leaves, grad)))
+                rows.append(
+                    (
+                        f"{name} row kernel",
+                        fwd_bwd(
+                            lambda name=name, row_kw=row_kw: eager_attention(
+                                q, k, v, lambda s: kernels.normalize(s, name, **row_kw)
+                            ),
+                            leaves,
+                            grad,
+                        ),
+                    )
+                )
+            rows.append(
+                (
+                    f"{name} fused",
+                    fwd_bwd(lambda name=name, kw=kw: kernels.sparse_attention(q, k, v, name, **kw), leaves, grad),
+                )
+            )
         density = float(keep.float().mean())
-        rows.append(("sdpa masked dense (frozen mask)", fwd_bwd(
-            lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=keep[None]), leaves, grad)))
+        rows.append(
+            (
+                "sdpa masked dense (frozen mask)",
+                fwd_bwd(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=keep[None]), leaves, grad),
+            )
+        )
         if device.type == "cuda":
-            rows.append(("flex block-sparse (frozen mask)", fwd_bwd(
-                lambda: kernels.flex_softmax_attention(q, k, v, keep), leaves, grad)))
+            rows.append(
+                (
+                    "flex block-sparse (frozen mask)",
+                    fwd_bwd(lambda: kernels.flex_softmax_attention(q, k, v, keep), leaves, grad),
+                )
+            )
         else:  # FlexAttention has no CPU backward: the dry run times its forward
-            rows.append(("flex block-sparse (frozen mask), forward only", forward_only(
-                lambda: kernels.flex_softmax_attention(q.detach(), k.detach(), v.detach(), keep))))
-        rows.append(("sparsemax fused masked (frozen mask)", fwd_bwd(
-            lambda: kernels.sparse_attention(q, k, v, "sparsemax", keep=keep), leaves, grad)))
+            rows.append(
+                (
+                    "flex block-sparse (frozen mask), forward only",
+                    forward_only(lambda: kernels.flex_softmax_attention(q.detach(), k.detach(), v.detach(), keep)),
+                )
+            )
+        rows.append(
+            (
+                "sparsemax fused masked (frozen mask)",
+                fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "sparsemax", keep=keep), leaves, grad),
+            )
+        )
         names, fns = zip(*rows)
         times = {}
         for name, fn in zip(names, fns):  # one at a time: a failing path is reported, the rest still run
@@ -166,19 +200,25 @@ def kernel_part(args, device, dtype):
             try:
                 with torch.no_grad():
                     passes = kernels.sparse_attention(q, k, v, name, return_stats=True, **kw)[1]["passes"].float()
-                print(f"{name} fused: threshold passes per query block mean {float(passes.mean()):.1f}, "
-                      f"max {int(passes.max())} (forward = passes + 2 sweeps over the keys)")
+                print(
+                    f"{name} fused: threshold passes per query block mean {float(passes.mean()):.1f}, "
+                    f"max {int(passes.max())} (forward = passes + 2 sweeps over the keys)"
+                )
             except Exception as exc:  # noqa: BLE001 - report and go on
                 failed("kernels", f"{name} fused threshold passes", exc)
-        dense, flex, fused_masked = (times.get("sdpa masked dense (frozen mask)"),
-                                     times.get("flex block-sparse (frozen mask)"),
-                                     times.get("sparsemax fused masked (frozen mask)"))
+        dense, flex, fused_masked = (
+            times.get("sdpa masked dense (frozen mask)"),
+            times.get("flex block-sparse (frozen mask)"),
+            times.get("sparsemax fused masked (frozen mask)"),
+        )
         fused = times.get("sparsemax fused")
         if dense and flex:
             print(f"frozen mask, speed-up of flex block-sparse over SDPA with the dense mask: {dense / flex:.2f}x")
         if fused and fused_masked:
-            print("frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: "
-                  f"{fused / fused_masked:.2f}x")
+            print(
+                "frozen mask, speed-up of fused sparsemax with the mask over fused sparsemax without: "
+                f"{fused / fused_masked:.2f}x"
+            )
         sys.stdout.flush()
 
 
@@ -190,8 +230,10 @@ def training_part(args, device):
     except ImportError as exc:
         print(f"\n## Training: skipped, fairseq is not importable ({exc})")
         return
-    print(f"\n## Training words/s: {args.arch_sparse} vs {args.arch_stock}, batch {args.batch} x {args.seq_len}, "
-          "full masked-LM steps (forward, LM head, backward, Adam)")
+    print(
+        f"\n## Training words/s: {args.arch_sparse} vs {args.arch_stock}, batch {args.batch} x {args.seq_len}, "
+        "full masked-LM steps (forward, LM head, backward, Adam)"
+    )
     data = tempfile.mkdtemp()
     with open(os.path.join(data, "dict.txt"), "w") as f:
         f.writelines(f"w{i} 1\n" for i in range(1000))
@@ -199,20 +241,29 @@ def training_part(args, device):
     tokens = torch.randint(4, 1000, (args.batch, args.seq_len), device=device)
     masked = torch.rand(tokens.shape, device=device) < 0.15
     models = [("stock roberta", ["--arch", args.arch_stock])]
-    models += [(f"sparse_roberta {n}", ["--arch", args.arch_sparse, "--attn-normalizer", n] + extra)
-               for n, extra in [("softmax", []), ("sparsemax", []), ("entmax_bisect", ["--learn-entmax-alpha"])]]
+    models += [
+        (f"sparse_roberta {n}", ["--arch", args.arch_sparse, "--attn-normalizer", n] + extra)
+        for n, extra in [("softmax", []), ("sparsemax", []), ("entmax_bisect", ["--learn-entmax-alpha"])]
+    ]
     # the DAM search: a fresh straight-through float mask every step (no block skipping, row kernel + mask gradient)
-    models += [(f"sparse_roberta {n} DAM search", ["--arch", args.arch_sparse, "--attn-normalizer", n,
-                                                    "--attn-mask", "dam", "--dam-share-layers"])
-               for n in ("softmax", "sparsemax")]
+    models += [
+        (
+            f"sparse_roberta {n} DAM search",
+            ["--arch", args.arch_sparse, "--attn-normalizer", n, "--attn-mask", "dam", "--dam-share-layers"],
+        )
+        for n in ("softmax", "sparsemax")
+    ]
     amp_dtypes = [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.bfloat16]
     for amp_dtype in amp_dtypes:
         steps = []
         for name, extra in models:
             parser = options.get_training_parser()
-            cfg = options.parse_args_and_arch(parser, [data, "--task", "masked_lm",
-                                                       "--tokens-per-sample", str(args.seq_len),
-                                                       "--dropout", "0.1"] + extra + args.model_args)
+            cfg = options.parse_args_and_arch(
+                parser,
+                [data, "--task", "masked_lm", "--tokens-per-sample", str(args.seq_len), "--dropout", "0.1"]
+                + extra
+                + args.model_args,
+            )
             model = tasks.setup_task(cfg).build_model(cfg).to(device).train()
             optim = torch.optim.Adam(model.parameters(), lr=1e-5)
             scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
@@ -225,6 +276,7 @@ def training_part(args, device):
                 scaler.scale(loss).backward()
                 scaler.step(optim)
                 scaler.update()
+
             steps.append((name, step))
         times = timed([s for _, s in steps], args.repeats, args.warmup)
         words = tokens.numel()
@@ -250,15 +302,19 @@ def adasplash_part(args, device, dtype):
         print(f"\n## AdaSplash: skipped, the adasplash package does not import ({exc})")
         return
     ada = getattr(adasplash, "adasplash_v1", None) or adasplash.adasplash
-    print(f"\n## AdaSplash v1 ({getattr(adasplash, '__version__', '?')}, {ada.__name__}) vs our fused entmax-1.5: "
-          "no mask, no dropout, fwd+bwd")
+    print(
+        f"\n## AdaSplash v1 ({getattr(adasplash, '__version__', '?')}, {ada.__name__}) vs our fused entmax-1.5: "
+        "no mask, no dropout, fwd+bwd"
+    )
     print("| N | batch | max abs output diff | adasplash ms | ours ms | ours / adasplash |")
     print("|---|---|---|---|---|---|")
     for n in args.lengths:
         batch = max(1, args.tokens // n)
         torch.manual_seed(0)
-        q, k, v = (torch.randn((batch, args.heads, n, args.dim), device=device, dtype=dtype, requires_grad=True)
-                   for _ in range(3))
+        q, k, v = (
+            torch.randn((batch, args.heads, n, args.dim), device=device, dtype=dtype, requires_grad=True)
+            for _ in range(3)
+        )
         grad = torch.randn_like(q)
         try:
             with torch.no_grad():
@@ -267,12 +323,18 @@ def adasplash_part(args, device, dtype):
             diff = float((theirs - ours).abs().max())
             if not diff <= args.adasplash_tol:
                 raise AssertionError(f"outputs differ by {diff:.3g} > {args.adasplash_tol} (N = {n})")
-            t_theirs, t_ours = timed([
-                fwd_bwd(lambda: ada(q, k, v, alpha=1.5, niter=10, is_causal=False, varlen=None), (q, k, v), grad),
-                fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "entmax15"), (q, k, v), grad)],
-                args.repeats, args.warmup)
-            print(f"| {n} | {batch} | {diff:.2e} | {1000 * t_theirs:.2f} | {1000 * t_ours:.2f} | "
-                  f"{t_ours / t_theirs:.2f}x |")
+            t_theirs, t_ours = timed(
+                [
+                    fwd_bwd(lambda: ada(q, k, v, alpha=1.5, niter=10, is_causal=False, varlen=None), (q, k, v), grad),
+                    fwd_bwd(lambda: kernels.sparse_attention(q, k, v, "entmax15"), (q, k, v), grad),
+                ],
+                args.repeats,
+                args.warmup,
+            )
+            print(
+                f"| {n} | {batch} | {diff:.2e} | {1000 * t_theirs:.2f} | {1000 * t_ours:.2f} | "
+                f"{t_ours / t_theirs:.2f}x |"
+            )
         except Exception as exc:  # noqa: BLE001 - report and go on
             failed("adasplash", f"N = {n}", exc)
         sys.stdout.flush()
@@ -281,8 +343,12 @@ def adasplash_part(args, device, dtype):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["kernels", "training", "adasplash", "all"], default="all")
-    parser.add_argument("--adasplash-tol", type=float, default=2e-2,
-                        help="largest output difference to AdaSplash accepted (bf16 outputs)")
+    parser.add_argument(
+        "--adasplash-tol",
+        type=float,
+        default=2e-2,
+        help="largest output difference to AdaSplash accepted (bf16 outputs)",
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 4096])
     parser.add_argument("--tokens", type=int, default=16384, help="tokens per attention batch (batch = tokens / N)")
     parser.add_argument("--heads", type=int, default=12)
@@ -291,9 +357,11 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8, help="training batch (sequences)")
     parser.add_argument("--seq-len", type=int, default=512, help="training sequence length")
-    parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="run the logic on tiny CPU shapes through the Triton interpreter "
-                             "(needs TRITON_INTERPRET=1)")
+    parser.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run the logic on tiny CPU shapes through the Triton interpreter (needs TRITON_INTERPRET=1)",
+    )
     args = parser.parse_args(argv)
     args.arch_stock, args.arch_sparse, args.model_args = "roberta_base", "sparse_roberta_base", []
     if args.cpu_dry_run:
@@ -301,15 +369,25 @@ def main(argv=None):
         args.lengths, args.tokens, args.heads, args.dim, args.repeats, args.warmup = [32], 32, 1, 16, 1, 0
         args.batch, args.seq_len = 2, 32
         args.arch_stock, args.arch_sparse = "roberta", "sparse_roberta_tiny"
-        args.model_args = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-                           "--encoder-attention-heads", "4"]
+        args.model_args = [
+            "--encoder-layers",
+            "2",
+            "--encoder-embed-dim",
+            "64",
+            "--encoder-ffn-embed-dim",
+            "128",
+            "--encoder-attention-heads",
+            "4",
+        ]
         kernels.interpret_on_cpu(True)
     else:
         if not torch.cuda.is_available():
             parser.error("no CUDA device: this is the GPU check (use --cpu-dry-run to exercise its logic)")
         device, dtype = torch.device("cuda"), torch.bfloat16
-        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-              f"triton {__import__('triton').__version__ if kernels.triton_available() else 'absent'}")
+        print(
+            f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+            f"triton {__import__('triton').__version__ if kernels.triton_available() else 'absent'}"
+        )
     if args.part in ("kernels", "all"):
         kernel_part(args, device, dtype)
     if args.part in ("adasplash", "all") and device.type == "cuda":

@@ -4,6 +4,7 @@ Every figure is a ratio against a baseline run in the same process, interleaved 
 machine noise hits both alike. CPU torch keeps no allocator statistics, so forward peak
 memory is measured by a dispatch mode that tracks the bytes of every live tensor storage.
 """
+
 import statistics
 import time
 import weakref

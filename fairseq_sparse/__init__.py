@@ -1,5 +1,6 @@
 """fairseq_sparse: sparse self-attention (SSAF normalisers, SparseBERT masks), head analysis, for fairseq RoBERTa.
 Importing registers models, criteria, tasks, optimizer and BPE with fairseq; normalizers/ and masks/ need only torch."""
+
 import importlib
 import pkgutil
 

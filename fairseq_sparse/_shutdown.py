@@ -13,6 +13,7 @@ stop after its current batch (its own `count >= _max_len` check), empty its queu
 returns, and join it. fairseq itself is not patched; a consumer still busy after the timeout is
 left as before.
 """
+
 import queue
 import threading
 import time

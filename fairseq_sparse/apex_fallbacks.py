@@ -23,6 +23,7 @@ plain PyTorch. Set FAIRSEQ_SPARSE_NATIVE_FUSED_ADAM=0 to keep fairseq's pure-PyT
 Probing apex on CUDA creates a CUDA context; it happens only when apex is installed and its
 extensions import.
 """
+
 import importlib
 import importlib.util
 import logging

@@ -4,6 +4,7 @@ Why: a run killed half-way (a long preprocessing job, Ctrl-C during an ablation)
 a truncated file that a later step or a README would silently read. Standard library only, so
 every layer (masks included) can use it.
 """
+
 import contextlib
 import os
 import shutil

@@ -8,6 +8,7 @@ __reduce__ that calls os.system, say) is refused, never unpickled.
 
 Pure torch + numpy: importable without fairseq.
 """
+
 import argparse
 import logging
 import os
@@ -39,8 +40,10 @@ def allow_checkpoint_types():
     global _logged_allow_list
     allowed = checkpoint_safe_globals()
     if not _logged_allow_list:
-        logger.info("torch.load weights-only allow-list += %s (types fairseq checkpoints pickle)",
-                    ", ".join(sorted({t.__module__ + "." + t.__name__ for t in allowed})))
+        logger.info(
+            "torch.load weights-only allow-list += %s (types fairseq checkpoints pickle)",
+            ", ".join(sorted({t.__module__ + "." + t.__name__ for t in allowed})),
+        )
         _logged_allow_list = True
     torch.serialization.add_safe_globals(allowed)
 

@@ -3,6 +3,7 @@ torch (hydra.experimental, `# @package _group_`, schema matching, torch.cuda.amp
 a CPU). They concern fairseq's own code, not the run, and bury its log; each filter matches one
 known message, so any other warning still shows. Importing the plugin (--user-dir) installs
 them, before fairseq composes its hydra config."""
+
 import warnings
 
 _MESSAGES = (

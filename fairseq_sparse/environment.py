@@ -1,5 +1,6 @@
 """The environment report behind `fairseq-sparse-env`: versions, devices, precisions, and the
 LayerNorm/Adam/LAMB and attention kernels fairseq will actually use on this machine."""
+
 import importlib
 import platform
 from dataclasses import asdict
@@ -59,8 +60,12 @@ def _sdpa_backends():
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:
         return flags
-    backends = {"flash": "FLASH_ATTENTION", "mem_efficient": "EFFICIENT_ATTENTION", "math": "MATH",
-                "cudnn": "CUDNN_ATTENTION"}
+    backends = {
+        "flash": "FLASH_ATTENTION",
+        "mem_efficient": "EFFICIENT_ATTENTION",
+        "math": "MATH",
+        "cudnn": "CUDNN_ATTENTION",
+    }
     q = torch.randn(1, 2, 16, 64, device="cuda", dtype=torch.float16)
     for name, member in backends.items():
         backend = getattr(SDPBackend, member, None)
@@ -90,8 +95,14 @@ def _devices():
     devices = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        devices.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
-                        "memory_gib": round(props.total_memory / 2**30, 1)})
+        devices.append(
+            {
+                "index": i,
+                "name": props.name,
+                "capability": f"{props.major}.{props.minor}",
+                "memory_gib": round(props.total_memory / 2**30, 1),
+            }
+        )
     return devices
 
 

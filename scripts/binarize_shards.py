@@ -3,6 +3,7 @@
 
 Usage: python scripts/binarize_shards.py --help  (logic: fairseq_sparse/data/preprocess/binarize.py)
 """
+
 import os
 import sys
 

@@ -3,6 +3,7 @@
 
 Usage: python scripts/build_tokenizer.py --help  (logic: fairseq_sparse/data/preprocess/tokenizer.py)
 """
+
 import os
 import sys
 

@@ -3,6 +3,7 @@
 
 Usage: python scripts/clean_corpus.py --help  (logic: fairseq_sparse/data/preprocess/clean.py)
 """
+
 import os
 import sys
 

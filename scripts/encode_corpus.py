@@ -3,6 +3,7 @@
 
 Usage: python scripts/encode_corpus.py --help  (logic: fairseq_sparse/data/preprocess/encode.py)
 """
+
 import os
 import sys
 

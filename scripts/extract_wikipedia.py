@@ -3,6 +3,7 @@
 
 Usage: python scripts/extract_wikipedia.py --help  (logic: fairseq_sparse/data/preprocess/extract.py)
 """
+
 import os
 import sys
 

@@ -3,6 +3,7 @@
 
 Usage: python scripts/prepare_pretraining_data.py --help  (logic: fairseq_sparse/data/preprocess/pipeline.py)
 """
+
 import os
 import sys
 

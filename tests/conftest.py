@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny real corpus binarised by fairseq-preprocess, and a fairseq-train runner."""
+
 import os
 import random
 import subprocess
@@ -15,10 +16,18 @@ BIN = Path(sys.executable).parent
 def run_cli(args, cwd=None, check=True, env=None, timeout=600):
     """Run a console script (fairseq-train, fairseq-preprocess, ...) of this venv, return its result."""
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **(env or {}))
-    result = subprocess.run([str(BIN / args[0])] + [str(a) for a in args[1:]], cwd=cwd,
-                            capture_output=True, text=True, env=full_env, timeout=timeout)
+    result = subprocess.run(
+        [str(BIN / args[0])] + [str(a) for a in args[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{args[0]} failed (rc={result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{args[0]} failed (rc={result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -41,19 +50,62 @@ def mlm_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlm")
     write_corpus(root / "train.txt", 120, seed=1)
     write_corpus(root / "valid.txt", 20, seed=2)
-    run_cli(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt",
-             "--validpref", root / "valid.txt", "--destdir", root / "bin", "--workers", "1"])
+    run_cli(
+        [
+            "fairseq-preprocess",
+            "--only-source",
+            "--trainpref",
+            root / "train.txt",
+            "--validpref",
+            root / "valid.txt",
+            "--destdir",
+            root / "bin",
+            "--workers",
+            "1",
+        ]
+    )
     return root / "bin"
 
 
 def tiny_mlm_args(data, save_dir, arch="sparse_roberta_tiny", updates=4, extra=()):
     return [
-        "fairseq-train", data, "--user-dir", USER_DIR, "--cpu", "--task", "masked_lm",
-        "--criterion", "masked_lm", "--arch", arch, "--tokens-per-sample", 32,
-        "--sample-break-mode", "complete_doc", "--batch-size", 8, "--optimizer", "adam",
-        "--lr", "1e-3", "--lr-scheduler", "fixed", "--max-update", updates, "--log-format", "simple",
-        "--log-interval", 1, "--save-dir", save_dir, "--no-epoch-checkpoints", "--seed", 3,
-        "--num-workers", 0, "--disable-validation",
+        "fairseq-train",
+        data,
+        "--user-dir",
+        USER_DIR,
+        "--cpu",
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        "--arch",
+        arch,
+        "--tokens-per-sample",
+        32,
+        "--sample-break-mode",
+        "complete_doc",
+        "--batch-size",
+        8,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--lr-scheduler",
+        "fixed",
+        "--max-update",
+        updates,
+        "--log-format",
+        "simple",
+        "--log-interval",
+        1,
+        "--save-dir",
+        save_dir,
+        "--no-epoch-checkpoints",
+        "--seed",
+        3,
+        "--num-workers",
+        0,
+        "--disable-validation",
         *[str(e) for e in extra],
     ]
 
@@ -72,9 +124,34 @@ def cls_data(tmp_path_factory, mlm_data):
             labels.append(str(label))
         (root / f"{split}.input0").write_text("\n".join(sents) + "\n")
         (root / f"{split}.label").write_text("\n".join(labels) + "\n")
-    run_cli(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.input0",
-             "--validpref", root / "valid.input0", "--destdir", root / "bin" / "input0",
-             "--srcdict", mlm_data / "dict.txt", "--workers", "1"])
-    run_cli(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.label",
-             "--validpref", root / "valid.label", "--destdir", root / "bin" / "label", "--workers", "1"])
+    run_cli(
+        [
+            "fairseq-preprocess",
+            "--only-source",
+            "--trainpref",
+            root / "train.input0",
+            "--validpref",
+            root / "valid.input0",
+            "--destdir",
+            root / "bin" / "input0",
+            "--srcdict",
+            mlm_data / "dict.txt",
+            "--workers",
+            "1",
+        ]
+    )
+    run_cli(
+        [
+            "fairseq-preprocess",
+            "--only-source",
+            "--trainpref",
+            root / "train.label",
+            "--validpref",
+            root / "valid.label",
+            "--destdir",
+            root / "bin" / "label",
+            "--workers",
+            "1",
+        ]
+    )
     return root / "bin"

@@ -1,4 +1,5 @@
 """Head analysis (Kovaleva et al. 2019): ablation, patterns, special tokens, drift, sparsity, the CLI."""
+
 import csv
 import json
 import math
@@ -12,27 +13,47 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from fairseq_sparse.checkpoint_reader import read_checkpoint
+from conftest import USER_DIR, run_cli
 from fairseq import options, tasks
 from fairseq.data import Dictionary
 
 import fairseq_sparse  # noqa: F401  (registers the plugin)
-from conftest import USER_DIR, run_cli
 from fairseq_sparse.analysis import load_for_analysis, metrics
 from fairseq_sparse.analysis.ablation import AblationEvaluator, layer_heads
 from fairseq_sparse.analysis.attention_maps import SparsityStats, iterate_maps
 from fairseq_sparse.analysis.bootstrap import paired_intervals, resample_counts
 from fairseq_sparse.analysis.examples import CLS, PUNCT, SEP, TokenTyper, make_batches, select_indices
-from fairseq_sparse.analysis.pattern_cnn import (cross_validated_predictions, load_cnn, map_image, predict,
-                                                 read_labels, save_cnn, train_cnn)
-from fairseq_sparse.analysis.pattern_classes import (CLASSES, PatternCounter, PatternThresholds, calibrate, classify,
-                                              map_features)
+from fairseq_sparse.analysis.pattern_classes import (
+    CLASSES,
+    PatternCounter,
+    PatternThresholds,
+    calibrate,
+    classify,
+    map_features,
+)
+from fairseq_sparse.analysis.pattern_cnn import (
+    cross_validated_predictions,
+    load_cnn,
+    map_image,
+    predict,
+    read_labels,
+    save_cnn,
+    train_cnn,
+)
 from fairseq_sparse.analysis.special_tokens import SpecialTokenAttention
+from fairseq_sparse.checkpoint_reader import read_checkpoint
 from fairseq_sparse.cli.analyze import run as analyze
 
-TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
-        "--encoder-attention-heads", "4"]
+TINY = [
+    "--encoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "256",
+    "--encoder-attention-heads",
+    "4",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,9 +68,27 @@ def one_thread():
 def save_checkpoint(path, data, arch="sparse_roberta_tiny", extra=(), seed=0):
     """A sentence_prediction checkpoint as fairseq-train saves it (args + weights), built in-process."""
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data), "--task", "sentence_prediction", "--criterion", "sentence_prediction", "--arch", arch,
-        "--num-classes", "2", "--max-positions", "32", "--init-token", "0", "--separator-token", "2", *extra])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(data),
+            "--task",
+            "sentence_prediction",
+            "--criterion",
+            "sentence_prediction",
+            "--arch",
+            arch,
+            "--num-classes",
+            "2",
+            "--max-positions",
+            "32",
+            "--init-token",
+            "0",
+            "--separator-token",
+            "2",
+            *extra,
+        ],
+    )
     torch.manual_seed(seed)
     task = tasks.setup_task(args)
     model = task.build_model(args)
@@ -75,8 +114,8 @@ def zero_query(module, head):
     """Scores of `head` become 0 for every key, so softmax gives it uniform attention over real keys."""
     d = module.head_dim
     with torch.no_grad():
-        module.q_proj.weight[head * d:(head + 1) * d] = 0
-        module.q_proj.bias[head * d:(head + 1) * d] = 0
+        module.q_proj.weight[head * d : (head + 1) * d] = 0
+        module.q_proj.bias[head * d : (head + 1) * d] = 0
 
 
 # ----- loading -----------------------------------------------------------------------------------
@@ -100,8 +139,9 @@ def test_sparsebert_checkpoint_keeps_its_mask(cls_data, tmp_path):
     assert setup.arch == "sparsebert_tiny"
     dataset = setup.task.dataset("valid")
     stats = SparsityStats(2, 4)
-    for _, tokens, maps in iterate_maps(setup.model, make_batches(dataset, [0, 1, 2], 3), setup.dictionary.pad(),
-                                        progress=False):
+    for _, tokens, maps in iterate_maps(
+        setup.model, make_batches(dataset, [0, 1, 2], 3), setup.dictionary.pad(), progress=False
+    ):
         stats.update(maps)
         assert torch.diagonal(maps, dim1=-2, dim2=-1).abs().max() == 0
         assert float(map_features(maps, TokenTyper(setup.dictionary, 0, 2).types(tokens))["self"].max()) == 0
@@ -138,8 +178,7 @@ def test_disabling_every_head_of_a_layer_equals_disabling_the_layer(tiny, cls_da
         modules[layer].set_uniform_heads(range(4))
         batch = ev.batches[0]
         with torch.no_grad():
-            direct = setup.model(batch.src_tokens, features_only=True,
-                                 classification_head_name=setup.head_name)[0]
+            direct = setup.model(batch.src_tokens, features_only=True, classification_head_name=setup.head_name)[0]
         modules[layer].set_uniform_heads([])
         assert torch.allclose(by_heads[: len(batch.indices)], direct, atol=1e-5)
 
@@ -199,7 +238,7 @@ def test_greedy_random_and_lazy_greedy(tiny, cls_data):
     assert (again.score, again.loss) == (full[-1][1].score, full[-1][1].loss)
     lazy = ev.greedy(3, candidates=2)
     assert [n for _, _, n in lazy] == [8, 2, 2]
-    (k, subsets, evals), = ev.random_subsets([3], trials=4, seed=7)
+    ((k, subsets, evals),) = ev.random_subsets([3], trials=4, seed=7)
     assert k == 3 and len(subsets) == 4 and all(len(set(map(tuple, s))) == 3 for s in subsets)
     assert ev.random_subsets([3], trials=4, seed=7)[0][1] == subsets  # seeded
     with pytest.raises(ValueError, match="out of range"):
@@ -266,8 +305,11 @@ def test_block_and_heterogeneous_on_hand_built_maps():
 def test_rule_thresholds_refit_to_hand_labels():
     """Labels made by stricter-than-default rules are reproduced once the thresholds are refitted."""
     rng = np.random.RandomState(0)
-    feats = {"vertical": torch.tensor(rng.rand(120) * 0.8), "diagonal": torch.tensor(rng.rand(120) * 0.6),
-             "block": torch.full((120,), float("nan"))}
+    feats = {
+        "vertical": torch.tensor(rng.rand(120) * 0.8),
+        "diagonal": torch.tensor(rng.rand(120) * 0.6),
+        "block": torch.full((120,), float("nan")),
+    }
     person = PatternThresholds(vertical=0.3, diagonal=0.35, minor=0.1, mixed=0.4)
     labels = classify(feats, person)
     assert metrics.cohen_kappa(classify(feats), labels) < 0.9  # the defaults disagree with this person
@@ -356,8 +398,10 @@ def test_cnn_learns_labelled_maps_and_round_trips(tmp_path):
     cv = cross_validated_predictions(images[:24], labels[:24], folds=3, epochs=3)
     assert cv.shape == (24,) and set(cv) <= set(range(len(CLASSES)))
     labels_csv = tmp_path / "labels.csv"
-    labels_csv.write_text("map_id,example,layer,head,png,label\n0,0,1,1,a.png,v\n1,0,1,2,b.png,\n"
-                          "2,0,1,3,c.png,vertical+diagonal\n3,0,2,1,d.png, H \n")
+    labels_csv.write_text(
+        "map_id,example,layer,head,png,label\n0,0,1,1,a.png,v\n1,0,1,2,b.png,\n"
+        "2,0,1,3,c.png,vertical+diagonal\n3,0,2,1,d.png, H \n"
+    )
     assert read_labels(labels_csv) == {0: 0, 2: 2, 3: 4}
     labels_csv.write_text("map_id,label\n0,vertikal\n")
     with pytest.raises(ValueError, match="line 2.*vertikal"):
@@ -391,14 +435,53 @@ def test_confusion_counts_rows_are_gold_columns_predicted():
 def trained(cls_data, tmp_path_factory):
     """A tiny sparsemax classifier trained by fairseq-train, with an early and a last checkpoint."""
     save = tmp_path_factory.mktemp("trained")
-    run_cli([
-        "fairseq-train", cls_data, "--user-dir", USER_DIR, "--cpu", "--task", "sentence_prediction",
-        "--criterion", "sentence_prediction", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
-        "--attn-normalizer", "sparsemax", "--max-positions", 32, "--batch-size", 8, "--optimizer", "adam",
-        "--lr", "1e-3", "--lr-scheduler", "fixed", "--max-update", 24, "--save-interval-updates", 5,
-        "--log-format", "simple", "--save-dir", save, "--no-epoch-checkpoints", "--num-workers", 0,
-        "--seed", 1, "--init-token", 0, "--separator-token", 2, "--disable-validation",
-    ])
+    run_cli(
+        [
+            "fairseq-train",
+            cls_data,
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--task",
+            "sentence_prediction",
+            "--criterion",
+            "sentence_prediction",
+            "--num-classes",
+            2,
+            "--arch",
+            "sparse_roberta_tiny",
+            "--attn-normalizer",
+            "sparsemax",
+            "--max-positions",
+            32,
+            "--batch-size",
+            8,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--lr-scheduler",
+            "fixed",
+            "--max-update",
+            24,
+            "--save-interval-updates",
+            5,
+            "--log-format",
+            "simple",
+            "--save-dir",
+            save,
+            "--no-epoch-checkpoints",
+            "--num-workers",
+            0,
+            "--seed",
+            1,
+            "--init-token",
+            0,
+            "--separator-token",
+            2,
+            "--disable-validation",
+        ]
+    )
     return save
 
 
@@ -416,8 +499,9 @@ def check_ablation_against_direct_forward(ab, ckpt, cls_data):
 
     def gold_logprob():
         with torch.no_grad():
-            logits = setup.model(sample["net_input"]["src_tokens"], features_only=True,
-                                 classification_head_name=setup.head_name)[0]
+            logits = setup.model(
+                sample["net_input"]["src_tokens"], features_only=True, classification_head_name=setup.head_name
+            )[0]
         return torch.log_softmax(logits.double(), -1)[torch.arange(len(gold)), gold], logits.argmax(-1)
 
     intact, pred = gold_logprob()
@@ -438,9 +522,11 @@ def check_ablation_against_direct_forward(ab, ckpt, cls_data):
     delta = np.array(ab["heads"]["per_example_delta"])
     assert np.all(low <= high) and np.any(high - low > 1e-4)
     assert {(c["layer"], c["head"]) for c in ab["heads_improving_beyond_interval"]} == {
-        (l + 1, h + 1) for l, h in zip(*np.nonzero(low > 0))}
+        (l + 1, h + 1) for l, h in zip(*np.nonzero(low > 0))
+    }
     assert {(c["layer"], c["head"]) for c in ab["heads_hurting_beyond_interval"]} == {
-        (l + 1, h + 1) for l, h in zip(*np.nonzero(high < 0))}
+        (l + 1, h + 1) for l, h in zip(*np.nonzero(high < 0))
+    }
     assert (delta != 0).all() and ab["bootstrap"]["resamples"] == 1000
 
 
@@ -481,8 +567,25 @@ def test_cli_end_to_end(trained, cls_data, tmp_path):
     common = ["--data", cls_data, "--no-progress"]
     out = tmp_path / "out"
     # the console script itself, once
-    result = run_cli(["fairseq-sparse-analyze", "ablate", ckpt, *common, "--out-dir", out,
-                      "--random-heads", 1, 4, "--random-trials", 2, "--greedy-steps", 2, "--threads", 1])
+    result = run_cli(
+        [
+            "fairseq-sparse-analyze",
+            "ablate",
+            ckpt,
+            *common,
+            "--out-dir",
+            out,
+            "--random-heads",
+            1,
+            4,
+            "--random-trials",
+            2,
+            "--greedy-steps",
+            2,
+            "--threads",
+            1,
+        ]
+    )
     assert "wrote" in result.stdout and "heads improve" in result.stdout
     ab = read(out / "ablate.json")
     assert len(ab["heads"]["delta"]) == 2 and len(ab["heads"]["delta"][0]) == 4 and len(ab["layers"]["delta"]) == 2
@@ -516,8 +619,21 @@ def test_cli_end_to_end(trained, cls_data, tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    analyze(["train-cnn", "--maps", lab / "maps.npz", "--labels", lab / "labels.csv", "--out-dir", lab,
-             "--folds", 2, "--epochs", 2])
+    analyze(
+        [
+            "train-cnn",
+            "--maps",
+            lab / "maps.npz",
+            "--labels",
+            lab / "labels.csv",
+            "--out-dir",
+            lab,
+            "--folds",
+            2,
+            "--epochs",
+            2,
+        ]
+    )
     agreement = read(lab / "cnn_agreement.json")
     assert agreement["labelled_maps"] == 12 and agreement["rules_vs_human"]["accuracy"] == 1.0
     analyze(["patterns", ckpt, *common, "--out-dir", out, "--max-examples", 3, "--cnn", lab / "pattern_cnn.pt"])
@@ -541,10 +657,22 @@ def test_drift_finds_exactly_the_changed_head(tiny, cls_data, tmp_path):
     q = state["model"]["encoder.sentence_encoder.layers.1.self_attn.q_proj.weight"]
     head_dim = q.size(0) // 4
     torch.manual_seed(0)
-    q[2 * head_dim:3 * head_dim] = torch.randn(head_dim, q.size(1)) * q.std() * 30
+    q[2 * head_dim : 3 * head_dim] = torch.randn(head_dim, q.size(1)) * q.std() * 30
     torch.save(state, changed)
-    analyze(["drift", str(tiny), str(changed), "--data", str(cls_data), "--no-progress", "--max-examples", "16",
-             "--out-dir", str(tmp_path)])
+    analyze(
+        [
+            "drift",
+            str(tiny),
+            str(changed),
+            "--data",
+            str(cls_data),
+            "--no-progress",
+            "--max-examples",
+            "16",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     cos = np.array(read(tmp_path / "drift.json")["cosine_mean"])
     assert cos.shape == (2, 4)
     unchanged = np.ones_like(cos, dtype=bool)
@@ -566,10 +694,14 @@ def test_cli_errors_name_the_bad_value(tiny, cls_data, tmp_path):
     fails(["maps", tiny, "--data", cls_data, "--out-dir", tmp_path, "--split", "test"], "split 'test' not found")
     fails(["maps", tiny, "--data", cls_data, "--out-dir", tmp_path, "--text", "w1 w2"], "records no BPE")
     fails(["ablate", tiny, "--data", cls_data, "--out-dir", tmp_path, "--metric", "pearson"], "--metric 'pearson'")
-    fails(["patterns", tiny, "--data", cls_data, "--out-dir", tmp_path, "--block-threshold", "1.5"],
-          "block=1.5 must be in [0, 1]")
-    fails(["maps", tiny, "--data", cls_data, "--out-dir", tmp_path, "--model-overrides", "sparsemax"],
-          "is not a dict literal")
+    fails(
+        ["patterns", tiny, "--data", cls_data, "--out-dir", tmp_path, "--block-threshold", "1.5"],
+        "block=1.5 must be in [0, 1]",
+    )
+    fails(
+        ["maps", tiny, "--data", cls_data, "--out-dir", tmp_path, "--model-overrides", "sparsemax"],
+        "is not a dict literal",
+    )
 
 
 def test_minilm_finetuned_on_pairs_then_analysed(tmp_path, capfd):
@@ -577,9 +709,10 @@ def test_minilm_finetuned_on_pairs_then_analysed(tmp_path, capfd):
     types), then the head analysis on the fine-tuned checkpoint."""
     import importlib.util
 
-    from fairseq_sparse.convert import convert_bert
     from test_convert import minilm_dir
     from test_glue import write_glue
+
+    from fairseq_sparse.convert import convert_bert
 
     def script(rel):
         spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], Path(__file__).parents[1] / rel)
@@ -592,18 +725,60 @@ def test_minilm_finetuned_on_pairs_then_analysed(tmp_path, capfd):
     convert_bert(src, str(ckpt_dir))
     write_glue(str(tmp_path / "GLUE"), n=16)
     data = tmp_path / "rte"
-    script("examples/glue/preprocess.py").main([
-        "--glue-dir", str(tmp_path / "GLUE"), "--task", "RTE", "--dest", str(data), "--no-test",
-        "--bpe", "bert_wordpiece", "--bpe-vocab-file", str(ckpt_dir / "vocab.txt"), "--srcdict", str(ckpt_dir / "dict.txt")])
+    script("examples/glue/preprocess.py").main(
+        [
+            "--glue-dir",
+            str(tmp_path / "GLUE"),
+            "--task",
+            "RTE",
+            "--dest",
+            str(data),
+            "--no-test",
+            "--bpe",
+            "bert_wordpiece",
+            "--bpe-vocab-file",
+            str(ckpt_dir / "vocab.txt"),
+            "--srcdict",
+            str(ckpt_dir / "dict.txt"),
+        ]
+    )
     save = tmp_path / "ft"
-    script("examples/glue/finetune.py").main([
-        "--task", "RTE", "--data", str(data), "--checkpoint", str(ckpt_dir / "model.pt"), "--save-dir", str(save),
-        "--dry-run", "--", "--cpu", "--max-update", "2", "--batch-size", "8", "--warmup-updates", "0", "--lr", "1e-4",
-        "--num-workers", "0", "--log-format", "simple", "--log-interval", "1", "--seed", "1"])
+    script("examples/glue/finetune.py").main(
+        [
+            "--task",
+            "RTE",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(ckpt_dir / "model.pt"),
+            "--save-dir",
+            str(save),
+            "--dry-run",
+            "--",
+            "--cpu",
+            "--max-update",
+            "2",
+            "--batch-size",
+            "8",
+            "--warmup-updates",
+            "0",
+            "--lr",
+            "1e-4",
+            "--num-workers",
+            "0",
+            "--log-format",
+            "simple",
+            "--log-interval",
+            "1",
+            "--seed",
+            "1",
+        ]
+    )
     cmd = shlex.split(capfd.readouterr().out.strip().splitlines()[-1])
     assert "--segment-embeddings" in cmd and cmd[cmd.index("--segment-embeddings") + 1] == "2"
-    run = subprocess.run([sys.executable] + cmd[1:], capture_output=True, text=True,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    run = subprocess.run(
+        [sys.executable] + cmd[1:], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", log), log[-2000:]

@@ -1,4 +1,5 @@
 """SparseMultiheadAttention: stock equivalence, normalisers, masks and per-head hooks."""
+
 import pytest
 import torch
 from fairseq.modules import MultiheadAttention
@@ -84,12 +85,12 @@ def test_head_gates_and_uniform_heads():
     ours.set_head_gates([1, 1, 1, 1])
     d = C // H
     with torch.no_grad():
-        saved = ours.out_proj.weight[:, d:2 * d].clone()
-        ours.out_proj.weight[:, d:2 * d] = 0
+        saved = ours.out_proj.weight[:, d : 2 * d].clone()
+        ours.out_proj.weight[:, d : 2 * d] = 0
     zeroed, _ = ours(x, x, x, key_padding_mask=pad)
     assert torch.allclose(zeroed, gated, atol=1e-6)
     with torch.no_grad():
-        ours.out_proj.weight[:, d:2 * d] = saved
+        ours.out_proj.weight[:, d : 2 * d] = saved
     ours.set_uniform_heads([2])
     ours(x, x, x, key_padding_mask=pad)
     p = ours.last_attention
@@ -152,8 +153,9 @@ def test_bad_options_fail_with_value():
     with pytest.raises(ValueError, match=r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"):
         SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", entmax_alpha_start=0.0)
     with pytest.raises(ValueError, match="--sparsity-schedule-updates anneals .* --learn-entmax-alpha"):
-        SparseMultiheadAttention(C, H, self_attention=True, normalizer="entmax_bisect", learn_entmax_alpha=True,
-                                 entmax_alpha_start=1.05)
+        SparseMultiheadAttention(
+            C, H, self_attention=True, normalizer="entmax_bisect", learn_entmax_alpha=True, entmax_alpha_start=1.05
+        )
 
 
 def test_fully_masked_rows_attend_to_nothing_on_every_path():
@@ -209,8 +211,12 @@ def test_fully_masked_row_zero_output_and_zero_gradient(normalizer):
         assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all(), (normalizer, dtype, x.grad)
     scores = torch.randn(1, 1, 2, 4, requires_grad=True)
     keep = torch.tensor([[True, True, False, False], [False, False, False, False]])
-    p = masked_normalize(scores, keep, normalizer, **({"lam": -1.0} if normalizer == "sparsegen_lin" else
-                                                      {"alpha": 1.3} if normalizer == "entmax_bisect" else {}))
+    p = masked_normalize(
+        scores,
+        keep,
+        normalizer,
+        **({"lam": -1.0} if normalizer == "sparsegen_lin" else {"alpha": 1.3} if normalizer == "entmax_bisect" else {}),
+    )
     p.pow(2).sum().backward()
     assert (p[0, 0, 1] == 0).all() and torch.isfinite(scores.grad).all() and (scores.grad[0, 0, 1] == 0).all()
 

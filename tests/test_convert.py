@@ -4,6 +4,7 @@ The reference forward below is written from the BERT architecture (post-LN Trans
 word + position + token-type embeddings) directly on the safetensors tensors; it shares no
 code with the converter.
 """
+
 import json
 import math
 import os
@@ -11,12 +12,11 @@ import shutil
 
 import pytest
 import torch
-
-from fairseq_sparse.checkpoint_reader import read_checkpoint
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import fairseq_sparse  # noqa: F401  (registers models, bpe)
+from fairseq_sparse.checkpoint_reader import read_checkpoint
 from fairseq_sparse.cli import convert_bert as convert_cli
 from fairseq_sparse.convert import BertCheckpoint, convert_bert, hub_kwargs
 from fairseq_sparse.data.wordpiece import WordPieceTokenizer, detokenize
@@ -54,8 +54,9 @@ def bert_reference(t, cfg, ids, mask, types):
     bias = (1.0 - mask.double())[:, None, None, :] * -1e9
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
-        q, k, v = (lin(x, p + f"attention.self.{n}").view(B, L, heads, hd).transpose(1, 2)
-                   for n in ("query", "key", "value"))
+        q, k, v = (
+            lin(x, p + f"attention.self.{n}").view(B, L, heads, hd).transpose(1, 2) for n in ("query", "key", "value")
+        )
         probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + bias, dim=-1)
         ctx = (probs @ v).transpose(1, 2).reshape(B, L, dim)
         x = ln(lin(ctx, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
@@ -67,8 +68,10 @@ def bert_reference(t, cfg, ids, mask, types):
 SENTENCES = ["Hello world, this is the unaffable MiniLM test!", "Sparse attention in fairseq."]
 
 
-PAIRS = [("How old is the unaffable MiniLM model?", "It was distilled in 2021 from a much larger BERT."),
-         ("Sparse attention.", "Every head may keep a few keys, or none at all!")]
+PAIRS = [
+    ("How old is the unaffable MiniLM model?", "It was distilled in 2021 from a much larger BERT."),
+    ("Sparse attention.", "Every head may keep a few keys, or none at all!"),
+]
 
 
 def compare(src, out_dir, tensors, cfg, texts=None):
@@ -160,8 +163,23 @@ def test_stock_roberta_state_loads_without_segment_embeddings_and_a_bert_needs_t
     convert_bert(src, out, arch=ARCH)
     state = read_checkpoint(os.path.join(out, "model.pt"))
     assert state["args"].segment_embeddings == 2
-    argv = [out, "--task", "masked_lm", "--arch", ARCH, "--encoder-layers", "2", "--encoder-embed-dim", "16",
-            "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "4", "--max-positions", "40"]
+    argv = [
+        out,
+        "--task",
+        "masked_lm",
+        "--arch",
+        ARCH,
+        "--encoder-layers",
+        "2",
+        "--encoder-embed-dim",
+        "16",
+        "--encoder-ffn-embed-dim",
+        "32",
+        "--encoder-attention-heads",
+        "4",
+        "--max-positions",
+        "40",
+    ]
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     task = tasks.setup_task(args)
     plain = task.build_model(args)  # RoBERTa-shaped: no token types
@@ -184,8 +202,10 @@ def test_minilm_pooler_becomes_head_dense(minilm):
     assert state["args"].max_positions == 512 and state["args"].encoder_layers == 6
     assert state["args"].layer_norm_eps == 1e-12 and state["args"].arch == ARCH
     # the MLM head has no BERT counterpart in this BertModel; the decoder stays tied to the embeddings
-    assert state["model"]["encoder.lm_head.weight"].data_ptr() == \
-        state["model"]["encoder.sentence_encoder.embed_tokens.weight"].data_ptr()
+    assert (
+        state["model"]["encoder.lm_head.weight"].data_ptr()
+        == state["model"]["encoder.sentence_encoder.embed_tokens.weight"].data_ptr()
+    )
 
 
 # ---- a tiny synthetic BERT (BertForPreTraining layout: "bert." prefix, MLM head) ----------
@@ -200,10 +220,21 @@ def write_tiny_bert(path, vocab_size=None, model_type="bert", prefix="bert.", ca
         words += ["The", "Cat"]
     vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
     n = vocab_size or len(vocab)
-    cfg = dict(architectures=["BertForPreTraining"], model_type=model_type, hidden_size=16, num_hidden_layers=2,
-               num_attention_heads=4, intermediate_size=32, vocab_size=n, max_position_embeddings=40,
-               type_vocab_size=2, layer_norm_eps=1e-12, hidden_act="gelu", hidden_dropout_prob=0.1,
-               attention_probs_dropout_prob=0.1)
+    cfg = dict(
+        architectures=["BertForPreTraining"],
+        model_type=model_type,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        vocab_size=n,
+        max_position_embeddings=40,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+    )
     g = torch.Generator().manual_seed(0)
 
     def r(*shape):
@@ -213,17 +244,26 @@ def write_tiny_bert(path, vocab_size=None, model_type="bert", prefix="bert.", ca
         "embeddings.word_embeddings.weight": r(len(vocab), 16),
         "embeddings.position_embeddings.weight": r(40, 16),
         "embeddings.token_type_embeddings.weight": r(2, 16),
-        "embeddings.LayerNorm.weight": 1 + r(16) * 0.1, "embeddings.LayerNorm.bias": r(16),
-        "pooler.dense.weight": r(16, 16), "pooler.dense.bias": r(16),
-        "cls.predictions.transform.dense.weight": r(16, 16), "cls.predictions.transform.dense.bias": r(16),
-        "cls.predictions.transform.LayerNorm.weight": 1 + r(16), "cls.predictions.transform.LayerNorm.bias": r(16),
+        "embeddings.LayerNorm.weight": 1 + r(16) * 0.1,
+        "embeddings.LayerNorm.bias": r(16),
+        "pooler.dense.weight": r(16, 16),
+        "pooler.dense.bias": r(16),
+        "cls.predictions.transform.dense.weight": r(16, 16),
+        "cls.predictions.transform.dense.bias": r(16),
+        "cls.predictions.transform.LayerNorm.weight": 1 + r(16),
+        "cls.predictions.transform.LayerNorm.bias": r(16),
         "cls.predictions.bias": r(len(vocab)),
     }
     for i in range(2):
         p = f"encoder.layer.{i}."
-        for name, (o, k) in {"attention.self.query": (16, 16), "attention.self.key": (16, 16),
-                             "attention.self.value": (16, 16), "attention.output.dense": (16, 16),
-                             "intermediate.dense": (32, 16), "output.dense": (16, 32)}.items():
+        for name, (o, k) in {
+            "attention.self.query": (16, 16),
+            "attention.self.key": (16, 16),
+            "attention.self.value": (16, 16),
+            "attention.output.dense": (16, 16),
+            "intermediate.dense": (32, 16),
+            "output.dense": (16, 32),
+        }.items():
             t[p + name + ".weight"], t[p + name + ".bias"] = r(o, k), r(o)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             t[p + ln + ".weight"], t[p + ln + ".bias"] = 1 + r(16) * 0.1, r(16)
@@ -256,8 +296,9 @@ def test_tiny_pretraining_layout_matches_and_keeps_mlm_head(tmp_path):
     pos = state["encoder.sentence_encoder.embed_positions.weight"]
     assert torch.equal(pos[2], t["bert.embeddings.position_embeddings.weight"][0])
     assert pos[:2].abs().sum() == 0
-    assert torch.equal(state["encoder.sentence_encoder.segment_embeddings.weight"],
-                       t["bert.embeddings.token_type_embeddings.weight"])
+    assert torch.equal(
+        state["encoder.sentence_encoder.segment_embeddings.weight"], t["bert.embeddings.token_type_embeddings.weight"]
+    )
     pair_diff, _ = compare(src, out, t, cfg, texts=[("the cat sat on the mat.", "a good movie!"), ("the dog", "it is")])
     assert pair_diff <= 1e-4
 
@@ -316,13 +357,16 @@ def edit_config(path, **changes):
     json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"num_attention_heads": None}, r"lacks \['num_attention_heads'\]"),
-    ({"hidden_size": None, "vocab_size": None}, r"lacks \['hidden_size', 'vocab_size'\]"),
-    ({"hidden_act": "swish"}, r"hidden_act='swish' is not supported; expected one of \['gelu'"),
-    ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key' is not supported"),
-    ({"num_attention_heads": 5}, "hidden_size 16 is not divisible by num_attention_heads 5"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"num_attention_heads": None}, r"lacks \['num_attention_heads'\]"),
+        ({"hidden_size": None, "vocab_size": None}, r"lacks \['hidden_size', 'vocab_size'\]"),
+        ({"hidden_act": "swish"}, r"hidden_act='swish' is not supported; expected one of \['gelu'"),
+        ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key' is not supported"),
+        ({"num_attention_heads": 5}, "hidden_size 16 is not divisible by num_attention_heads 5"),
+    ],
+)
 def test_bad_configs_name_the_bad_value(tmp_path, changes, message):
     src = str(tmp_path / "bert")
     write_tiny_bert(src)
@@ -370,9 +414,15 @@ def test_wordpiece_known_cases(tmp_path):
 
 
 EDGE_CASES = [
-    "Ünïcödé naïve café — “quotes” ½ 東京 tokyo\u200b x\x00y", "UNwant\u00e9d,running", "ΟΔΟΣ σίσυφος",
-    "don't stop!!! (ok) #tag @user http://a.b/c?d=1", "a\u0301b İstanbul ﬁnance ①②", "x" * 120 + " ok",
-    "a [MASK] b [mask] x[MASK]y [CLS][SEP] é[UNK]", "tab\tvt\x0bff\x0cend", "nb\u00a0sp\u3000ideo\u2028ls\u2029p\x85q",
+    "Ünïcödé naïve café — “quotes” ½ 東京 tokyo\u200b x\x00y",
+    "UNwant\u00e9d,running",
+    "ΟΔΟΣ σίσυφος",
+    "don't stop!!! (ok) #tag @user http://a.b/c?d=1",
+    "a\u0301b İstanbul ﬁnance ①②",
+    "x" * 120 + " ok",
+    "a [MASK] b [mask] x[MASK]y [CLS][SEP] é[UNK]",
+    "tab\tvt\x0bff\x0cend",
+    "nb\u00a0sp\u3000ideo\u2028ls\u2029p\x85q",
 ]
 
 
@@ -386,8 +436,11 @@ def test_wordpiece_matches_hugging_face_tokenizer():
     hf.no_truncation()
     ours = WordPieceTokenizer(os.path.join(src, "vocab.txt"))
     root = os.path.join(os.path.dirname(corpus.__file__), "bbcnews", "data")
-    texts = [open(os.path.join(root, topic, name), encoding="utf-8").read()
-             for topic in sorted(os.listdir(root)) for name in sorted(os.listdir(os.path.join(root, topic)))[:20]]
+    texts = [
+        open(os.path.join(root, topic, name), encoding="utf-8").read()
+        for topic in sorted(os.listdir(root))
+        for name in sorted(os.listdir(os.path.join(root, topic)))[:20]
+    ]
     n = 0
     for text in texts + EDGE_CASES:
         ref = hf.encode(text, add_special_tokens=False)
@@ -403,11 +456,12 @@ def first_pair_segments(data, checkpoint, bert_layout, split="valid"):
     batched as the plugin's own fine-tuning command (fairseq_sparse/finetune/commands.py) batches it."""
     from fairseq import options, tasks
     from fairseq.data import data_utils
+
     from fairseq_sparse.finetune.commands import sentence_prediction_command
     from fairseq_sparse.models.sparse_encoder import segment_ids
 
     cmd = sentence_prediction_command(str(data), str(checkpoint), "unused", ["--num-classes", "2"], bert_layout)
-    argv = [str(a) for a in cmd[cmd.index("fairseq_cli.train") + 1:]]
+    argv = [str(a) for a in cmd[cmd.index("fairseq_cli.train") + 1 :]]
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     task = tasks.setup_task(args)
     task.load_dataset(split)

@@ -1,5 +1,6 @@
 """Attention statistics go through the criterion, so fairseq sums them over workers: 2 gloo
 processes log the same attn_density_l* as 1 process with --update-freq 2 on the same batches."""
+
 import json
 import os
 import socket
@@ -28,14 +29,32 @@ def _records(log):
 
 
 def test_two_workers_log_the_density_of_both_batches(mlm_data, tmp_path):
-    extra = ["--criterion", "masked_lm_sparse", "--attn-normalizer", "sparsemax", "--batch-size", "4",
-             "--dropout", "0", "--attention-dropout", "0", "--log-format", "json"]
+    extra = [
+        "--criterion",
+        "masked_lm_sparse",
+        "--attn-normalizer",
+        "sparsemax",
+        "--batch-size",
+        "4",
+        "--dropout",
+        "0",
+        "--attention-dropout",
+        "0",
+        "--log-format",
+        "json",
+    ]
     args = [str(a) for a in tiny_mlm_args(mlm_data, tmp_path / "two", updates=3, extra=extra)[1:]]  # no "fairseq-train"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
-    env.update(OMP_NUM_THREADS="1", PYTHON=sys.executable, LAUNCH_DEVICE="cpu", NPROC_PER_NODE="2",
-               MASTER_PORT=str(_free_port()))
-    two = subprocess.Popen([TORCHRUN_SH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, cwd=str(tmp_path))
+    env.update(
+        OMP_NUM_THREADS="1",
+        PYTHON=sys.executable,
+        LAUNCH_DEVICE="cpu",
+        NPROC_PER_NODE="2",
+        MASTER_PORT=str(_free_port()),
+    )
+    two = subprocess.Popen(
+        [TORCHRUN_SH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path)
+    )
     one = run_cli(tiny_mlm_args(mlm_data, tmp_path / "one", updates=3, extra=extra + ["--update-freq", "2"]))
     two_log = two.communicate(timeout=600)[0]
     assert two.returncode == 0, two_log[-4000:]

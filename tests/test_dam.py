@@ -1,4 +1,5 @@
 """SparseBERT's Differentiable Attention Mask, and masked attention with a gradient to the mask."""
+
 import contextlib
 
 import numpy as np
@@ -24,6 +25,7 @@ def one_thread():
 
 # ----- Gumbel-sigmoid straight-through ---------------------------------------------------
 
+
 def test_gumbel_sigmoid_is_hard_forward_and_soft_backward():
     torch.manual_seed(0)
     logits = torch.randn(50, requires_grad=True)
@@ -44,6 +46,7 @@ def test_gumbel_noise_is_logistic():
 
 
 # ----- the module ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("structure", ["structured", "unstructured"])
 @pytest.mark.parametrize("no_diagonal", [False, True])
@@ -196,6 +199,7 @@ def test_length_and_layer_validation():
 
 # ----- masked_normalize: the mask gradient ----------------------------------------------
 
+
 def _mask_and_scores(seed=0, batch=2, heads=3, length=6):
     torch.manual_seed(seed)
     keep = torch.rand(heads, length, length) > 0.4
@@ -292,8 +296,15 @@ def test_padded_keys_give_no_mask_gradient_and_scores_keep_their_gradient():
     assert torch.allclose(probs, ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("name, kwargs", [("softmax", {}), ("sparsemax", {}), ("entmax15", {}),
-                                          ("entmax_bisect", {"alpha": torch.tensor([1.2, 1.8]).view(1, 2, 1, 1)})])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("softmax", {}),
+        ("sparsemax", {}),
+        ("entmax15", {}),
+        ("entmax_bisect", {"alpha": torch.tensor([1.2, 1.8]).view(1, 2, 1, 1)}),
+    ],
+)
 def test_empty_row_attends_to_nothing_with_finite_gradients(name, kwargs):
     torch.manual_seed(4)
     mask = torch.ones(2, 5, 5)
@@ -333,6 +344,7 @@ def test_bool_mask_matches_float_mask_values():
 
 
 # ----- learning: penalty and a synthetic search ----------------------------------------
+
 
 class TinyAttention(nn.Module):
     """Embeddings + positions, one multi-head attention under the DAM mask, a linear readout."""

@@ -1,11 +1,12 @@
 """The DAM's two forms (product, the paper's formula; additive, the authors' code), and the form
 and logit scale stored with a checkpoint (issue 17 item 2)."""
+
 import argparse
 
 import pytest
 import torch
-
 from conftest import run_cli, tiny_mlm_args
+
 from fairseq_sparse.masks import DifferentiableAttentionMask
 from fairseq_sparse.masks.dam import ADDITIVE_BIAS
 from fairseq_sparse.models.sparse_roberta_options import fill_sparse_defaults
@@ -67,8 +68,10 @@ def test_form_and_scale_are_stored_and_a_contradicting_module_is_refused():
     state = dam.state_dict()
     assert int(state["dam_form"]) == 1 and float(state["dam_logit_scale"]) == 1.0
     DifferentiableAttentionMask(2, 8, form="additive", logit_scale=1.0).load_state_dict(state)
-    with pytest.raises(ValueError, match="form 'additive' and logit scale 1; this model was built with form "
-                                         "'product' and logit scale 1"):
+    with pytest.raises(
+        ValueError,
+        match="form 'additive' and logit scale 1; this model was built with form 'product' and logit scale 1",
+    ):
         DifferentiableAttentionMask(2, 8, form="product", logit_scale=1.0).load_state_dict(state)
     with pytest.raises(ValueError, match="scale 1; this model was built with form 'additive' and logit scale 500"):
         DifferentiableAttentionMask(2, 8, form="additive", logit_scale=500.0).load_state_dict(state)
@@ -91,11 +94,27 @@ def test_a_run_whose_flags_contradict_the_checkpoint_is_refused(mlm_data, tmp_pa
     state = torch.load(tmp_path / "a" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
     prefix = "encoder.sentence_encoder.attn_masks.dam."
     assert int(state[prefix + "dam_form"]) == 1 and float(state[prefix + "dam_logit_scale"]) == 1.0
-    restore = ["--restore-file", tmp_path / "a" / "checkpoint_last.pt", "--reset-optimizer", "--reset-dataloader",
-               "--reset-meters", "--reset-lr-scheduler"]
-    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "b", arch="sparsebert_tiny", updates=1, extra=[
-        *search, "--dam-logit-scale", "500", *restore]), check=False)
+    restore = [
+        "--restore-file",
+        tmp_path / "a" / "checkpoint_last.pt",
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
+        "--reset-lr-scheduler",
+    ]
+    result = run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "b",
+            arch="sparsebert_tiny",
+            updates=1,
+            extra=[*search, "--dam-logit-scale", "500", *restore],
+        ),
+        check=False,
+    )
     assert result.returncode != 0
-    assert "trained with form 'additive' and logit scale 1; this model was built with form 'additive' and " \
-           "logit scale 500" in result.stderr, result.stderr[-2000:]
+    assert (
+        "trained with form 'additive' and logit scale 1; this model was built with form 'additive' and "
+        "logit scale 500" in result.stderr
+    ), result.stderr[-2000:]
     run_cli(tiny_mlm_args(mlm_data, tmp_path / "c", arch="sparsebert_tiny", updates=1, extra=[*search, *restore]))

@@ -1,20 +1,38 @@
 """SparseBERT end to end with fairseq-train: DAM search -> export -> frozen mask -> fine-tune (issue 3)."""
+
 import json
 import re
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, USER_DIR, run_cli, tiny_mlm_args
 
 import fairseq_sparse  # noqa: F401
 from fairseq_sparse.models.sparse_roberta import SparseRobertaModel
-from conftest import REPO, USER_DIR, run_cli, tiny_mlm_args
 
 
 def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
-    search = run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=8, extra=[
-        "--criterion", "masked_lm_dam", "--dam-lambda", "1e-5", "--lr", "1e-2",
-        "--dam-logit-scale", "1", "--dam-init", "3"]))  # the plumbing, not the learning: a dense mask
+    search = run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "search",
+            arch="sparsebert_tiny",
+            updates=8,
+            extra=[
+                "--criterion",
+                "masked_lm_dam",
+                "--dam-lambda",
+                "1e-5",
+                "--lr",
+                "1e-2",
+                "--dam-logit-scale",
+                "1",
+                "--dam-init",
+                "3",
+            ],
+        )
+    )  # the plumbing, not the learning: a dense mask
     log = search.stdout + search.stderr
     densities = [float(d) for d in re.findall(r"dam_density_l0=([0-9.]+)", log)]
     # logits start at 3 and Adam moves them by at most 8 x 1e-2: each sample keeps a distance with
@@ -23,8 +41,16 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
     assert len(densities) == 8 and 0.86 < np.mean(densities) < 0.95, log[-2000:]
     assert "dam_l1=" in log and "mlm_loss=" in log
 
-    exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
-                        "--out", tmp_path / "mask.npy", "--png", tmp_path / "mask.png"])
+    exported = run_cli(
+        [
+            "fairseq-sparse-export-mask",
+            tmp_path / "search" / "checkpoint_last.pt",
+            "--out",
+            tmp_path / "mask.npy",
+            "--png",
+            tmp_path / "mask.png",
+        ]
+    )
     report = json.loads(exported.stdout.strip().splitlines()[-1])
     mask = np.load(tmp_path / "mask.npy")
     assert mask.shape == (4, 32, 32) and mask.dtype == np.bool_
@@ -34,28 +60,82 @@ def test_search_export_freeze_finetune(mlm_data, cls_data, tmp_path):
     assert (tmp_path / "mask.png").stat().st_size > 1000
 
     # continue pre-training from the search checkpoint with the frozen, binarised mask
-    frozen = run_cli(tiny_mlm_args(mlm_data, tmp_path / "frozen", updates=3, extra=[
-        "--attn-mask", "file", "--attn-mask-file", tmp_path / "mask.npy",
-        "--restore-file", tmp_path / "search" / "checkpoint_last.pt", "--reset-optimizer",
-        "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]))
+    frozen = run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "frozen",
+            updates=3,
+            extra=[
+                "--attn-mask",
+                "file",
+                "--attn-mask-file",
+                tmp_path / "mask.npy",
+                "--restore-file",
+                tmp_path / "search" / "checkpoint_last.pt",
+                "--reset-optimizer",
+                "--reset-dataloader",
+                "--reset-meters",
+                "--reset-lr-scheduler",
+            ],
+        )
+    )
     assert "dropping encoder.sentence_encoder.attn_masks.dam.dam_logits" in frozen.stdout + frozen.stderr
     state = torch.load(tmp_path / "frozen" / "checkpoint_last.pt", map_location="cpu")["model"]
     key = "encoder.sentence_encoder.attn_masks.frozen_attn_mask"
     assert torch.equal(state[key], torch.from_numpy(mask))
 
     # fine-tune from it with no mask file: the checkpoint carries the mask
-    tuned = run_cli([
-        "fairseq-train", cls_data, "--user-dir", USER_DIR, "--cpu", "--task", "sentence_prediction",
-        "--criterion", "sentence_prediction", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
-        "--attn-mask", "file", "--restore-file", tmp_path / "frozen" / "checkpoint_last.pt",
-        "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--max-positions", 32,
-        "--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed",
-        "--max-update", 2, "--log-format", "simple", "--save-dir", tmp_path / "ft", "--no-epoch-checkpoints",
-        "--num-workers", 0, "--init-token", 0, "--separator-token", 2,
-    ])
+    tuned = run_cli(
+        [
+            "fairseq-train",
+            cls_data,
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--task",
+            "sentence_prediction",
+            "--criterion",
+            "sentence_prediction",
+            "--num-classes",
+            2,
+            "--arch",
+            "sparse_roberta_tiny",
+            "--attn-mask",
+            "file",
+            "--restore-file",
+            tmp_path / "frozen" / "checkpoint_last.pt",
+            "--reset-optimizer",
+            "--reset-dataloader",
+            "--reset-meters",
+            "--max-positions",
+            32,
+            "--batch-size",
+            8,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--lr-scheduler",
+            "fixed",
+            "--max-update",
+            2,
+            "--log-format",
+            "simple",
+            "--save-dir",
+            tmp_path / "ft",
+            "--no-epoch-checkpoints",
+            "--num-workers",
+            0,
+            "--init-token",
+            0,
+            "--separator-token",
+            2,
+        ]
+    )
     assert re.search(r"valid on 'valid' subset .*\| accuracy ([\d.]+)", tuned.stdout + tuned.stderr)
-    hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ft"), "checkpoint_last.pt",
-                                             data_name_or_path=str(cls_data), bpe=None)
+    hub = SparseRobertaModel.from_pretrained(
+        str(tmp_path / "ft"), "checkpoint_last.pt", data_name_or_path=str(cls_data), bpe=None
+    )
     masks = hub.model.encoder.sentence_encoder.attn_masks
     assert torch.equal(masks.frozen_attn_mask, torch.from_numpy(mask))
     tokens = torch.tensor([[0] + list(range(4, 24)) + [2]])
@@ -74,22 +154,49 @@ def test_file_mask_without_file_or_checkpoint_is_a_clear_error(mlm_data, tmp_pat
 
 def test_mask_file_shape_errors_name_the_problem(mlm_data, tmp_path):
     np.save(tmp_path / "bad.npy", np.full((3, 16, 16), 2, dtype=np.int64))
-    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=1, extra=[
-        "--attn-mask", "file", "--attn-mask-file", tmp_path / "bad.npy"]), check=False)
+    result = run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "ck",
+            updates=1,
+            extra=["--attn-mask", "file", "--attn-mask-file", tmp_path / "bad.npy"],
+        ),
+        check=False,
+    )
     assert result.returncode != 0 and "bad.npy" in result.stderr
     np.save(tmp_path / "short.npy", np.ones((4, 16, 16), dtype=bool))
-    result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck2", updates=1, extra=[
-        "--attn-mask", "file", "--attn-mask-file", tmp_path / "short.npy"]), check=False)
+    result = run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "ck2",
+            updates=1,
+            extra=["--attn-mask", "file", "--attn-mask-file", tmp_path / "short.npy"],
+        ),
+        check=False,
+    )
     assert result.returncode != 0 and "exceeds the 16 positions" in result.stderr
 
 
-@pytest.mark.parametrize("pattern,extra", [("no_diagonal", []), ("longformer", ["--attn-mask-window", "2"]),
-                                          ("bigbird", ["--attn-mask-block", "4", "--attn-mask-seed", "1"])])
+@pytest.mark.parametrize(
+    "pattern,extra",
+    [
+        ("no_diagonal", []),
+        ("longformer", ["--attn-mask-window", "2"]),
+        ("bigbird", ["--attn-mask-block", "4", "--attn-mask-seed", "1"]),
+    ],
+)
 def test_fixed_patterns_train_with_sparse_normalizer(mlm_data, tmp_path, pattern, extra):
-    run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=2, extra=[
-        "--attn-mask", pattern, "--attn-normalizer", "sparsemax"] + extra))
-    hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ck"), "checkpoint_last.pt",
-                                             data_name_or_path=str(mlm_data), bpe=None)
+    run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "ck",
+            updates=2,
+            extra=["--attn-mask", pattern, "--attn-normalizer", "sparsemax"] + extra,
+        )
+    )
+    hub = SparseRobertaModel.from_pretrained(
+        str(tmp_path / "ck"), "checkpoint_last.pt", data_name_or_path=str(mlm_data), bpe=None
+    )
     tokens = torch.tensor([[0] + list(range(4, 17)) + [2], [0] + list(range(4, 10)) + [2] + [1] * 7])
     maps = hub.model.extract_attention(tokens)
     if pattern == "no_diagonal":
@@ -99,13 +206,31 @@ def test_fixed_patterns_train_with_sparse_normalizer(mlm_data, tmp_path, pattern
     assert torch.allclose(real_rows, torch.ones_like(real_rows), atol=1e-5)
 
 
-@pytest.mark.parametrize("arch, extra, message", [
-    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
-    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-logit-scale", "-2"],
-     "--dam-logit-scale must be a finite number > 0, got -2.0"),
-    ("sparsebert_tiny", ["--criterion", "masked_lm_dam", "--dam-lambda", "-1"], "--dam-lambda must be >= 0, got -1.0"),
-    ("sparse_roberta_tiny", ["--criterion", "masked_lm_dam"], "criterion masked_lm_dam needs a model with a learned mask"),
-])
+@pytest.mark.parametrize(
+    "arch, extra, message",
+    [
+        (
+            "sparsebert_tiny",
+            ["--criterion", "masked_lm_dam", "--dam-tau", "0"],
+            "--dam-tau must be a finite number > 0, got 0.0",
+        ),
+        (
+            "sparsebert_tiny",
+            ["--criterion", "masked_lm_dam", "--dam-logit-scale", "-2"],
+            "--dam-logit-scale must be a finite number > 0, got -2.0",
+        ),
+        (
+            "sparsebert_tiny",
+            ["--criterion", "masked_lm_dam", "--dam-lambda", "-1"],
+            "--dam-lambda must be >= 0, got -1.0",
+        ),
+        (
+            "sparse_roberta_tiny",
+            ["--criterion", "masked_lm_dam"],
+            "criterion masked_lm_dam needs a model with a learned mask",
+        ),
+    ],
+)
 def test_bad_dam_settings_are_clear_errors_through_the_cli(mlm_data, tmp_path, arch, extra, message):
     result = run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", arch=arch, updates=1, extra=extra), check=False)
     assert result.returncode != 0
@@ -116,8 +241,9 @@ def test_an_empty_mask_file_is_refused_at_load_unless_allowed(mlm_data, tmp_path
     mask = np.ones((4, 32, 32), dtype=bool)
     mask[2, 7] = False  # head 2, query 7 may attend to nothing
     np.save(tmp_path / "holey.npy", mask)
-    args = tiny_mlm_args(mlm_data, tmp_path / "ck", updates=1, extra=[
-        "--attn-mask", "file", "--attn-mask-file", tmp_path / "holey.npy"])
+    args = tiny_mlm_args(
+        mlm_data, tmp_path / "ck", updates=1, extra=["--attn-mask", "file", "--attn-mask-file", tmp_path / "holey.npy"]
+    )
     result = run_cli(args, check=False)
     assert result.returncode != 0
     assert "1 of its 128 query rows keep no key (first: head 2, row 7)" in result.stderr, result.stderr[-2000:]
@@ -128,11 +254,29 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
     """A model that already uses its context (30 dense updates), then a search where every DAM
     setting is the default: only --criterion masked_lm_dam and the architecture are given."""
     run_cli(tiny_mlm_args(mlm_data, tmp_path / "dense", updates=30, extra=["--lr", "1e-2", "--log-interval", "10"]))
-    run_cli(tiny_mlm_args(mlm_data, tmp_path / "search", arch="sparsebert_tiny", updates=30, extra=[
-        "--criterion", "masked_lm_dam", "--log-interval", "10", "--restore-file", tmp_path / "dense" / "checkpoint_last.pt",
-        "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]))
-    exported = run_cli(["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt",
-                        "--out", tmp_path / "mask.npy"])
+    run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "search",
+            arch="sparsebert_tiny",
+            updates=30,
+            extra=[
+                "--criterion",
+                "masked_lm_dam",
+                "--log-interval",
+                "10",
+                "--restore-file",
+                tmp_path / "dense" / "checkpoint_last.pt",
+                "--reset-optimizer",
+                "--reset-dataloader",
+                "--reset-meters",
+                "--reset-lr-scheduler",
+            ],
+        )
+    )
+    exported = run_cli(
+        ["fairseq-sparse-export-mask", tmp_path / "search" / "checkpoint_last.pt", "--out", tmp_path / "mask.npy"]
+    )
     report = json.loads(exported.stdout.strip().splitlines()[-1])
     assert 0.05 < report["density"] < 0.95, report
     assert "empty" not in report
@@ -163,8 +307,10 @@ def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_
     from fairseq.data import Dictionary, data_utils
 
     d = Dictionary.load(str(mlm_data / "dict.txt"))
-    counts = {s: np.bincount(torch.cat(list(data_utils.load_indexed_dataset(str(mlm_data / s), d))).numpy(),
-                             minlength=len(d)) for s in ("train", "valid")}
+    counts = {
+        s: np.bincount(torch.cat(list(data_utils.load_indexed_dataset(str(mlm_data / s), d))).numpy(), minlength=len(d))
+        for s in ("train", "valid")
+    }
     p = (counts["train"] + 1) / (counts["train"] + 1).sum()
     q = counts["valid"] / counts["valid"].sum()
     u = measures.unigram_bits(str(mlm_data))
@@ -185,5 +331,11 @@ def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_
         matched = measures.matched_pattern(kind, 0.25, 128)
         assert abs(matched["density"] - 0.25) < 0.03, matched
     # |i - j| <= w keeps ((2w + 1) n - w (w + 1)) / n^2: 0.241 for w = 16, 0.255 for w = 17
-    assert measures.matched_pattern("window", 0.25, 128)["flags"] == ["--attn-mask", "longformer",
-                                                                      "--attn-mask-window", 17, "--attn-mask-global", 0]
+    assert measures.matched_pattern("window", 0.25, 128)["flags"] == [
+        "--attn-mask",
+        "longformer",
+        "--attn-mask-window",
+        17,
+        "--attn-mask-global",
+        0,
+    ]

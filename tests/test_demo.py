@@ -4,6 +4,7 @@ The summary's figures are recomputed from the files each step wrote (fine-tune r
 files, analysis JSON, the fine-tuned checkpoint itself), so a step that reports the wrong run,
 seed or head fails here. The rendering rules of summary.md are tested on hand-made summaries.
 """
+
 import collections
 import json
 import os
@@ -28,8 +29,13 @@ import demo_summary  # noqa: E402
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "run_demo.py"), "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=1800, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_demo.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result.stdout
 
@@ -51,14 +57,18 @@ def test_ssaf_table_holds_three_seeds_per_arm_recomputed_from_the_runs(demo):
             scores = json.loads((runs / f"{setting}_s{r['seed']}" / "results.json").read_text())["scores"]
             assert r["test_accuracy"] == round(scores["test"]["accuracy"], 2) and scores["test"]["examples"] == 48
             tests.append(scores["test"]["accuracy"])
-        cell = f"{statistics.mean(r['test_accuracy'] for r in rows):.2f} ± " \
-               f"{statistics.stdev(r['test_accuracy'] for r in rows):.2f}"
+        cell = (
+            f"{statistics.mean(r['test_accuracy'] for r in rows):.2f} ± "
+            f"{statistics.stdev(r['test_accuracy'] for r in rows):.2f}"
+        )
         line = next(line for line in md.splitlines() if line.startswith(f"| {setting} | 3 |"))
         assert cell in line, (cell, line)
         assert re.search(rf"{setting}_s3: test accuracy [0-9.]+% on 48", stdout)
     # the majority class, recounted from the TSV files the step wrote
-    labels = {split: [line.rsplit("\t", 1)[1] for line in (out / "ssaf" / "bbc" / f"{split}.tsv").read_text().splitlines()]
-              for split in ("train", "test")}
+    labels = {
+        split: [line.rsplit("\t", 1)[1] for line in (out / "ssaf" / "bbc" / f"{split}.tsv").read_text().splitlines()]
+        for split in ("train", "test")
+    }
     counts = collections.Counter(labels["train"])
     top = max(counts.values())
     majority = s["ssaf"]["majority_baseline"]
@@ -71,8 +81,10 @@ def test_every_comparison_says_whether_it_lies_within_the_spread(demo):
     out, _ = demo
     s = _summary(out)
     md = (out / "summary.md").read_text()
-    acc = {k: [r["test_accuracy"] for r in s["ssaf"]["runs"] if r["setting"] == k]
-           for k in ("softmax", "sparsegen_lin_-4", "schedule")}
+    acc = {
+        k: [r["test_accuracy"] for r in s["ssaf"]["runs"] if r["setting"] == k]
+        for k in ("softmax", "sparsegen_lin_-4", "schedule")
+    }
     for setting in ("sparsegen_lin_-4", "schedule"):
         diff = statistics.mean(acc[setting]) - statistics.mean(acc["softmax"])
         within = abs(diff) < statistics.stdev(acc[setting]) + statistics.stdev(acc["softmax"])
@@ -95,16 +107,18 @@ def test_ablation_figures_recomputed_from_the_model(demo):
     assert ab["heads_improving_beyond_interval"] == sum(x > 0 for row in low for x in row)
     assert ab["heads_hurting_beyond_interval"] == sum(x < 0 for row in high for x in row)
     run = out / "ssaf" / "runs" / "softmax_s1"
-    setup = load_for_analysis(str(run / "checkpoints" / "checkpoint_best.pt"), str(run / "data"), split="test",
-                              device="cpu")
+    setup = load_for_analysis(
+        str(run / "checkpoints" / "checkpoint_best.pt"), str(run / "data"), split="test", device="cpu"
+    )
     dataset = setup.task.dataset("test")
     sample = dataset.collater([dataset[i] for i in range(len(dataset))])
     gold = sample["target"].reshape(-1)
 
     def mean_gold_logprob():
         with torch.no_grad():
-            logits = setup.model(sample["net_input"]["src_tokens"], features_only=True,
-                                 classification_head_name=setup.head_name)[0]
+            logits = setup.model(
+                sample["net_input"]["src_tokens"], features_only=True, classification_head_name=setup.head_name
+            )[0]
         return float(torch.log_softmax(logits.double(), -1)[torch.arange(len(gold)), gold].mean())
 
     intact = mean_gold_logprob()
@@ -170,8 +184,21 @@ def test_outputs_have_content(demo):
 def test_rerun_resumes_without_redoing_work(demo):
     out, _ = demo
     before = (out / "summary.json").read_text()
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "run_demo.py"), "--quick", "--out", str(out),
-                             "--steps", "sparsebert", "analysis"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "run_demo.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--steps",
+            "sparsebert",
+            "analysis",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "$ " not in result.stdout and "done earlier" in result.stdout  # no command was run again
     after = json.loads((out / "summary.json").read_text())
@@ -189,9 +216,14 @@ def test_compare_arms_reads_the_spread():
 
 
 def test_sparsebert_table_renders_what_exists_and_says_not_measured():
-    sb = {"unigram_bits": 10.2, "adapted_valid_bits": 6.9, "diagonal_keep_prob": 0.12, "diagonal_rank": 1,
-          "mask": {"density": 0.31, "empty_rows": 0, "png": "sparsebert/m.png"},
-          "arms": {"dense": [6.8, 6.9, 7.0], "learned": [7.0, 7.1, 7.2], "random": [7.6, 7.7, 7.8]}}
+    sb = {
+        "unigram_bits": 10.2,
+        "adapted_valid_bits": 6.9,
+        "diagonal_keep_prob": 0.12,
+        "diagonal_rank": 1,
+        "mask": {"density": 0.31, "empty_rows": 0, "png": "sparsebert/m.png"},
+        "arms": {"dense": [6.8, 6.9, 7.0], "learned": [7.0, 7.1, 7.2], "random": [7.6, 7.7, 7.8]},
+    }
     rows = {r[0]: r for r in demo_summary.sparsebert_rows(sb)}
     diag = next(r for k, r in rows.items() if k.startswith("the diagonal"))
     assert "0.120, rank 1" in diag[2] and diag[3].startswith("yes")
@@ -203,20 +235,33 @@ def test_sparsebert_table_renders_what_exists_and_says_not_measured():
     assert "| learned mask density | 0.310 |" in md and "| adapted MiniLM, valid MLM bits" in md
     assert "window | not measured |" in md and "![learned mask per head](sparsebert/m.png)" in md
     sb["diagonal_rank"] = 4
-    assert next(r for r in demo_summary.sparsebert_rows(sb) if r[0].startswith("the diagonal"))[3].startswith("no (rank 4)")
+    assert next(r for r in demo_summary.sparsebert_rows(sb) if r[0].startswith("the diagonal"))[3].startswith(
+        "no (rank 4)"
+    )
 
 
 def test_no_verdict_from_a_model_that_has_not_learned_its_task():
-    runs = [{"setting": k, "seed": seed, "valid_accuracy": 50.0, "test_accuracy": acc, "test_examples": 10,
-             "test_attention_density": 1.0, "seconds": 1}
-            for k, accs in (("softmax", (30.0, 60.0, 70.0)), ("sparsegen_lin_-4", (80.0, 81.0, 82.0)))
-            for seed, acc in zip((1, 2, 3), accs)]
+    runs = [
+        {
+            "setting": k,
+            "seed": seed,
+            "valid_accuracy": 50.0,
+            "test_accuracy": acc,
+            "test_examples": 10,
+            "test_attention_density": 1.0,
+            "seconds": 1,
+        }
+        for k, accs in (("softmax", (30.0, 60.0, 70.0)), ("sparsegen_lin_-4", (80.0, 81.0, 82.0)))
+        for seed, acc in zip((1, 2, 3), accs)
+    ]
     ss = {"majority_baseline": {"label": "a", "test_accuracy": 30.0}, "runs": runs}
     s = {"ssaf": ss, "analysis": {"drift": {"per_layer_cosine": [1.0, 0.99, 0.9, 0.8]}}}
     md = "\n".join(demo_summary.paper_tables(s))
     drift = next(line for line in md.splitlines() if line.startswith("| fine-tuning changes the last layers"))
-    assert drift.endswith("| not comparable: the fine-tuned softmax model does not beat the majority class "
-                          "(30.00% vs 30.00% test accuracy) |")  # the analysed model is seed 1's
+    assert drift.endswith(
+        "| not comparable: the fine-tuned softmax model does not beat the majority class "
+        "(30.00% vs 30.00% test accuracy) |"
+    )  # the analysed model is seed 1's
     gain = next(line for line in md.splitlines() if line.startswith("| sparsegen-lin"))
     assert gain.endswith("| yes (MiniLM on BBC News, not BERT-base on the paper's sets) |")  # softmax mean 53.3
     runs[0]["test_accuracy"] = 31.0

@@ -7,6 +7,7 @@ sys.path of a fresh interpreter. There, with torch told a GPU is present, stock 
 while building a LayerNorm -- importing fairseq_sparse changes nothing -- and building a
 sparse_roberta model applies the fallbacks, logs the choice and builds torch.nn.LayerNorm.
 """
+
 import json
 import os
 import subprocess
@@ -105,8 +106,13 @@ def broken_apex_run(tmp_path_factory):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), REPO])})
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), REPO])},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -132,7 +138,10 @@ def test_broken_apex_falls_back_to_torch_kernels(broken_apex_run):
     assert apex["installed"] and apex["version"] == "0.1+python-only"
     kernels = apex["kernels"]
     assert not kernels["FusedLayerNorm"]["available"]
-    assert "broken" in kernels["FusedLayerNorm"]["reason"] and "fused_layer_norm_cuda" in kernels["FusedLayerNorm"]["reason"]
+    assert (
+        "broken" in kernels["FusedLayerNorm"]["reason"]
+        and "fused_layer_norm_cuda" in kernels["FusedLayerNorm"]["reason"]
+    )
     assert not kernels["FusedAdam"]["available"] and "amp_C" in kernels["FusedAdam"]["reason"]
     assert not kernels["FusedLAMB"]["available"]
     uses = report["fairseq_uses"]

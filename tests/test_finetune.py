@@ -1,4 +1,5 @@
 """fairseq-sparse-finetune: own TSV/CSV files -> encoded data -> fine-tuned model -> scores."""
+
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from fairseq_sparse.finetune.tabular import TableError, label_names, read_labell
 
 def test_tsv_and_csv_columns_by_number_and_name(tmp_path):
     tsv = tmp_path / "a.tsv"
-    tsv.write_text("text\tlabel\nthe cat sat\tpos\n\nbad \"movie\tneg\n")
+    tsv.write_text('text\tlabel\nthe cat sat\tpos\n\nbad "movie\tneg\n')
     got = read_labelled_file(str(tsv), ["text"], "label", header=True).examples
     assert [(e.text_a, e.text_b, e.label) for e in got] == [("the cat sat", None, "pos"), ('bad "movie', None, "neg")]
     assert got[1].uid == "a.tsv:4"  # line numbers of the file, header and blank lines counted
@@ -46,10 +47,25 @@ def _write(path, text):
 
 
 def _sentence_prediction_model(data_dir, checkpoint, seed):
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(data_dir), "--task", "sentence_prediction", "--num-classes", "3", "--arch", "sparse_roberta",
-        "--criterion", "sentence_prediction", "--classification-head-name", "sentence_classification_head",
-        *model_flags(checkpoint), "--seed", str(seed)])
+    args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        [
+            str(data_dir),
+            "--task",
+            "sentence_prediction",
+            "--num-classes",
+            "3",
+            "--arch",
+            "sparse_roberta",
+            "--criterion",
+            "sentence_prediction",
+            "--classification-head-name",
+            "sentence_classification_head",
+            *model_flags(checkpoint),
+            "--seed",
+            str(seed),
+        ],
+    )
     torch.manual_seed(seed)  # as fairseq-train seeds before building the model
     return tasks.setup_task(args).build_model(args)
 
@@ -97,10 +113,32 @@ def test_finetune_cli_on_real_bbc_news(minilm, tmp_path, capsys):
     data = tmp_path / "bbc"
     write_bbc_news_tsv(str(data), seed=1, train_size=48, valid_size=16, test_size=40, max_words=40)
     out = tmp_path / "out"
-    argv = ["--train", str(data / "train.tsv"), "--valid", str(data / "valid.tsv"), "--test", str(data / "test.tsv"),
-            "--checkpoint", minilm, "--out-dir", str(out), "--epochs", "3", "--batch-size", "8",
-            "--lr", "2e-4", "--max-length", "24", "--log-interval", "1",
-            "--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2"]  # a fairseq-train option, passed on
+    argv = [
+        "--train",
+        str(data / "train.tsv"),
+        "--valid",
+        str(data / "valid.tsv"),
+        "--test",
+        str(data / "test.tsv"),
+        "--checkpoint",
+        minilm,
+        "--out-dir",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-4",
+        "--max-length",
+        "24",
+        "--log-interval",
+        "1",
+        "--attn-normalizer",
+        "sparsegen_lin",
+        "--sparsegen-lambda",
+        "-2",
+    ]  # a fairseq-train option, passed on
     finetune_cli.main(argv)
     printed = capsys.readouterr().out
     assert re.search(r"train_inner \| epoch 1 \| update 6 \| loss [0-9.]+ .*attn_density\(mean\) 0\.\d+", printed)
@@ -127,7 +165,8 @@ def test_finetune_cli_on_real_bbc_news(minilm, tmp_path, capsys):
     assert test["accuracy"] == pytest.approx(100 * sum(g == p for g, p in zip(gold, guess)) / 40)
     assert test["macro_f1"] == pytest.approx(100 * f1_score(gold, guess, average="macro"))
     assert [test["per_class"][n]["f1"] for n in names] == pytest.approx(
-        list(100 * f1_score(gold, guess, average=None, labels=names)))
+        list(100 * f1_score(gold, guess, average=None, labels=names))
+    )
     # the model learned: above always answering the commonest training topic
     majority = max(names, key=lambda n: (results["class_counts"]["train"][n], -names.index(n)))
     assert results["majority_baseline"]["label"] == majority

@@ -4,6 +4,7 @@ other encodings, huge fields, a missing label column, tabs vs commas, blank line
 Each bad file is an error naming the file, the line and the fix, raised before anything is
 written; each recoverable one reads right.
 """
+
 import csv
 
 import pytest
@@ -46,15 +47,21 @@ def test_no_header_is_read_as_data_and_explicit_flags_win(tmp_path):
 
 def test_unclear_header_is_refused_with_the_fix(tmp_path):
     path = _write(tmp_path / "a.tsv", "text\tlabel\nx\t1\ny\t2\nz\t3\n")  # labels that never repeat
-    with pytest.raises(TableError, match=r"a\.tsv: cannot tell whether line 1 \['text', 'label'\] is a header row"
-                                         r".*pass --header .*--no-header"):
+    with pytest.raises(
+        TableError,
+        match=r"a\.tsv: cannot tell whether line 1 \['text', 'label'\] is a header row"
+        r".*pass --header .*--no-header",
+    ):
         read_labelled_file(path)
 
 
-@pytest.mark.parametrize("train_header,dev,unseen", [
-    ("", "meh\tneutral\nnice\tpos\nugh\tangry\n", r"\['angry', 'neutral'\] .*first at d\.tsv:1"),  # no header
-    ("text\tlabel\n", "text\tlabel\nnice\tpos\nmeh\tneutral\n", r"\['neutral'\] .*first at d\.tsv:3"),  # train's
-])
+@pytest.mark.parametrize(
+    "train_header,dev,unseen",
+    [
+        ("", "meh\tneutral\nnice\tpos\nugh\tangry\n", r"\['angry', 'neutral'\] .*first at d\.tsv:1"),  # no header
+        ("text\tlabel\n", "text\tlabel\nnice\tpos\nmeh\tneutral\n", r"\['neutral'\] .*first at d\.tsv:3"),  # train's
+    ],
+)
 def test_dev_file_with_an_unseen_label_is_still_an_error(tmp_path, train_header, dev, unseen):
     train = _write(tmp_path / "t.tsv", train_header + ROWS)
     dev = _write(tmp_path / "d.tsv", dev)
@@ -64,8 +71,10 @@ def test_dev_file_with_an_unseen_label_is_still_an_error(tmp_path, train_header,
 
 def test_utf8_bom_is_dropped_so_the_first_column_has_its_name(tmp_path):
     path = _write(tmp_path / "a.csv", b"\xef\xbb\xbftext,label\n" + b"caf\xc3\xa9,pos\nok,neg\n")
-    assert _read(path, text_columns=["text"], label_column="label") == [("café", None, "pos", "a.csv:2"),
-                                                                       ("ok", None, "neg", "a.csv:3")]
+    assert _read(path, text_columns=["text"], label_column="label") == [
+        ("café", None, "pos", "a.csv:2"),
+        ("ok", None, "neg", "a.csv:3"),
+    ]
 
 
 def test_decoding_error_names_file_line_and_encoding_option(tmp_path):
@@ -91,11 +100,18 @@ def test_csv_quoting_error_names_the_line(tmp_path):
         read_labelled_file(path, header=False)
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("one.tsv", "just text\nmore text\n", r"one\.tsv: no label column: every row is one cell with no tab"),
-    ("tabs.csv", "a b\tpos\nc\tneg\n", r"tabs\.csv: no label column: .*is the file tab-separated\? pass --delimiter"),
-    ("commas.tsv", "a,pos\nc,neg\n", r"commas\.tsv: no label column: .*comma-separated\? pass --delimiter ','"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("one.tsv", "just text\nmore text\n", r"one\.tsv: no label column: every row is one cell with no tab"),
+        (
+            "tabs.csv",
+            "a b\tpos\nc\tneg\n",
+            r"tabs\.csv: no label column: .*is the file tab-separated\? pass --delimiter",
+        ),
+        ("commas.tsv", "a,pos\nc,neg\n", r"commas\.tsv: no label column: .*comma-separated\? pass --delimiter ','"),
+    ],
+)
 def test_missing_label_column_and_wrong_delimiter_are_said_so(tmp_path, name, content, match):
     with pytest.raises(TableError, match=match):
         read_labelled_file(_write(tmp_path / name, content))
@@ -125,14 +141,20 @@ def test_ragged_row_names_line_and_fix(tmp_path):
         read_labelled_file(path)
 
 
-@pytest.mark.parametrize("content,kwargs,match", [
-    ("x\ty\na\tb\n", dict(text_columns=["txt"], header=True),
-     r"no text column named 'txt'; the header has \['x', 'y'\]"),
-    ("a\tb\n", dict(text_columns=["txt"], header=False), "is a name, but the file has no header"),
-    ("a\t\nb\tc\n", dict(header=False), "line 1: empty text or label"),
-    ("a\tb\n", dict(text_columns=["5"]), "text column 5 is out of range for rows of 2 cells"),
-    ("a\tb\n", dict(text_columns=["1"]), r"the label column '-1' is also a text column; pass --label-column"),
-])
+@pytest.mark.parametrize(
+    "content,kwargs,match",
+    [
+        (
+            "x\ty\na\tb\n",
+            dict(text_columns=["txt"], header=True),
+            r"no text column named 'txt'; the header has \['x', 'y'\]",
+        ),
+        ("a\tb\n", dict(text_columns=["txt"], header=False), "is a name, but the file has no header"),
+        ("a\t\nb\tc\n", dict(header=False), "line 1: empty text or label"),
+        ("a\tb\n", dict(text_columns=["5"]), "text column 5 is out of range for rows of 2 cells"),
+        ("a\tb\n", dict(text_columns=["1"]), r"the label column '-1' is also a text column; pass --label-column"),
+    ],
+)
 def test_bad_column_choices_name_the_problem(tmp_path, content, kwargs, match):
     with pytest.raises(TableError, match=match):
         read_labelled_file(_write(tmp_path / "f.tsv", content), **kwargs)

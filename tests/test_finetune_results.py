@@ -1,6 +1,7 @@
 """What results.json says and when it is reused (issue 18 item 5), without training: the metrics
 against scikit-learn, fairseq's JSON log records, the shared-text warning, and a job whose training
 and prediction are stood in for, to check reuse, the checkpoint fingerprint and atomic outputs."""
+
 import json
 import os
 import random
@@ -39,8 +40,10 @@ def test_scores_match_scikit_learn_with_a_class_never_seen_in_the_split():
 def test_majority_baseline_is_the_most_frequent_training_class():
     base = majority_baseline({"a": 3, "b": 5, "c": 5, "d": 0}, {"test": [1, 1, 2, 0]}, NAMES)
     assert base["label"] == "b"  # b and c tie: the first in class order
-    assert base["test"] == {"accuracy": 50.0, "macro_f1": pytest.approx(100 * f1_score([1, 1, 2, 0], [1] * 4,
-                                                                                        average="macro"))}
+    assert base["test"] == {
+        "accuracy": 50.0,
+        "macro_f1": pytest.approx(100 * f1_score([1, 1, 2, 0], [1] * 4, average="macro")),
+    }
 
 
 LOG = """\
@@ -61,8 +64,9 @@ def test_fairseq_json_log_is_read_as_records():
     assert fairseq_records(LOG, "train_inner")[0]["attn_density_l1"] == 0.4
     lines = [condense(line) for line in LOG.splitlines()]
     assert lines[0] is None  # not a progress record
-    assert lines[1] == ("train_inner | epoch 1 | update 1 | loss 2.31 | accuracy 37.5 | lr 5e-05 "
-                        "| attn_density(mean) 0.300")
+    assert lines[1] == (
+        "train_inner | epoch 1 | update 1 | loss 2.31 | accuracy 37.5 | lr 5e-05 | attn_density(mean) 0.300"
+    )
     assert lines[3] == "valid | epoch 2 | update 4 | loss 1.7 | accuracy 62.5 | best_accuracy 62.5"
     simple = "2026-12-06 05:00:02 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 2.1"
     assert condense(simple) == "valid | epoch 001 | valid on 'valid' subset | loss 2.1"  # other formats pass
@@ -83,12 +87,19 @@ def test_texts_shared_with_the_training_file_are_counted_and_warned():
     train = [Example("The  cat sat", None, "a", "t.tsv:1"), Example("dog", None, "b", "t.tsv:2")]
     test = [Example("x", None, "a", "e.tsv:1"), Example("the cat SAT", None, "b", "e.tsv:2")]
     found = overlap_with_train({"train": train, "valid": train[1:], "test": test})
-    assert found == {"valid": {"examples": 1, "first": ["t.tsv:2", "t.tsv:2"]},
-                     "test": {"examples": 1, "first": ["e.tsv:2", "t.tsv:1"]}}
-    meta = {"inputs": {"columns": [["0"], "-1", False, None, "utf-8"]}, "splits": {"valid": 1, "test": 2},
-            "overlap_with_train": found}
-    assert data_warnings(meta)[1] == ("1 of 2 test texts also occur in the training file (first: e.tsv:2 = t.tsv:1); "
-                                      "the test score is not a held-out score")
+    assert found == {
+        "valid": {"examples": 1, "first": ["t.tsv:2", "t.tsv:2"]},
+        "test": {"examples": 1, "first": ["e.tsv:2", "t.tsv:1"]},
+    }
+    meta = {
+        "inputs": {"columns": [["0"], "-1", False, None, "utf-8"]},
+        "splits": {"valid": 1, "test": 2},
+        "overlap_with_train": found,
+    }
+    assert data_warnings(meta)[1] == (
+        "1 of 2 test texts also occur in the training file (first: e.tsv:2 = t.tsv:1); "
+        "the test score is not a held-out score"
+    )
 
 
 @pytest.fixture()
@@ -133,8 +144,14 @@ def test_a_bad_file_stops_the_job_before_anything_is_written(tmp_path, tiny_mode
     (tmp_path / "train.tsv").write_text("the cat sat\tpos\na dog\tneg\n")
     (tmp_path / "test.csv").write_text("the cat sat\tpos\na dog\tneg\n")  # tabs in a .csv
     train = str(tmp_path / "train.tsv")
-    job = FinetuneJob(train=train, valid=train, test=str(tmp_path / "test.csv"), checkpoint=tiny_model,
-                      out_dir=str(tmp_path / "out"), header=False)
+    job = FinetuneJob(
+        train=train,
+        valid=train,
+        test=str(tmp_path / "test.csv"),
+        checkpoint=tiny_model,
+        out_dir=str(tmp_path / "out"),
+        header=False,
+    )
     with pytest.raises(TableError, match=r"test\.csv: no label column: .*pass --delimiter"):
         finetune(job, log=lambda *a: None)
     assert stand_ins == [] and not (tmp_path / "out").exists()
@@ -172,9 +189,18 @@ def test_results_are_reused_only_for_the_same_checkpoint_file(tmp_path, tiny_mod
 
 
 def test_summary_table_gives_mean_and_spread_over_seeds_beside_the_baseline():
-    rows = [dict(setting="softmax", seed=seed, valid_accuracy=v, test_accuracy=t, test_macro_f1=f,
-                 test_majority_accuracy=25.0, test_attention_density=1.0)
-            for seed, v, t, f in ((1, 80, 70, 60), (2, 90, 74, 64))]
+    rows = [
+        dict(
+            setting="softmax",
+            seed=seed,
+            valid_accuracy=v,
+            test_accuracy=t,
+            test_macro_f1=f,
+            test_majority_accuracy=25.0,
+            test_attention_density=1.0,
+        )
+        for seed, v, t, f in ((1, 80, 70, 60), (2, 90, 74, 64))
+    ]
     table = summary_table(rows).splitlines()
     assert table[2] == "| softmax | 2 | 85.00 ± 7.07 | 72.00 ± 2.83 | 62.00 ± 2.83 | 1.000 ± 0.000 |"
     assert table[-1].endswith("test accuracy 25.00%.")
@@ -192,13 +218,21 @@ def test_predictions_and_density_do_not_depend_on_batching_or_padding(tmp_path, 
     for split, n in (("train", 12), ("valid", 4), ("test", 10)):
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) + "\t" + "ab"[i % 2] for i in range(n)]
         (tmp_path / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    job = FinetuneJob(**{s: str(tmp_path / f"{s}.tsv") for s in ("train", "valid", "test")}, checkpoint=tiny_model,
-                      out_dir=str(tmp_path / "out"), header=False, epochs=1, batch_size=4, lr=1e-3,
-                      fairseq_args=["--attn-normalizer", "sparsemax"])
+    job = FinetuneJob(
+        **{s: str(tmp_path / f"{s}.tsv") for s in ("train", "valid", "test")},
+        checkpoint=tiny_model,
+        out_dir=str(tmp_path / "out"),
+        header=False,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        fairseq_args=["--attn-normalizer", "sparsemax"],
+    )
     results = finetune(job, log=lambda *a: None)
     rows = [line.split("\t") for line in open(tmp_path / "out" / "predictions_test.tsv").read().splitlines()[1:]]
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [results["checkpoint"]], arg_overrides={"data": str(tmp_path / "out" / "data")})
+        [results["checkpoint"]], arg_overrides={"data": str(tmp_path / "out" / "data")}
+    )
     model = models[0].eval()
     task.load_dataset("test")
     dataset = task.dataset("test")
@@ -207,8 +241,9 @@ def test_predictions_and_density_do_not_depend_on_batching_or_padding(tmp_path, 
         for i, row in enumerate(rows):
             sample = dataset.collater([dataset[i]])
             tokens = sample["net_input"]["src_tokens"]
-            logits = model(**sample["net_input"], features_only=True,
-                           classification_head_name="sentence_classification_head")[0]
+            logits = model(
+                **sample["net_input"], features_only=True, classification_head_name="sentence_classification_head"
+            )[0]
             alone = torch.softmax(logits.double(), -1)[0].tolist()
             assert [float(p) for p in row[3:]] == pytest.approx(alone, abs=2e-6)
             maps = model.extract_attention(tokens)

@@ -4,6 +4,7 @@ metric at validation, and the GLUE-server prediction files.
 The model is a random tiny BERT converted with fairseq-sparse-convert-bert, so the whole path
 (converter -> WordPiece preprocessing -> --restore-file fine-tuning) is exercised.
 """
+
 import importlib.util
 import json
 import math
@@ -12,16 +13,31 @@ import random
 import re
 
 import pytest
-
 from fairseq.data import Dictionary, data_utils
+from test_convert import write_tiny_bert
+
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.data import glue
-from test_convert import write_tiny_bert
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = "the cat sat on mat dog good bad movie is it a".split()
-TRAIN_ARGS = ["--cpu", "--max-update", "4", "--batch-size", "8", "--log-format", "simple", "--log-interval", "1",
-              "--num-workers", "0", "--seed", "1", "--max-epoch", "2"]
+TRAIN_ARGS = [
+    "--cpu",
+    "--max-update",
+    "4",
+    "--batch-size",
+    "8",
+    "--log-format",
+    "simple",
+    "--log-interval",
+    "1",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--max-epoch",
+    "2",
+]
 
 
 def script(rel):
@@ -49,34 +65,118 @@ def write_glue(root, n=24, seed=0):
     for split in ("train", "dev"):
         write("CoLA", split, None, [("gj04", i % 2, "" if i % 2 else "*", sent()) for i in range(n)])
         write("SST-2", split, ["sentence", "label"], [(sent(), i % 2) for i in range(n)])
-        write("MRPC", split, ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
-              [(i % 2, 100 + i, 200 + i, sent(), sent()) for i in range(n)])
-        write("STS-B", split, ["index", "genre", "filename", "year", "old_index", "source1", "source2",
-                               "sentence1", "sentence2", "score"],
-              [(i, "main-captions", "MSRvid", "2012test", i, "none", "none", sent(), sent(), f"{r.uniform(0, 5):.3f}")
-               for i in range(n)])
-        write("QQP", split, ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-              [(i, 2 * i, 2 * i + 1, sent(), sent(), i % 2) for i in range(n)] + [(999, "broken row")])
-        write("QNLI", split, ["index", "question", "sentence", "label"],
-              [(i, sent() + " ?", sent(), ("entailment", "not_entailment")[i % 2]) for i in range(n)])
-        write("RTE", split, ["index", "sentence1", "sentence2", "label"],
-              [(i, sent(), sent(), ("entailment", "not_entailment")[i % 2]) for i in range(n)])
+        write(
+            "MRPC",
+            split,
+            ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+            [(i % 2, 100 + i, 200 + i, sent(), sent()) for i in range(n)],
+        )
+        write(
+            "STS-B",
+            split,
+            [
+                "index",
+                "genre",
+                "filename",
+                "year",
+                "old_index",
+                "source1",
+                "source2",
+                "sentence1",
+                "sentence2",
+                "score",
+            ],
+            [
+                (i, "main-captions", "MSRvid", "2012test", i, "none", "none", sent(), sent(), f"{r.uniform(0, 5):.3f}")
+                for i in range(n)
+            ],
+        )
+        write(
+            "QQP",
+            split,
+            ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+            [(i, 2 * i, 2 * i + 1, sent(), sent(), i % 2) for i in range(n)] + [(999, "broken row")],
+        )
+        write(
+            "QNLI",
+            split,
+            ["index", "question", "sentence", "label"],
+            [(i, sent() + " ?", sent(), ("entailment", "not_entailment")[i % 2]) for i in range(n)],
+        )
+        write(
+            "RTE",
+            split,
+            ["index", "sentence1", "sentence2", "label"],
+            [(i, sent(), sent(), ("entailment", "not_entailment")[i % 2]) for i in range(n)],
+        )
     nli = ("entailment", "neutral", "contradiction")
     parse_cols = ["sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse"]
-    write("MNLI", "train", ["index", "promptID", "pairID", "genre", *parse_cols, "sentence1", "sentence2",
-                            "label1", "gold_label"],
-          [(i, i, f"{i}e", "fiction", "( x )", "( y )", "(ROOT x)", "(ROOT y)", sent() + ' "quoted', sent(),
-            nli[i % 3], nli[i % 3]) for i in range(n)])
+    write(
+        "MNLI",
+        "train",
+        ["index", "promptID", "pairID", "genre", *parse_cols, "sentence1", "sentence2", "label1", "gold_label"],
+        [
+            (
+                i,
+                i,
+                f"{i}e",
+                "fiction",
+                "( x )",
+                "( y )",
+                "(ROOT x)",
+                "(ROOT y)",
+                sent() + ' "quoted',
+                sent(),
+                nli[i % 3],
+                nli[i % 3],
+            )
+            for i in range(n)
+        ],
+    )
     for dev in ("dev_matched", "dev_mismatched"):
-        write("MNLI", dev, ["index", "promptID", "pairID", "genre", *parse_cols, "sentence1", "sentence2",
-                            "label1", "label2", "label3", "label4", "label5", "gold_label"],
-              [(i, i, f"{i}n", "slate", "( x )", "( y )", "(ROOT x)", "(ROOT y)", sent(), sent(),
-                *([nli[i % 3]] * 5), nli[i % 3]) for i in range(n // 2)])
+        write(
+            "MNLI",
+            dev,
+            [
+                "index",
+                "promptID",
+                "pairID",
+                "genre",
+                *parse_cols,
+                "sentence1",
+                "sentence2",
+                "label1",
+                "label2",
+                "label3",
+                "label4",
+                "label5",
+                "gold_label",
+            ],
+            [
+                (
+                    i,
+                    i,
+                    f"{i}n",
+                    "slate",
+                    "( x )",
+                    "( y )",
+                    "(ROOT x)",
+                    "(ROOT y)",
+                    sent(),
+                    sent(),
+                    *([nli[i % 3]] * 5),
+                    nli[i % 3],
+                )
+                for i in range(n // 2)
+            ],
+        )
     tests = {
-        "CoLA": ["index", "sentence"], "SST-2": ["index", "sentence"],
+        "CoLA": ["index", "sentence"],
+        "SST-2": ["index", "sentence"],
         "MRPC": ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
         "STS-B": ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"],
-        "QQP": ["id", "question1", "question2"], "QNLI": ["index", "question", "sentence"],
+        "QQP": ["id", "question1", "question2"],
+        "QNLI": ["index", "question", "sentence"],
         "RTE": ["index", "sentence1", "sentence2"],
     }
     for task, header in tests.items():
@@ -129,7 +229,9 @@ def test_bad_rows_and_headers_name_the_line(tmp_path, caplog):
     rte = glue.get_task("RTE")
     path = tmp_path / "dev.tsv"
     path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\tmaybe\n")
-    with pytest.raises(ValueError, match=r"dev.tsv line 3: label 'maybe' is not one of \('entailment', 'not_entailment'\)"):
+    with pytest.raises(
+        ValueError, match=r"dev.tsv line 3: label 'maybe' is not one of \('entailment', 'not_entailment'\)"
+    ):
         glue.read_split(rte, str(path), labelled=True)
     path.write_text("index\tpremise\thypothesis\tlabel\n0\ta\tb\tentailment\n")
     with pytest.raises(ValueError, match=r"no column 'sentence1' in header \['index', 'premise'"):
@@ -149,17 +251,42 @@ def test_bad_rows_and_headers_name_the_line(tmp_path, caplog):
 
 def preprocess(setup, task):
     dest = setup / "data" / task
-    script("examples/glue/preprocess.py").main([
-        "--glue-dir", str(setup / "GLUE"), "--task", task, "--dest", str(dest), "--bpe", "bert_wordpiece",
-        "--bpe-vocab-file", str(setup / "ckpt" / "vocab.txt"), "--srcdict", str(setup / "ckpt" / "dict.txt")])
+    script("examples/glue/preprocess.py").main(
+        [
+            "--glue-dir",
+            str(setup / "GLUE"),
+            "--task",
+            task,
+            "--dest",
+            str(dest),
+            "--bpe",
+            "bert_wordpiece",
+            "--bpe-vocab-file",
+            str(setup / "ckpt" / "vocab.txt"),
+            "--srcdict",
+            str(setup / "ckpt" / "dict.txt"),
+        ]
+    )
     return dest
 
 
 def finetune(setup, task, capfd, extra=()):
     with pytest.raises(SystemExit) as done:
-        script("examples/glue/finetune.py").main([
-            "--task", task, "--data", str(setup / "data" / task), "--checkpoint", str(setup / "ckpt" / "model.pt"),
-            "--save-dir", str(setup / "ck" / task), "--", *TRAIN_ARGS, *extra])
+        script("examples/glue/finetune.py").main(
+            [
+                "--task",
+                task,
+                "--data",
+                str(setup / "data" / task),
+                "--checkpoint",
+                str(setup / "ckpt" / "model.pt"),
+                "--save-dir",
+                str(setup / "ck" / task),
+                "--",
+                *TRAIN_ARGS,
+                *extra,
+            ]
+        )
     out = capfd.readouterr()
     assert done.value.code == 0, out.out[-3000:] + out.err[-3000:]
     valid = [line for line in (out.out + out.err).splitlines() if "valid on 'valid' subset" in line]
@@ -206,19 +333,36 @@ def test_cola_mcc_and_server_file(setup, capfd):
 def test_stsb_regression_pearson_spearman(setup, capfd):
     dest = preprocess(setup, "STS-B")
     assert (dest / "label" / "train.label").read_text().splitlines()[0] == repr(
-        glue.read_glue(str(setup / "GLUE"), glue.get_task("STS-B"))["train"][0].label)
+        glue.read_glue(str(setup / "GLUE"), glue.get_task("STS-B"))["train"][0].label
+    )
     line = finetune(setup, "STS-B", capfd)
     assert "| pearson " in line and "| spearman " in line and "accuracy" not in line
-    scores = script("examples/glue/predict.py").main([
-        "--data", str(dest), "--checkpoint", str(setup / "ck" / "STS-B" / "checkpoint_last.pt"), "--split", "valid",
-        "--cpu"])
+    scores = script("examples/glue/predict.py").main(
+        [
+            "--data",
+            str(dest),
+            "--checkpoint",
+            str(setup / "ck" / "STS-B" / "checkpoint_last.pt"),
+            "--split",
+            "valid",
+            "--cpu",
+        ]
+    )
     # the same predictions as the last validation; fairseq rounds to 0.1 (its "spearman" is scipy's "spearmanr")
     for name, logged in (("pearson", "pearson"), ("spearmanr", "spearman")):
         assert abs(scores[name] - metric(line, logged)) <= 0.05 + 1e-9, (name, scores, line)
     out = setup / "pred"
-    script("examples/glue/predict.py").main(["--data", str(dest), "--checkpoint",
-                                             str(setup / "ck" / "STS-B" / "checkpoint_best.pt"),
-                                             "--out-dir", str(out), "--cpu"])
+    script("examples/glue/predict.py").main(
+        [
+            "--data",
+            str(dest),
+            "--checkpoint",
+            str(setup / "ck" / "STS-B" / "checkpoint_best.pt"),
+            "--out-dir",
+            str(out),
+            "--cpu",
+        ]
+    )
     rows = (out / "STS-B.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[0] for r in rows] == [str(500 + i) for i in range(10)]
     scores = [float(r.split("\t")[1]) for r in rows]
@@ -228,15 +372,38 @@ def test_stsb_regression_pearson_spearman(setup, capfd):
 def test_mnli_pairs_and_task_flags(setup, capfd):
     dest = preprocess(setup, "MNLI")
     assert sorted(p for p in os.listdir(dest / "input1") if p.endswith(".idx")) == [
-        "test.idx", "test1.idx", "train.idx", "valid.idx", "valid1.idx"]
-    assert sorted(p for p in os.listdir(dest / "label") if p.endswith(".idx")) == ["train.idx", "valid.idx", "valid1.idx"]
+        "test.idx",
+        "test1.idx",
+        "train.idx",
+        "valid.idx",
+        "valid1.idx",
+    ]
+    assert sorted(p for p in os.listdir(dest / "label") if p.endswith(".idx")) == [
+        "train.idx",
+        "valid.idx",
+        "valid1.idx",
+    ]
     finetune_script = script("examples/glue/finetune.py")
-    for task, expected in (("MRPC", ["--report-acc-and-f1", "acc_and_f1"]), ("CoLA", ["--report-mcc", "mcc"]),
-                           ("MNLI", ["--num-classes", "3", "accuracy"])):
+    for task, expected in (
+        ("MRPC", ["--report-acc-and-f1", "acc_and_f1"]),
+        ("CoLA", ["--report-mcc", "mcc"]),
+        ("MNLI", ["--num-classes", "3", "accuracy"]),
+    ):
         if not (setup / "data" / task / "meta.json").exists():  # not left by an earlier test (xdist order)
             preprocess(setup, task)
-        finetune_script.main(["--task", task, "--data", str(setup / "data" / task), "--checkpoint",
-                              str(setup / "ckpt" / "model.pt"), "--save-dir", "x", "--dry-run"])
+        finetune_script.main(
+            [
+                "--task",
+                task,
+                "--data",
+                str(setup / "data" / task),
+                "--checkpoint",
+                str(setup / "ckpt" / "model.pt"),
+                "--save-dir",
+                "x",
+                "--dry-run",
+            ]
+        )
         cmd = capfd.readouterr().out
         assert all(e in cmd for e in expected), cmd
         assert "--layer-norm-eps 1e-12" in cmd and "--encoder-embed-dim 16" in cmd
@@ -248,7 +415,9 @@ def test_pairs_get_bert_token_types(setup):
     from test_convert import first_pair_segments
 
     dest = preprocess(setup, "RTE")
-    got, expected = first_pair_segments(dest, setup / "ckpt" / "model.pt", json.load(open(dest / "meta.json"))["bert_layout"])
+    got, expected = first_pair_segments(
+        dest, setup / "ckpt" / "model.pt", json.load(open(dest / "meta.json"))["bert_layout"]
+    )
     assert got == expected and 0 in got and 1 in got
 
 
@@ -292,9 +461,25 @@ def test_gpt2_and_sentencepiece_tokenizers(setup, tmp_path):
 
     pre = script("examples/glue/preprocess.py")
     gpt2 = write_fake_gpt2(str(tmp_path / "gpt2"))
-    pre.main(["--glue-dir", str(setup / "GLUE"), "--task", "RTE", "--dest", str(tmp_path / "rte-gpt2"), "--bpe", "gpt2",
-              "--gpt2-encoder-json", gpt2 + "/encoder.json", "--gpt2-vocab-bpe", gpt2 + "/vocab.bpe",
-              "--srcdict", gpt2 + "/dict.txt", "--no-test"])
+    pre.main(
+        [
+            "--glue-dir",
+            str(setup / "GLUE"),
+            "--task",
+            "RTE",
+            "--dest",
+            str(tmp_path / "rte-gpt2"),
+            "--bpe",
+            "gpt2",
+            "--gpt2-encoder-json",
+            gpt2 + "/encoder.json",
+            "--gpt2-vocab-bpe",
+            gpt2 + "/vocab.bpe",
+            "--srcdict",
+            gpt2 + "/dict.txt",
+            "--no-test",
+        ]
+    )
     meta = json.load(open(tmp_path / "rte-gpt2" / "meta.json"))
     assert meta["bert_layout"] is False  # RoBERTa pairs get --separator-token 2
     raw = (tmp_path / "rte-gpt2" / "raw" / "train.input0").read_text().split("\n")[0].split()
@@ -304,14 +489,46 @@ def test_gpt2_and_sentencepiece_tokenizers(setup, tmp_path):
 
     sents = [e.text_a for e in glue.read_glue(str(setup / "GLUE"), glue.get_task("SST-2"), include_test=False)["train"]]
     (tmp_path / "spm.txt").write_text("\n".join(sents) + "\n")
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "spm.txt"), model_prefix=str(tmp_path / "spm"),
-                                   vocab_size=24, model_type="unigram", bos_id=-1, eos_id=-1, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "spm.txt"),
+        model_prefix=str(tmp_path / "spm"),
+        vocab_size=24,
+        model_type="unigram",
+        bos_id=-1,
+        eos_id=-1,
+        minloglevel=2,
+    )
     proc = spm.SentencePieceProcessor(model_file=str(tmp_path / "spm.model"))
     (tmp_path / "spm.dict").write_text("".join(f"{proc.id_to_piece(i)} 1\n" for i in range(1, proc.get_piece_size())))
-    pre.main(["--glue-dir", str(setup / "GLUE"), "--task", "SST-2", "--dest", str(tmp_path / "sst-spm"),
-              "--bpe", "sentencepiece", "--sentencepiece-model", str(tmp_path / "spm.model"),
-              "--srcdict", str(tmp_path / "spm.dict")])
+    pre.main(
+        [
+            "--glue-dir",
+            str(setup / "GLUE"),
+            "--task",
+            "SST-2",
+            "--dest",
+            str(tmp_path / "sst-spm"),
+            "--bpe",
+            "sentencepiece",
+            "--sentencepiece-model",
+            str(tmp_path / "spm.model"),
+            "--srcdict",
+            str(tmp_path / "spm.dict"),
+        ]
+    )
     assert_no_unk(tmp_path / "sst-spm")
     with pytest.raises(SystemExit, match="--bpe-vocab-file"):
-        pre.main(["--glue-dir", str(setup / "GLUE"), "--task", "SST-2", "--dest", str(tmp_path / "x"),
-                  "--bpe", "bert_wordpiece", "--srcdict", str(tmp_path / "spm.dict")])
+        pre.main(
+            [
+                "--glue-dir",
+                str(setup / "GLUE"),
+                "--task",
+                "SST-2",
+                "--dest",
+                str(tmp_path / "x"),
+                "--bpe",
+                "bert_wordpiece",
+                "--srcdict",
+                str(tmp_path / "spm.dict"),
+            ]
+        )

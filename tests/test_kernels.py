@@ -4,6 +4,7 @@ The Triton kernels run under the Triton interpreter (TRITON_INTERPRET=1, kernels
 shapes; FlexAttention's block-sparse softmax runs its CPU forward (inference only). The reference
 is fairseq_sparse.normalizers on dense masked scores.
 """
+
 import importlib.util
 import os
 import subprocess
@@ -48,8 +49,10 @@ def interpreter(request, monkeypatch):
         yield
         return
     if not INTERPRETED:
-        pytest.skip("triton was imported before this file without TRITON_INTERPRET=1; "
-                    "test_in_fresh_process runs these tests in a new process")
+        pytest.skip(
+            "triton was imported before this file without TRITON_INTERPRET=1; "
+            "test_in_fresh_process runs these tests in a new process"
+        )
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # triton reads it again while launching
     previous = kernels.interpret_on_cpu(True)
     yield
@@ -60,8 +63,14 @@ def test_in_fresh_process():
     if INTERPRETED:
         pytest.skip("the tests of this file ran in this process")
     env = dict(os.environ, TRITON_INTERPRET="1")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", __file__],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", __file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-5000:]
 
 
@@ -86,7 +95,7 @@ def qkv(shape, dtype=torch.float32, seed=0):
 def masks(B, H, N, seed=1):
     g = torch.Generator().manual_seed(seed)
     pad = torch.zeros(B, N, dtype=torch.bool)
-    pad[-1, N - 9:] = True
+    pad[-1, N - 9 :] = True
     keep = torch.rand(H, N, N, generator=g) > 0.6
     keep[:, :, 16:32] = False  # a whole key block column the kernel must skip
     keep[0, 5] = False  # a row with no allowed key: zeros out, zero gradients
@@ -101,6 +110,7 @@ def grads_of(out, g, leaves):
 
 
 # ----- row normaliser kernel ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_row_kernel_matches_eager(name, kw):
@@ -143,6 +153,7 @@ def test_row_kernel_half_inputs(dtype):
 
 # ----- fused attention -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_fused_attention_matches_dense_masked(name, kw):
     B, H, N, D = 2, 3, 40, 16
@@ -171,7 +182,7 @@ def test_fused_attention_half_inputs(dtype, name, kw):
     got = grads_of(out, g, (q, k, v))
     exact = dense_attention(q, k, v, name, kw)
     want = grads_of(exact, g.float(), (q, k, v))
-    s = (q @ k.transpose(-1, -2)) * D ** -0.5  # the eager path in half precision
+    s = (q @ k.transpose(-1, -2)) * D**-0.5  # the eager path in half precision
     eager = get_normalizer(name, **kw)(s) @ v
     eager_grads = grads_of(eager, g, (q, k, v))
     tol = 4 * (eager.float() - exact).abs().max() + 1e-2
@@ -186,7 +197,7 @@ def test_fused_learned_alpha_and_dropout():
     alpha = torch.tensor([1.2, 1.5, 1.8], requires_grad=True)
     g = torch.randn(B, H, N, D)
     torch.manual_seed(7)
-    seed = int(torch.randint(0, 2 ** 30, (1,)).item())  # the draw sparse_attention makes
+    seed = int(torch.randint(0, 2**30, (1,)).item())  # the draw sparse_attention makes
     torch.manual_seed(7)
     out = kernels.sparse_attention(q, k, v, "entmax_bisect", alpha=alpha, dropout_p=0.3)
     got = grads_of(out, g, (q, k, v, alpha))
@@ -208,8 +219,9 @@ def test_threshold_search_ends_in_few_passes(name):
     ref = dense_attention(q, k, v, name, {})
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     assert int(stats["passes"].max()) <= 12, stats["passes"]
-    torch.testing.assert_close(stats["support"], (get_normalizer(name)(
-        (q @ k.transpose(-1, -2)) * D ** -0.5) > 0).sum(-1).float())
+    torch.testing.assert_close(
+        stats["support"], (get_normalizer(name)((q @ k.transpose(-1, -2)) * D**-0.5) > 0).sum(-1).float()
+    )
 
 
 def test_skipped_blocks_are_not_read():
@@ -237,10 +249,10 @@ def test_block_tables():
     kv_num, kv_idx, q_num, q_idx = kernels.block_tables(keep, 16, 16)
     for h in range(2):
         for qb in range(3):
-            touched = [kb for kb in range(3) if keep[h, qb * 16:qb * 16 + 16, kb * 16:kb * 16 + 16].any()]
-            assert kv_idx[h, qb, :kv_num[h, qb]].tolist() == touched
+            touched = [kb for kb in range(3) if keep[h, qb * 16 : qb * 16 + 16, kb * 16 : kb * 16 + 16].any()]
+            assert kv_idx[h, qb, : kv_num[h, qb]].tolist() == touched
             for kb in range(3):
-                assert (qb in q_idx[h, kb, :q_num[h, kb]].tolist()) == (kb in touched)
+                assert (qb in q_idx[h, kb, : q_num[h, kb]].tolist()) == (kb in touched)
     assert kv_num[1, 0] == 0
 
 
@@ -258,6 +270,7 @@ def test_bad_input_is_named():
 
 # ----- block-sparse softmax (FlexAttention) ----------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_block_sparse_matches_dense_masked_sdpa():
     B, H, N, D = 2, 3, 300, 16  # 3 blocks of 128, the last one partial
@@ -269,7 +282,7 @@ def test_flex_block_sparse_matches_dense_masked_sdpa():
     pad[0, 250:] = True
     with torch.no_grad():
         out = kernels.flex_softmax_attention(q, k, v, keep, pad)
-        s = (q @ k.transpose(-1, -2)) * D ** -0.5
+        s = (q @ k.transpose(-1, -2)) * D**-0.5
         s = s.masked_fill(~keep, float("-inf")).masked_fill(pad[:, None, None, :], float("-inf"))
         ref = torch.nan_to_num(torch.softmax(s, dim=-1)) @ v
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
@@ -277,6 +290,7 @@ def test_flex_block_sparse_matches_dense_masked_sdpa():
 
 
 # ----- the model picks the kernels ------------------------------------------------------
+
 
 def test_attention_module_uses_fused_kernel(monkeypatch):
     """On a device the kernels can run on (here: the CPU through the interpreter) the model picks them."""
@@ -303,15 +317,32 @@ def test_attention_module_uses_fused_kernel(monkeypatch):
 
 # ----- the GPU check's logic --------------------------------------------------------------
 
+
 def test_gpu_check_dry_run():
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu-dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    for line in ("N = 32", "| sdpa softmax", "| sparsemax fused |", "| entmax15 eager |",
-                 "| entmax_bisect row kernel |", "| flex block-sparse", "| sparsemax fused masked", "autocast bfloat16",
-                 "| sparse_roberta sparsemax |",
-                 "| sparse_roberta sparsemax DAM search |", "DAM search step / dense step, sparsemax", "dry run"):
+    for line in (
+        "N = 32",
+        "| sdpa softmax",
+        "| sparsemax fused |",
+        "| entmax15 eager |",
+        "| entmax_bisect row kernel |",
+        "| flex block-sparse",
+        "| sparsemax fused masked",
+        "autocast bfloat16",
+        "| sparse_roberta sparsemax |",
+        "| sparse_roberta sparsemax DAM search |",
+        "DAM search step / dense step, sparsemax",
+        "dry run",
+    ):
         assert line in res.stdout, (line, res.stdout)
     assert "failed" not in res.stdout and "! " not in res.stdout, res.stdout
 
@@ -320,7 +351,13 @@ def test_kernels_compile_for_a_gpu(tmp_path):
     """The Triton compiler (not only the interpreter) accepts the kernels, for sm_90, without a GPU."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compile_kernels.py"), "--quick", "--arch", "90"],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compile_kernels.py"), "--quick", "--arch", "90"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "compiled 3 kernel variants" in res.stdout

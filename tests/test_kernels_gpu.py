@@ -5,6 +5,7 @@ the native half-precision dot, 64-bit offsets and the folded launch grid, and th
 The Triton kernels run under the interpreter, set up by tests/test_kernels.py (imported first); the sync check
 runs the CUDA code path on `meta` tensors, where any read of device data raises.
 """
+
 # isort: skip_file
 # (test_kernels must be imported first: it makes triton decorate its kernels for the interpreter)
 import math
@@ -61,9 +62,16 @@ def test_in_fresh_process():
         pytest.skip("the tests of this file ran in this process")
     import subprocess
     import sys
+
     env = dict(os.environ, TRITON_INTERPRET="1")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", __file__],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", __file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-5000:]
 
 
@@ -86,6 +94,7 @@ def dam_sample(heads, n, seed=0):
 
 
 # ----- 1. the DAM search: the row kernel with the float mask, against the eager path --------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dam_float_mask_row_kernel_matches_eager(name, monkeypatch):
@@ -194,6 +203,7 @@ def test_cuda_dam_path_never_waits_for_the_device(name, monkeypatch):
 
 # ----- 3. the GPU's tile sizes and native half-precision dot, under the interpreter ----------------------------
 
+
 @pytest.fixture
 def gpu_tiles():
     previous = kernels.gpu_tiles_on_cpu(True)
@@ -219,7 +229,7 @@ def test_gpu_tiles_half_dot_match_eager(name, kw, gpu_tiles):
     got = grads_of(out, g, (q, k, v))
     exact = dense_attention(q, k, v, name, kw, pad, keep)
     want = grads_of(exact, g.float(), (q, k, v))
-    s = ((q @ k.transpose(-1, -2)) * D ** -0.5).masked_fill(~keep, float("-inf"))
+    s = ((q @ k.transpose(-1, -2)) * D**-0.5).masked_fill(~keep, float("-inf"))
     eager = kernels_free_normalise(name, kw, s.masked_fill(pad[:, None, None, :], float("-inf"))) @ v
     eager_grads = grads_of(eager, g, (q, k, v))
     assert (out.float() - exact).abs().max() <= 4 * (eager.float() - exact).abs().max() + 1e-2
@@ -229,6 +239,7 @@ def test_gpu_tiles_half_dot_match_eager(name, kw, gpu_tiles):
 
 def kernels_free_normalise(name, kw, s):
     from fairseq_sparse.normalizers import get_normalizer
+
     return get_normalizer(name, **kw)(s)
 
 
@@ -251,8 +262,9 @@ def test_autotune_keeps_a_keep_masks_tiles():
     """With a keep mask only the tiles its block tables were built with may run; without, every config."""
     import triton
 
-    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-               for m, n, w, s in attention.TUNE_CONFIGS]
+    configs = [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in attention.TUNE_CONFIGS
+    ]
     kept = attention._prune(configs, {"D": 64}, HAS_KEEP=True)
     assert kept and {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept} == {attention.fixed_tiles(64)}
     assert len(attention._prune(configs, {"D": 64}, HAS_KEEP=False)) == len(configs)
@@ -265,6 +277,7 @@ def test_autotune_keeps_a_keep_masks_tiles():
 
 # ----- 2. no overflow, no launch limit ---------------------------------------------------------------------------
 
+
 def test_keep_mask_offsets_are_64_bit():
     """12 heads at N = 14,000: the last head's offsets pass 2^31 (int32 would wrap)."""
     hk, n, first = 11, 14000, 13990
@@ -272,17 +285,17 @@ def test_keep_mask_offsets_are_64_bit():
     _offsets_probe[(1,)](out, hk, n, first, BLOCK=4)
     rows = torch.arange(first, first + 4, dtype=torch.int64)
     want = (hk * n + rows[:, None]) * n + rows[None, :]
-    assert int(want.max()) > 2 ** 31
+    assert int(want.max()) > 2**31
     assert torch.equal(out, want)
 
 
 def test_row_offsets_are_64_bit():
     """The row kernel at 1,030 rows of 2^21 columns: the last rows start past 2^31."""
-    rows, n_cols = 1030, 2 ** 21
+    rows, n_cols = 1030, 2**21
     out = torch.zeros(rows, dtype=torch.int64)
     _row_offsets_probe[(rows,)](out, n_cols)
     want = torch.arange(rows, dtype=torch.int64) * n_cols + 1
-    assert int(want.max()) > 2 ** 31 and torch.equal(out, want)
+    assert int(want.max()) > 2**31 and torch.equal(out, want)
 
 
 def test_flat_grid_folds_batch_times_heads():
@@ -296,10 +309,11 @@ def test_flat_grid_folds_batch_times_heads():
     (x,) = _runtime.flat_grid(math.ceil(512 / 64), 16 * 12000)
     assert 65535 < 16 * 12000 and x == 8 * 192000 <= _runtime.MAX_GRID_X
     with pytest.raises(ValueError, match="grid limit"):
-        _runtime.flat_grid(2 ** 16, 2 ** 16)
+        _runtime.flat_grid(2**16, 2**16)
 
 
 # ----- 4. built once per mask --------------------------------------------------------------------------------
+
 
 def test_block_tables_and_block_masks_are_built_once_per_mask(monkeypatch):
     builds = []
@@ -324,6 +338,7 @@ def test_block_tables_and_block_masks_are_built_once_per_mask(monkeypatch):
 
 
 # ----- 6. the GPU check fails loudly -------------------------------------------------------------------------
+
 
 def test_gpu_check_exits_nonzero_when_a_path_fails(monkeypatch, capsys):
     import importlib.util

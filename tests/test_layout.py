@@ -3,6 +3,7 @@ fairseq, and no import runs back up the layers.
 
 The directions are read from the source with `ast`, so an import inside a function counts too.
 """
+
 import ast
 import os
 import subprocess
@@ -81,12 +82,17 @@ def _violations(allowed_or_forbidden):
 
 def test_parse_finds_relative_and_absolute_imports():
     # the checker itself: it must see both spellings of an upward import, also inside functions
-    found = list(_imports(PACKAGE / "modules" / "probe.py", textwrap.dedent("""
+    found = list(
+        _imports(
+            PACKAGE / "modules" / "probe.py",
+            textwrap.dedent("""
         from ..models import sparse_roberta
         def f():
             import fairseq_sparse.cli.env
             from fairseq.data import Dictionary
-    """)))
+    """),
+        )
+    )
     assert ("fairseq_sparse", "models") in found and ("fairseq_sparse", "cli") in found and ("fairseq", None) in found
 
 
@@ -132,8 +138,13 @@ def test_math_imports_where_fairseq_cannot(package):
         loaded = sorted(m for m in sys.modules if m.startswith("fairseq_sparse."))
         print(" ".join(loaded))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = {m.split(".")[1] for m in proc.stdout.split()}
     assert package in loaded
@@ -147,8 +158,10 @@ MAX_LINES = 400  # a file longer than this holds more than one idea (issue 13)
 MAX_CLI_LINES = 150  # a console script parses and calls
 # Files allowed past MAX_LINES, each with the reason a reader would accept.
 _ONE_AREA = "the tests of one feature area around shared fixtures (real data built once per module)"
-LONG_FILES = {f"tests/{name}": _ONE_AREA for name in
-              ("test_analysis.py", "test_preprocess.py", "test_pretraining.py", "test_convert.py")}
+LONG_FILES = {
+    f"tests/{name}": _ONE_AREA
+    for name in ("test_analysis.py", "test_preprocess.py", "test_pretraining.py", "test_convert.py")
+}
 
 
 def _python_files():
@@ -157,14 +170,20 @@ def _python_files():
 
 
 def test_no_file_is_too_long_to_read():
-    long = [f"{p.relative_to(REPO)}: {n} lines" for p in _python_files()
-            if (n := len(p.read_text().splitlines())) > MAX_LINES and str(p.relative_to(REPO)) not in LONG_FILES]
+    long = [
+        f"{p.relative_to(REPO)}: {n} lines"
+        for p in _python_files()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES and str(p.relative_to(REPO)) not in LONG_FILES
+    ]
     assert long == [], f"files over {MAX_LINES} lines (split them by idea): {long}"
 
 
 def test_console_scripts_only_parse_and_call():
-    long = [f"{p.name}: {n} lines" for p in sorted((PACKAGE / "cli").glob("*.py"))
-            if (n := len(p.read_text().splitlines())) > MAX_CLI_LINES]
+    long = [
+        f"{p.name}: {n} lines"
+        for p in sorted((PACKAGE / "cli").glob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_CLI_LINES
+    ]
     assert long == [], f"console scripts over {MAX_CLI_LINES} lines (move the work into the package): {long}"
 
 
@@ -184,9 +203,14 @@ def _readme_layout_block():
 def test_readme_layout_matches_the_tree():
     block = _readme_layout_block()
     # every top-level part of the package is on the map ...
-    parts = sorted(p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir()
-                   if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py"))
-    missing = [p for p in parts if not any(line.lstrip().startswith(p) or f" {p}" in line for line in block.splitlines())]
+    parts = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in PACKAGE.iterdir()
+        if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py")
+    )
+    missing = [
+        p for p in parts if not any(line.lstrip().startswith(p) or f" {p}" in line for line in block.splitlines())
+    ]
     assert missing == [], f"README Layout lacks {missing}"
     # ... and every file or folder the map names exists
     named = set()
@@ -194,7 +218,11 @@ def test_readme_layout_matches_the_tree():
         for word in line.replace(",", " ").replace("(", " ").replace(")", " ").split():
             if word.endswith((".py", "/")) and not word.startswith(("http", "--")) and "<" not in word:
                 named.add(word.rstrip(","))
-    stale = sorted(w for w in named
-                   if not any((base / w).exists() for base in [REPO, PACKAGE, REPO / "examples", *PACKAGE.iterdir()]
-                              if base.is_dir()))
+    stale = sorted(
+        w
+        for w in named
+        if not any(
+            (base / w).exists() for base in [REPO, PACKAGE, REPO / "examples", *PACKAGE.iterdir()] if base.is_dir()
+        )
+    )
     assert stale == [], f"README Layout names files that do not exist: {stale}"

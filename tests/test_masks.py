@@ -1,4 +1,5 @@
 """Fixed attention patterns, SDPA/additive layouts, mask files and the export CLI."""
+
 import argparse
 import json
 import os
@@ -34,6 +35,7 @@ def brute(length, rule):
 
 
 # ----- fixed patterns -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", FIXED)
 @pytest.mark.parametrize("length", ODD_LENGTHS + [2, 64])
@@ -85,7 +87,7 @@ def test_strided_fixed_star_logsparse_match_their_definitions(length):
         build_fixed_mask("star", length, radius=1, num_global=1),
         brute(length, lambda i, j: abs(i - j) <= 1 or i == 0 or j == 0),
     )
-    powers = {2 ** k for k in range(8)}
+    powers = {2**k for k in range(8)}
     assert torch.equal(
         build_fixed_mask("logsparse", length),
         brute(length, lambda i, j: i == j or abs(i - j) in powers),
@@ -101,10 +103,15 @@ def test_star_ring_links_the_ends():
 @pytest.mark.parametrize("length", [13, 33])
 def test_bigbird_window_global_and_seeded_random_blocks(length):
     block, window, random_blocks = 4, 1, 1
-    keep = build_fixed_mask("bigbird", length, block=block, window=window, num_global=1,
-                            random_blocks=random_blocks, seed=3)
-    assert torch.equal(keep, build_fixed_mask("bigbird", length, block=block, window=window, num_global=1,
-                                              random_blocks=random_blocks, seed=3))
+    keep = build_fixed_mask(
+        "bigbird", length, block=block, window=window, num_global=1, random_blocks=random_blocks, seed=3
+    )
+    assert torch.equal(
+        keep,
+        build_fixed_mask(
+            "bigbird", length, block=block, window=window, num_global=1, random_blocks=random_blocks, seed=3
+        ),
+    )
     blocks = -(-length // block)
     of = torch.arange(length) // block
     for q in range(1, length):
@@ -141,6 +148,7 @@ def test_registry_rejects_bad_names_and_params():
 
 # ----- layouts: padding, SDPA, additive, density ------------------------------------------
 
+
 def test_padding_with_no_diagonal_keeps_real_keys_except_self():
     keep = build_fixed_mask("no_diagonal", 7)
     pad = torch.tensor([[False] * 7, [False] * 5 + [True] * 2])
@@ -172,8 +180,9 @@ def test_sdpa_bool_and_additive_masks_match_manual_masked_softmax(name):
     out_bool = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     out_add = F.scaled_dot_product_attention(q, k, v, attn_mask=additive_mask(keep, torch.float64, pad))
     for out in (out_bool, out_add):
-        assert torch.allclose(out[real_rows[:, None, :].expand(2, 3, 11)],
-                              reference[real_rows[:, None, :].expand(2, 3, 11)], atol=1e-10)
+        assert torch.allclose(
+            out[real_rows[:, None, :].expand(2, 3, 11)], reference[real_rows[:, None, :].expand(2, 3, 11)], atol=1e-10
+        )
 
 
 def test_allowed_mask_rejects_wrong_inputs():
@@ -184,6 +193,7 @@ def test_allowed_mask_rejects_wrong_inputs():
 
 
 # ----- mask files -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(9, 9), (3, 9, 9), (2, 3, 9, 9)])
 def test_mask_file_round_trip_and_slicing(tmp_path, shape):
@@ -247,6 +257,7 @@ def test_mask_file_missing_pickled_or_unsaveable(tmp_path):
 
 # ----- export CLI -----------------------------------------------------------------------
 
+
 def _write_checkpoint(path, logits, no_diagonal=None, extra_logits=False):
     prefix = "encoder.sentence_encoder.dam."
     model = {"encoder.sentence_encoder.layers.0.fc1.weight": torch.zeros(2, 2), prefix + "dam_logits": logits}
@@ -306,14 +317,16 @@ def test_export_cli_errors(tmp_path):
         export_mask.main([str(ckpt), "--out", str(tmp_path / "m.npy")])
     assert export_mask.main([str(ckpt), "--out", str(tmp_path / "m.npy"), "--key", "decoder.dam.dam_logits"]) == 0
     with pytest.raises(SystemExit, match="--length must be in \\[1, 8\\], got 9"):
-        export_mask.main([str(ckpt), "--out", str(tmp_path / "m2.npy"), "--key", "decoder.dam.dam_logits",
-                          "--length", "9"])
+        export_mask.main(
+            [str(ckpt), "--out", str(tmp_path / "m2.npy"), "--key", "decoder.dam.dam_logits", "--length", "9"]
+        )
     with pytest.raises(SystemExit, match="does not exist"):
         export_mask.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m3.npy")])
     assert not (tmp_path / "m2.npy").exists() and not (tmp_path / "m3.npy").exists()
 
 
 # ----- empty masks are never silent ------------------------------------------------------
+
 
 def test_empty_mask_problem_names_the_first_empty_row():
     from fairseq_sparse.masks.mask_file import empty_mask_problem
@@ -322,8 +335,9 @@ def test_empty_mask_problem_names_the_first_empty_row():
     assert "all zero" in empty_mask_problem(np.zeros((3, 4, 4), dtype=bool))
     keep = torch.ones(2, 3, 6, 6, dtype=torch.bool)
     keep[1, 2, 4] = False
-    assert empty_mask_problem(keep) == ("1 of its 36 query rows keep no key (first: layer 1, head 2, row 4); "
-                                        "such a query attends to nothing")
+    assert empty_mask_problem(keep) == (
+        "1 of its 36 query rows keep no key (first: layer 1, head 2, row 4); such a query attends to nothing"
+    )
 
 
 def test_export_refuses_an_empty_or_row_empty_mask_unless_allowed(tmp_path, capsys):
@@ -346,8 +360,10 @@ def test_loading_an_empty_mask_file_is_an_error_unless_allowed(tmp_path):
     array = np.ones((2, 6, 6), dtype=bool)
     array[1, 3] = False
     np.save(path, array)
-    with pytest.raises(ValueError, match="m.npy: 1 of its 12 query rows keep no key \\(first: head 1, row 3\\).*"
-                                         "--attn-mask-allow-empty"):
+    with pytest.raises(
+        ValueError,
+        match="m.npy: 1 of its 12 query rows keep no key \\(first: head 1, row 3\\).*--attn-mask-allow-empty",
+    ):
         load_mask_file(path, num_heads=2)
     assert torch.equal(load_mask_file(path, num_heads=2, allow_empty=True), torch.from_numpy(array))
     np.save(path, np.zeros((6, 6), dtype=bool))

@@ -1,4 +1,5 @@
 """sparse_roberta as a fairseq model: stock equivalence, checkpoints, training, the hub interface."""
+
 import argparse
 import math
 import re
@@ -20,8 +21,16 @@ from fairseq_sparse.models.sparse_roberta import (
 from fairseq_sparse.models.sparse_roberta_options import DAM_FORM_DEFAULTS, GROUPS, OPTIONS, options_markdown
 
 NORMALIZERS = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect"]
-TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
-        "--encoder-attention-heads", "4"]
+TINY = [
+    "--encoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "256",
+    "--encoder-attention-heads",
+    "4",
+]
 
 
 def build(data, extra):
@@ -66,20 +75,25 @@ def test_layer_norm_eps_option(mlm_data):
     assert eps == {1e-12}
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--sparsegen-lambda", "1.5", "--attn-normalizer", "sparsegen_lin"], "--sparsegen-lambda must be < 1.*1.5"),
-    (["--entmax-alpha", "0.8", "--attn-normalizer", "entmax_bisect"], r"--entmax-alpha must be in \(1, 2\].*0.8"),
-    (["--attn-normalizer", "sparsemax", "--learn-entmax-alpha"], "--learn-entmax-alpha needs"),
-    # 0 is a value, not "unset": never replaced by the default
-    (["--entmax-alpha", "0"], r"--entmax-alpha must be in \(1, 2\], got 0.0"),
-    (["--layer-norm-eps", "0"], "--layer-norm-eps must be a finite number > 0, got 0.0"),
-    (["--sparsity-schedule-start-alpha", "0"], r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"),
-    (["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "-1"],
-     r"--sparsity-schedule-updates must be >= 0 \(0 = no schedule\), got -1"),
-    (["--attn-normalizer", "sparsemax", "--sparsity-schedule-updates", "5"], "--sparsity-schedule-updates anneals"),
-    (["--entmax-n-iter", "0"], "--entmax-n-iter must be >= 1, got 0"),
-    (["--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--sparsegen-lambda", "1.5", "--attn-normalizer", "sparsegen_lin"], "--sparsegen-lambda must be < 1.*1.5"),
+        (["--entmax-alpha", "0.8", "--attn-normalizer", "entmax_bisect"], r"--entmax-alpha must be in \(1, 2\].*0.8"),
+        (["--attn-normalizer", "sparsemax", "--learn-entmax-alpha"], "--learn-entmax-alpha needs"),
+        # 0 is a value, not "unset": never replaced by the default
+        (["--entmax-alpha", "0"], r"--entmax-alpha must be in \(1, 2\], got 0.0"),
+        (["--layer-norm-eps", "0"], "--layer-norm-eps must be a finite number > 0, got 0.0"),
+        (["--sparsity-schedule-start-alpha", "0"], r"--sparsity-schedule-start-alpha must be in \(1, 2\], got 0.0"),
+        (
+            ["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "-1"],
+            r"--sparsity-schedule-updates must be >= 0 \(0 = no schedule\), got -1",
+        ),
+        (["--attn-normalizer", "sparsemax", "--sparsity-schedule-updates", "5"], "--sparsity-schedule-updates anneals"),
+        (["--entmax-n-iter", "0"], "--entmax-n-iter must be >= 1, got 0"),
+        (["--dam-tau", "0"], "--dam-tau must be a finite number > 0, got 0.0"),
+    ],
+)
 def test_bad_values_fail_at_build(mlm_data, flags, message):
     with pytest.raises(ValueError, match=message):
         build(mlm_data, ["--arch", "sparse_roberta_tiny"] + flags)
@@ -119,8 +133,19 @@ def test_readme_option_tables_are_the_declarations():
 def test_attention_counts_match_the_maps(mlm_data):
     """The counts the criteria log (modules/attention_stats.py) are those of the maps the model used:
     non-zero weights over real (query, key) pairs, padded queries and keys left out."""
-    model = build(mlm_data, ["--arch", "sparse_roberta_tiny", "--attn-normalizer", "sparsemax",
-                             "--dropout", "0", "--attention-dropout", "0"])
+    model = build(
+        mlm_data,
+        [
+            "--arch",
+            "sparse_roberta_tiny",
+            "--attn-normalizer",
+            "sparsemax",
+            "--dropout",
+            "0",
+            "--attention-dropout",
+            "0",
+        ],
+    )
     toks = tokens()
     real = toks.ne(1)
     model.train()
@@ -143,8 +168,14 @@ def test_attention_counts_match_the_maps(mlm_data):
 @pytest.mark.slow  # ten fairseq-train runs
 @pytest.mark.parametrize("normalizer", NORMALIZERS)
 def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalizer):
-    extra = ["--attn-normalizer", normalizer, "--tensorboard-logdir", tmp_path / "tb",
-             "--criterion", "masked_lm_sparse"]
+    extra = [
+        "--attn-normalizer",
+        normalizer,
+        "--tensorboard-logdir",
+        tmp_path / "tb",
+        "--criterion",
+        "masked_lm_sparse",
+    ]
     if normalizer == "sparsegen_lin":
         extra += ["--sparsegen-lambda", "-4"]
     if normalizer == "entmax_bisect":
@@ -156,8 +187,10 @@ def test_fairseq_train_each_normalizer_then_resume(mlm_data, tmp_path, normalize
     uniform = math.log2(sum(1 for _ in open(mlm_data / "dict.txt")) + 5)  # + 4 specials + <mask>
     assert len(losses) == 3 and all(abs(l - uniform) < 0.5 for l in losses), (uniform, log[-2000:])
     assert (tmp_path / "ck" / "checkpoint_last.pt").exists()
-    stats = {k: [float(x) for x in re.findall(rf"train_inner .*?{k}=([0-9.]+)", log)]
-             for k in ("attn_density_l0", "attn_support_l0", "attn_density_l1", "attn_support_l1")}
+    stats = {
+        k: [float(x) for x in re.findall(rf"train_inner .*?{k}=([0-9.]+)", log)]
+        for k in ("attn_density_l0", "attn_support_l0", "attn_density_l1", "attn_support_l1")
+    }
     if normalizer == "softmax":
         assert stats["attn_density_l0"] == [], "softmax has no zeros: nothing to count"
     else:
@@ -180,16 +213,59 @@ def test_stock_roberta_checkpoint_finetunes_as_sparse(mlm_data, cls_data, tmp_pa
     """SSAF: pre-train stock `roberta`, restore it into sparse_roberta with sparsegen_lin, fine-tune."""
     run_cli(tiny_mlm_args(mlm_data, tmp_path / "stock", arch="roberta", updates=2, extra=TINY))
     stock_ckpt = tmp_path / "stock" / "checkpoint_last.pt"
-    result = run_cli([
-        "fairseq-train", cls_data, "--user-dir", USER_DIR, "--cpu", "--task", "sentence_prediction",
-        "--criterion", "sentence_prediction_sparse", "--num-classes", 2, "--arch", "sparse_roberta_tiny",
-        "--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2",
-        "--restore-file", stock_ckpt, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--max-positions", 32, "--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3",
-        "--lr-scheduler", "fixed", "--max-update", 3, "--log-format", "simple", "--log-interval", 1,
-        "--save-dir", tmp_path / "ft", "--no-epoch-checkpoints", "--num-workers", 0, "--seed", 1,
-        "--init-token", 0, "--separator-token", 2,
-    ])
+    result = run_cli(
+        [
+            "fairseq-train",
+            cls_data,
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--task",
+            "sentence_prediction",
+            "--criterion",
+            "sentence_prediction_sparse",
+            "--num-classes",
+            2,
+            "--arch",
+            "sparse_roberta_tiny",
+            "--attn-normalizer",
+            "sparsegen_lin",
+            "--sparsegen-lambda",
+            "-2",
+            "--restore-file",
+            stock_ckpt,
+            "--reset-optimizer",
+            "--reset-dataloader",
+            "--reset-meters",
+            "--max-positions",
+            32,
+            "--batch-size",
+            8,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--lr-scheduler",
+            "fixed",
+            "--max-update",
+            3,
+            "--log-format",
+            "simple",
+            "--log-interval",
+            1,
+            "--save-dir",
+            tmp_path / "ft",
+            "--no-epoch-checkpoints",
+            "--num-workers",
+            0,
+            "--seed",
+            1,
+            "--init-token",
+            0,
+            "--separator-token",
+            2,
+        ]
+    )
     log = result.stdout + result.stderr
     assert "Loaded checkpoint" in log and str(stock_ckpt) in log
     assert "Missing key" not in log and "Unexpected key" not in log
@@ -210,14 +286,16 @@ def _valid_loss_and_accuracy(checkpoint, data):
     """(loss in bits per example, accuracy %) of the checkpoint's own predictions on the valid split."""
     from fairseq import checkpoint_utils
 
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
-                                                                    arg_overrides={"data": str(data)})
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides={"data": str(data)}
+    )
     task.load_dataset("valid")
     dataset = task.dataset("valid")
     sample = dataset.collater([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
-        logits = models[0].eval()(**sample["net_input"], features_only=True,
-                                  classification_head_name="sentence_classification_head")[0]
+        logits = models[0].eval()(
+            **sample["net_input"], features_only=True, classification_head_name="sentence_classification_head"
+        )[0]
     target = sample["target"].view(-1)
     loss = torch.nn.functional.cross_entropy(logits.float(), target).item() / math.log(2)
     return loss, 100.0 * (logits.argmax(-1) == target).double().mean().item()
@@ -225,7 +303,9 @@ def _valid_loss_and_accuracy(checkpoint, data):
 
 def test_hub_interface_predictions_and_attention_maps(mlm_data, tmp_path):
     run_cli(tiny_mlm_args(mlm_data, tmp_path / "ck", updates=2, extra=["--attn-normalizer", "sparsemax"]))
-    hub = SparseRobertaModel.from_pretrained(str(tmp_path / "ck"), "checkpoint_last.pt", data_name_or_path=str(mlm_data), bpe=None)
+    hub = SparseRobertaModel.from_pretrained(
+        str(tmp_path / "ck"), "checkpoint_last.pt", data_name_or_path=str(mlm_data), bpe=None
+    )
     hub.eval()
     toks = hub.task.source_dictionary.encode_line("w1 w2 w3 w4 w5", append_eos=True).long()
     toks = torch.cat([torch.tensor([0]), toks])
@@ -265,8 +345,12 @@ def test_checkpoint_reader_refuses_bad_files(mlm_data, tmp_path, capsys):
     torch.save({"args": None, "model": {}, "extra": _RunsCode()}, evil)
     bare = tmp_path / "list.pt"
     torch.save([torch.ones(2)], bare)
-    cases = [(truncated, "truncated or corrupt"), (text, "is not a torch checkpoint.*b'not '"),
-             (evil, "could run code: print "), (bare, "is not a fairseq checkpoint.*list")]
+    cases = [
+        (truncated, "truncated or corrupt"),
+        (text, "is not a torch checkpoint.*b'not '"),
+        (evil, "could run code: print "),
+        (bare, "is not a fairseq checkpoint.*list"),
+    ]
     for reader in (read_checkpoint, checkpoint_model_args, analysis_read):
         for path, message in cases:
             with pytest.raises(ValueError, match=message):
@@ -283,8 +367,10 @@ def test_dropping_a_frozen_mask_warns(mlm_data, tmp_path, caplog):
     that must be a warning, not an INFO line."""
     mask = np.tril(np.ones((32, 32), dtype=bool))
     np.save(tmp_path / "mask.npy", mask)
-    masked = build(mlm_data, ["--arch", "sparse_roberta_tiny", "--attn-mask", "file",
-                              "--attn-mask-file", str(tmp_path / "mask.npy")])
+    masked = build(
+        mlm_data,
+        ["--arch", "sparse_roberta_tiny", "--attn-mask", "file", "--attn-mask-file", str(tmp_path / "mask.npy")],
+    )
     state = masked.state_dict()
     assert "encoder.sentence_encoder.attn_masks.frozen_attn_mask" in state
     dense = build(mlm_data, ["--arch", "sparse_roberta_tiny"])

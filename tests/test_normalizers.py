@@ -3,6 +3,7 @@
 Tests taking the `backend` fixture run twice: on the fused C++ kernels (skipped, with the
 reason, when the extension is not built) and on the eager PyTorch fallback.
 """
+
 import contextlib
 import importlib.util
 import logging
@@ -28,6 +29,7 @@ def backend(request):
         if _backend.backend() != "fused":
             pytest.skip("fused C++ normalisers not built (pip install --no-build-isolation -e .)")
         yield "fused"
+
 
 NEG_INF = float("-inf")
 SPARSE = {
@@ -145,7 +147,7 @@ def test_half_precision_inputs(name, dtype, backend):
     # the same bound torch.softmax itself has in bf16.
     tol = 1e-3 if dtype == torch.float16 else 4e-3
     assert (p.double().sum(-1) - 1).abs().max() <= tol
-    assert torch.allclose(p.float(), fn(x.float()), atol=1e-5, rtol=2 ** -7)  # fp16 subnormal tails
+    assert torch.allclose(p.float(), fn(x.float()), atol=1e-5, rtol=2**-7)  # fp16 subnormal tails
 
 
 def test_sparse_outputs_are_actually_sparse():

@@ -1,4 +1,5 @@
 """--optimizer adam_groups: groups from parameter tags, each keeping its multiple of the scheduled lr."""
+
 import pytest
 import torch
 from omegaconf import OmegaConf

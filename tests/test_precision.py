@@ -8,6 +8,7 @@ The documented tolerance (README, "Mixed precision"): thresholds are found in fl
 probabilities rounded once to the input dtype, so each row sums to 1 within the dtype's
 machine epsilon (each entry moves by at most eps/2 of itself).
 """
+
 import pytest
 import torch
 from fairseq import options, tasks
@@ -17,8 +18,14 @@ from fairseq_sparse.modules.sparse_multihead_attention import SparseMultiheadAtt
 from fairseq_sparse.normalizers import get_normalizer
 
 HALF = [torch.bfloat16, torch.float16]
-CASES = [("softmax", {}), ("sparsemax", {}), ("sparsegen_lin", {"lam": -2.0}), ("entmax15", {}),
-         ("entmax_bisect", {"alpha": 1.3}), ("entmax_bisect", {"alpha": 1.8})]
+CASES = [
+    ("softmax", {}),
+    ("sparsemax", {}),
+    ("sparsegen_lin", {"lam": -2.0}),
+    ("entmax15", {}),
+    ("entmax_bisect", {"alpha": 1.3}),
+    ("entmax_bisect", {"alpha": 1.8}),
+]
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
@@ -57,8 +64,19 @@ def test_learned_alpha_under_half_parameters_stays_above_one(dtype):
 
 
 def build_tiny(mlm_data, extra):
-    argv = [str(mlm_data), "--task", "masked_lm", "--arch", "sparse_roberta_tiny", "--tokens-per-sample", "32",
-            "--dropout", "0", "--attention-dropout", "0"] + extra
+    argv = [
+        str(mlm_data),
+        "--task",
+        "masked_lm",
+        "--arch",
+        "sparse_roberta_tiny",
+        "--tokens-per-sample",
+        "32",
+        "--dropout",
+        "0",
+        "--attention-dropout",
+        "0",
+    ] + extra
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     task = tasks.setup_task(args)
     return task.build_model(args), task.source_dictionary
@@ -109,7 +127,6 @@ def test_tiny_training_step_in_half_precision(mlm_data, normalizer, mode, dtype)
         assert (p[pad[:, None, None, :].expand_as(p)] == 0).all()
 
 
-
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_schedule_alpha_stays_float32_under_half_parameters(dtype):
     """--fp16/--bf16 cast the model; the sparsity schedule's alpha stays float32 (bf16 would make 1.05 1.047)."""
@@ -125,8 +142,17 @@ def test_schedule_alpha_stays_float32_under_half_parameters(dtype):
 def test_encoder_schedule_update_never_reads_the_device(mlm_data):
     """set_num_updates runs every update: on a GPU, reading alpha back (float(tensor)) would wait for the device.
     On `meta` tensors any such read raises."""
-    model, _ = build_tiny(mlm_data, ["--attn-normalizer", "entmax_bisect", "--sparsity-schedule-updates", "10",
-                                     "--sparsity-schedule-start-alpha", "1.05"])
+    model, _ = build_tiny(
+        mlm_data,
+        [
+            "--attn-normalizer",
+            "entmax_bisect",
+            "--sparsity-schedule-updates",
+            "10",
+            "--sparsity-schedule-start-alpha",
+            "1.05",
+        ],
+    )
     attn = next(m for m in model.modules() if isinstance(m, SparseMultiheadAttention))
     model.set_num_updates(5)
     assert attn.entmax_alpha_per_head()[0].item() == pytest.approx(1.05 + 0.45 * 0.5)

@@ -4,6 +4,7 @@ The corpus is written by the test, so every reported count is known in advance: 
 are too short, duplicated or empty, Wikipedia section headings, a non-UTF-8 line, a giant line,
 an unterminated <doc>, a bad JSON line, an empty book file.
 """
+
 import json
 import os
 import subprocess
@@ -11,12 +12,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from _wiki_sample import load_articles, wikiextractor_doc, wikiextractor_json, words, write_xml_dump
-from fairseq_sparse.data.preprocess import binarize, clean, encode, extract, pipeline, tokenizer
+
 from fairseq_sparse.atomic_files import atomic_output
-from fairseq_sparse.data.preprocess.io_utils import LineReader
+from fairseq_sparse.data.preprocess import binarize, clean, encode, extract, pipeline, tokenizer
 from fairseq_sparse.data.preprocess.counts import StepCounts
+from fairseq_sparse.data.preprocess.io_utils import LineReader
 from fairseq_sparse.data.preprocess.markup import clean_wiki_markup, document_hash
 from fairseq_sparse.data.preprocess.parallel import bounded_imap
 from fairseq_sparse.data.preprocess.sentences import chunk_words, split_sentences
@@ -30,8 +31,10 @@ REF = " <ref>Smith, J. (2001). A history. p. 3.</ref>"
 
 # ---- building blocks -----------------------------------------------------------------------
 def test_sentence_splitter_handles_abbreviations_initials_and_numbers():
-    text = ('Dr. Smith met J. R. R. Tolkien at 5 p.m. on Jan. 3. "Why?" she asked. See Fig. 2 for the '
-            "U.S. data. The value rose to 3.14 in 2001. He said no. Then he left!")
+    text = (
+        'Dr. Smith met J. R. R. Tolkien at 5 p.m. on Jan. 3. "Why?" she asked. See Fig. 2 for the '
+        "U.S. data. The value rose to 3.14 in 2001. He said no. Then he left!"
+    )
     assert split_sentences(text) == [
         "Dr. Smith met J. R. R. Tolkien at 5 p.m. on Jan. 3.",
         '"Why?" she asked.',
@@ -40,16 +43,18 @@ def test_sentence_splitter_handles_abbreviations_initials_and_numbers():
         "He said no.",
         "Then he left!",
     ]
-    assert split_sentences("lower case after a period. stays together") == [
-        "lower case after a period. stays together"]
+    assert split_sentences("lower case after a period. stays together") == ["lower case after a period. stays together"]
     assert chunk_words("a b c d e", 2) == ["a b", "c d", "e"]
 
 
 def test_wiki_markup_residue_is_removed():
-    line = ("Paris () is the capital &amp; largest city of [[France|the French Republic]].<ref name=\"a\">"
-            "Cite</ref>  It has {{convert|105|km2}} area , see formula_1 and [http://x.org the site].")
+    line = (
+        'Paris () is the capital &amp; largest city of [[France|the French Republic]].<ref name="a">'
+        "Cite</ref>  It has {{convert|105|km2}} area , see formula_1 and [http://x.org the site]."
+    )
     assert clean_wiki_markup(line) == (
-        "Paris is the capital & largest city of the French Republic. It has area, see and the site.")
+        "Paris is the capital & largest city of the French Republic. It has area, see and the site."
+    )
     assert clean_wiki_markup("Albert Einstein (; 14 March 1879) was") == "Albert Einstein (14 March 1879) was"
     # Fingerprint ignores case, punctuation and spacing, not content.
     assert document_hash(["The cat sat.", "On a mat!"]) == document_hash(["the  cat sat", "on a mat"])
@@ -58,8 +63,14 @@ def test_wiki_markup_residue_is_removed():
 
 def test_line_reader_survives_bad_bytes_and_giant_lines(tmp_path):
     path = tmp_path / "bad.txt"
-    path.write_bytes(b"good line\n" + b"Caf\xe9 latin-1\n" + b"x" * 5000 + b"\nafter giant\n"
-                     + "real \ufffd replacement char\n".encode() + b"no newline at end")
+    path.write_bytes(
+        b"good line\n"
+        + b"Caf\xe9 latin-1\n"
+        + b"x" * 5000
+        + b"\nafter giant\n"
+        + "real \ufffd replacement char\n".encode()
+        + b"no newline at end"
+    )
     counts = StepCounts()
     lines = list(LineReader(str(path), 1000, counts.dropped_lines))
     assert lines == ["good line", "after giant", "real \ufffd replacement char", "no newline at end"]
@@ -71,14 +82,17 @@ def test_book_reader_line_modes_and_runaway_documents(tmp_path):
     book.write_text("First line of a\nwrapped paragraph here.\n\nSecond paragraph\nalso wrapped.\n")
     item = InputFile("books", str(book), book.stat().st_size)
     wrapped = list(DocumentReader(item, StepCounts(), 1000, 10**6, "wrapped"))
-    assert [d.paragraphs for d in wrapped] == [["First line of a wrapped paragraph here.",
-                                                 "Second paragraph also wrapped."]]
+    assert [d.paragraphs for d in wrapped] == [
+        ["First line of a wrapped paragraph here.", "Second paragraph also wrapped."]
+    ]
     lines = list(DocumentReader(item, StepCounts(), 1000, 10**6, "paragraph"))
     assert lines[0].paragraphs == ["First line of a", "wrapped paragraph here.", "Second paragraph", "also wrapped."]
     counts = StepCounts()  # a "book" larger than --max-doc-chars becomes several documents
     cut = list(DocumentReader(item, counts, 1000, 30, "paragraph"))
-    assert [d.paragraphs for d in cut] == [["First line of a", "wrapped paragraph here."],
-                                           ["Second paragraph", "also wrapped."]]
+    assert [d.paragraphs for d in cut] == [
+        ["First line of a", "wrapped paragraph here."],
+        ["Second paragraph", "also wrapped."],
+    ]
     assert counts.totals["documents_cut_at_max_chars"] == 1
 
 
@@ -145,8 +159,11 @@ def corpus(tmp_path_factory):
     (wiki / "AB").mkdir()
     with open(wiki / "AA" / "wiki_00", "w", encoding="utf-8") as f:
         for i, (title, text) in enumerate(long[:150]):
-            f.write(wikiextractor_doc(i, title, text + (REF if i % 20 == 0 else ""),
-                                      heading=HEADING if i % 15 == 0 else None))
+            f.write(
+                wikiextractor_doc(
+                    i, title, text + (REF if i % 20 == 0 else ""), heading=HEADING if i % 15 == 0 else None
+                )
+            )
     with open(wiki / "AA" / "wiki_01", "w", encoding="utf-8") as f:
         for i, (title, text) in enumerate(long[150:250] + short, start=150):
             f.write(wikiextractor_doc(i, title, text))
@@ -164,7 +181,8 @@ def corpus(tmp_path_factory):
     run_on = " ".join(w.strip(".,;:!?\"'()") for _, t in long[400:420] for w in t.split())[:4000]
     (books / "book0.txt").write_text(book_texts[0], encoding="utf-8")
     (books / "book1.txt").write_bytes(
-        book_texts[1].encode() + b"\n" + b"word " * (MAX_LINE_BYTES // 4) + b"\nThe end of book one.\n")
+        book_texts[1].encode() + b"\n" + b"word " * (MAX_LINE_BYTES // 4) + b"\nThe end of book one.\n"
+    )
     (books / "book2.txt").write_bytes(book_texts[2].encode() + b"\nCaf\xe9 au lait was served every morning.\n")
     (books / "book3.txt").write_text(book_texts[3] + "\n" + run_on + "\n", encoding="utf-8")
     (books / "empty.txt").write_bytes(b"")
@@ -186,11 +204,28 @@ def corpus(tmp_path_factory):
 
 
 def _pipeline_args(root, out, *extra):
-    return pipeline.build_parser().parse_args([
-        "--wiki-extracted", str(root / "wiki"), "--books", str(root / "books"), "--out", str(out),
-        "--num-shards", "2", "--valid-fraction", "0.05", "--max-line-bytes", str(MAX_LINE_BYTES),
-        "--vocab-size", "1000", "--workers", "2", "--no-progress", *extra,
-    ])
+    return pipeline.build_parser().parse_args(
+        [
+            "--wiki-extracted",
+            str(root / "wiki"),
+            "--books",
+            str(root / "books"),
+            "--out",
+            str(out),
+            "--num-shards",
+            "2",
+            "--valid-fraction",
+            "0.05",
+            "--max-line-bytes",
+            str(MAX_LINE_BYTES),
+            "--vocab-size",
+            "1000",
+            "--workers",
+            "2",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +302,9 @@ def test_encode_and_binarize_counts_agree_and_shards_load(prepared):
     # fairseq's masked_lm reads shard (epoch - 1) % 2, with documents as break units.
     from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
-    cfg = MaskedLMConfig(data=report["fairseq_train_data"], sample_break_mode="complete_doc",
-                         tokens_per_sample=128, seed=1)
+    cfg = MaskedLMConfig(
+        data=report["fairseq_train_data"], sample_break_mode="complete_doc", tokens_per_sample=128, seed=1
+    )
     task = MaskedLMTask.setup_task(cfg)
     for epoch, shard in ((1, "shard0"), (2, "shard1"), (3, "shard0")):
         task.load_dataset("train", epoch=epoch)
@@ -314,8 +350,12 @@ def _wordpiece_vocab(path, sample_lines):
             counts[w] = counts.get(w, 0) + 1
     frequent = sorted(w for w, c in counts.items() if c >= 3)
     chars = sorted({ch for w in frequent for ch in w})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + frequent + [c for c in chars if c not in frequent] \
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + frequent
+        + [c for c in chars if c not in frequent]
         + ["##" + c for c in chars]
+    )
     path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return vocab
 
@@ -353,8 +393,14 @@ def test_wordpiece_vocab_path(prepared, tmp_path):
     sample = [line for line in open(files[0], encoding="utf-8") if line.strip()]
     vocab = _wordpiece_vocab(tmp_path / "vocab.txt", sample)
     tok_dir = tmp_path / "tok"
-    rep = tokenizer.build_tokenizer(str(tok_dir), "wordpiece", files, wordpiece_vocab=str(tmp_path / "vocab.txt"),
-                                    sample_sentences_n=500, show_progress=False)
+    rep = tokenizer.build_tokenizer(
+        str(tok_dir),
+        "wordpiece",
+        files,
+        wordpiece_vocab=str(tmp_path / "vocab.txt"),
+        sample_sentences_n=500,
+        show_progress=False,
+    )
     dict_tokens = [line.split(" ")[0] for line in open(tok_dir / "dict.txt", encoding="utf-8")]
     assert dict_tokens == vocab[5:]  # BERT order without its five specials (as the BERT converter)
     assert rep["dict_size"] == len(vocab) - 5 and rep["sample_unk_tokens"] > 0
@@ -375,8 +421,7 @@ def _toy_gpt2_files(tmp_path):
     merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("i", "n"), ("\u0120", "a"), ("o", "n")]
     encoder = {s: i for i, s in enumerate(symbols + ["".join(m) for m in merges])}
     (tmp_path / "encoder.json").write_text(json.dumps(encoder), encoding="utf-8")
-    (tmp_path / "vocab.bpe").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
-                                        encoding="utf-8")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     return encoder
 
 
@@ -387,12 +432,19 @@ def test_gpt2_bpe_path_round_trips(prepared, tmp_path):
     clean_dir = str(out / "clean")
     encoder = _toy_gpt2_files(tmp_path)
     tok_dir = tmp_path / "tok"
-    tokenizer.build_tokenizer(str(tok_dir), "gpt2", tokenizer.training_files(clean_dir),
-                              encoder_json=str(tmp_path / "encoder.json"), vocab_bpe=str(tmp_path / "vocab.bpe"),
-                              sample_sentences_n=300, show_progress=False)
+    tokenizer.build_tokenizer(
+        str(tok_dir),
+        "gpt2",
+        tokenizer.training_files(clean_dir),
+        encoder_json=str(tmp_path / "encoder.json"),
+        vocab_bpe=str(tmp_path / "vocab.bpe"),
+        sample_sentences_n=300,
+        show_progress=False,
+    )
     assert sum(1 for _ in open(tok_dir / "dict.txt")) == len(encoder)
-    encode.run_encode(clean_dir, str(tok_dir), str(tmp_path / "enc"), max_tokens_per_line=100000, workers=2,
-                      show_progress=False)
+    encode.run_encode(
+        clean_dir, str(tok_dir), str(tmp_path / "enc"), max_tokens_per_line=100000, workers=2, show_progress=False
+    )
     bpe = get_encoder(str(tmp_path / "encoder.json"), str(tmp_path / "vocab.bpe"))
     source = [line.rstrip("\n") for line in open(clean.shard_files(clean_dir, 0)[0][0], encoding="utf-8")]
     encoded = (tmp_path / "enc" / "shard0.tok").read_text(encoding="utf-8").split("\n")[:-1]
@@ -410,9 +462,11 @@ def test_extract_from_xml_dump_then_clean(tmp_path):
     pages = []
     for title, text in articles:
         first, _, rest = text.partition(". ")
-        wikitext = (f"'''{first.split(' ', 1)[0]}''' {first.split(' ', 1)[1]}.<ref>A source</ref> "
-                    f"{{{{citation needed}}}} {rest}\n\n== History ==\nThe [[Article|history]] of {title} is long "
-                    f"and well documented by many authors.\n\n[[Category:Tests]]")
+        wikitext = (
+            f"'''{first.split(' ', 1)[0]}''' {first.split(' ', 1)[1]}.<ref>A source</ref> "
+            f"{{{{citation needed}}}} {rest}\n\n== History ==\nThe [[Article|history]] of {title} is long "
+            f"and well documented by many authors.\n\n[[Category:Tests]]"
+        )
         pages.append((title, wikitext, 0))
     pages.append(("Template:Infobox", "{{{name}}}", 10))
     pages.append(("Old name", "#REDIRECT [[" + articles[0][0] + "]]", 0))
@@ -421,8 +475,14 @@ def test_extract_from_xml_dump_then_clean(tmp_path):
     rep = extract.run_extract(str(dump), str(tmp_path / "extracted"), processes=1)
     assert rep["documents"] == 4 and not rep["reused"]
     assert extract.run_extract(str(dump), str(tmp_path / "extracted"), processes=1)["reused"]
-    manifest = clean.run_clean(str(tmp_path / "clean"), [str(tmp_path / "extracted")], [],
-                               clean.CleanOptions(valid_fraction=0.0), workers=1, show_progress=False)
+    manifest = clean.run_clean(
+        str(tmp_path / "clean"),
+        [str(tmp_path / "extracted")],
+        [],
+        clean.CleanOptions(valid_fraction=0.0),
+        workers=1,
+        show_progress=False,
+    )
     assert manifest["counts"]["documents_kept"] == 4
     assert manifest["counts"]["dropped_lines"] == {"short_line": 4}  # the "History." headings
     text = open(clean.shard_files(str(tmp_path / "clean"), 0)[0][0], encoding="utf-8").read()
@@ -449,9 +509,22 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_scripts_run_from_a_checkout():
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_pretraining_data.py"), "--help"],
-                          capture_output=True, text=True, cwd="/")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "prepare_pretraining_data.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert proc.returncode == 0, proc.stderr
-    for flag in ("--wiki-dump", "--wiki-extracted", "--books", "--num-shards", "--kind", "--vocab-size",
-                 "--wordpiece-vocab", "--gpt2-encoder-json", "--workers"):
+    for flag in (
+        "--wiki-dump",
+        "--wiki-extracted",
+        "--books",
+        "--num-shards",
+        "--kind",
+        "--vocab-size",
+        "--wordpiece-vocab",
+        "--gpt2-encoder-json",
+        "--workers",
+    ):
         assert flag in proc.stdout

@@ -9,6 +9,7 @@ the optimisers they build), and two of them run through fairseq-hydra-train on t
 DAM search with the composite optimiser (2 gloo processes through scripts/launch/torchrun.sh)
 and phase 2 of the sparsegen model in bf16, continuing from the fairseq-train checkpoint above.
 """
+
 import argparse
 import functools
 import json
@@ -23,13 +24,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from fairseq_sparse.checkpoint_reader import read_checkpoint
-
-import fairseq_sparse  # noqa: F401  (registers the plugin; lets torch.load read fairseq checkpoints)
-
 from _wiki_sample import load_articles, wikiextractor_doc, words
 from conftest import BIN, USER_DIR, run_cli, tiny_mlm_args
+
+import fairseq_sparse  # noqa: F401  (registers the plugin; lets torch.load read fairseq checkpoints)
+from fairseq_sparse.checkpoint_reader import read_checkpoint
 
 pytestmark = pytest.mark.slow  # pre-training runs of tens of updates
 
@@ -56,13 +55,33 @@ def corpus(tmp_path_factory):
             f.write(wikiextractor_doc(i, title, text))
     (root / "books").mkdir()
     for b in range(4):  # one paragraph per line, as BookCorpus books are
-        text = "\n".join(text for _, text in articles[400 + 25 * b: 425 + 25 * b])
+        text = "\n".join(text for _, text in articles[400 + 25 * b : 425 + 25 * b])
         (root / "books" / f"book{b}.txt").write_text(text + "\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "prepare_pretraining_data.py"), "--wiki-extracted", str(root / "wiki"),
-         "--books", str(root / "books"), "--out", str(root / "prepared"), "--num-shards", "2",
-         "--valid-fraction", "0.05", "--vocab-size", "1000", "--workers", "2", "--no-progress"],
-        capture_output=True, text=True, env=_env(), timeout=600)
+        [
+            sys.executable,
+            str(REPO / "scripts" / "prepare_pretraining_data.py"),
+            "--wiki-extracted",
+            str(root / "wiki"),
+            "--books",
+            str(root / "books"),
+            "--out",
+            str(root / "prepared"),
+            "--num-shards",
+            "2",
+            "--valid-fraction",
+            "0.05",
+            "--vocab-size",
+            "1000",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((root / "prepared" / "report.json").read_text())
     return root, report
@@ -83,8 +102,11 @@ def test_pipeline_turns_wikipedia_and_books_into_two_shards(corpus):
 # ---- pre-training with fairseq-train -------------------------------------------------------------
 RUNS = {
     # sparse normaliser; --max-positions 512 so the phase-2 recipe can continue from this checkpoint
-    "sparsegen": ("sparse_roberta_tiny", "masked_lm_sparse",
-                  ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2", "--max-positions", 512]),
+    "sparsegen": (
+        "sparse_roberta_tiny",
+        "masked_lm_sparse",
+        ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2", "--max-positions", 512],
+    ),
     "dam": ("sparsebert_tiny", "masked_lm_dam", []),
 }
 
@@ -96,12 +118,36 @@ def pretrained(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     procs = {}
     for name, (arch, criterion, extra) in RUNS.items():
-        args = tiny_mlm_args(report["fairseq_train_data"], out / name, arch=arch, updates=UPDATES, extra=[
-            *extra, "--criterion", criterion, "--tokens-per-sample", 128, "--lr", "2e-3",
-            "--lr-scheduler", "polynomial_decay", "--warmup-updates", 5, "--total-num-update", UPDATES,
-            "--tensorboard-logdir", out / name / "tb"])
-        procs[name] = subprocess.Popen([str(BIN / args[0])] + [str(a) for a in args[1:]], stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, env=_env())
+        args = tiny_mlm_args(
+            report["fairseq_train_data"],
+            out / name,
+            arch=arch,
+            updates=UPDATES,
+            extra=[
+                *extra,
+                "--criterion",
+                criterion,
+                "--tokens-per-sample",
+                128,
+                "--lr",
+                "2e-3",
+                "--lr-scheduler",
+                "polynomial_decay",
+                "--warmup-updates",
+                5,
+                "--total-num-update",
+                UPDATES,
+                "--tensorboard-logdir",
+                out / name / "tb",
+            ],
+        )
+        procs[name] = subprocess.Popen(
+            [str(BIN / args[0])] + [str(a) for a in args[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+        )
     logs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{logs[name][-4000:]}"
@@ -127,8 +173,8 @@ def _tensorboard_scalars(logdir):
     for path in Path(logdir).glob("events.out.tfevents.*"):
         data, pos = path.read_bytes(), 0
         while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
             pos += 12 + length + 4
             for value in event.summary.value:
                 scalars.setdefault(value.tag, {})[event.step] = value.simple_value
@@ -172,14 +218,13 @@ def test_sparsebert_tiny_dam_search_masked_lm_loss_falls(pretrained):
 
 
 # ---- the recipes, composed in-process ---------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compose(phase, name, overrides=()):
     """The config fairseq-hydra-train would run (same hydra semantics: version_base 1.1)."""
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
-
-    from fairseq.dataclass.initialize import add_defaults, hydra_init
 
     required = ["task.data=DATA"]
     if phase == "phase2":
@@ -217,8 +262,14 @@ def test_recipes_compose_with_known_options_and_differ_only_where_they_should():
     from omegaconf import OmegaConf
 
     options = _model_options()
-    expected_masks = {"dense": "none", "no_diagonal": "no_diagonal", "dam_search": "dam", "dam_search_wd0": "dam",
-                      "frozen_mask": "file", "sparsegen": "none"}
+    expected_masks = {
+        "dense": "none",
+        "no_diagonal": "no_diagonal",
+        "dam_search": "dam",
+        "dam_search_wd0": "dam",
+        "frozen_mask": "file",
+        "sparsegen": "none",
+    }
     models = {}
     for phase, tokens in (("phase1", 128), ("phase2", 512)):
         cfgs = {v: _compose(phase, v) for v in VARIANTS}
@@ -254,8 +305,10 @@ def test_recipes_compose_with_known_options_and_differ_only_where_they_should():
 
 
 SCHEDULES = {  # schedule -> sequences per update on 8 GPUs, peak lr
-    ("phase1", "bert_adam"): (256, 1e-4), ("phase1", "nvidia_lamb"): (65536, 6e-3),
-    ("phase2", "bert_adam"): (256, 1e-5), ("phase2", "nvidia_lamb"): (32768, 4e-3),
+    ("phase1", "bert_adam"): (256, 1e-4),
+    ("phase1", "nvidia_lamb"): (65536, 6e-3),
+    ("phase2", "bert_adam"): (256, 1e-5),
+    ("phase2", "nvidia_lamb"): (32768, 4e-3),
 }
 
 
@@ -267,23 +320,24 @@ def _toy_params():
 
 def _lr_at(cfg, updates):
     """Learning rate the recipe's (top-level or per-group) schedule gives after each of `updates`."""
-    from omegaconf import OmegaConf
-
     from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
     from fairseq.optim.lr_scheduler import build_lr_scheduler
+    from omegaconf import OmegaConf
 
     sched_cfg = cfg.lr_scheduler
     if sched_cfg._name == "pass_through":  # composite: every group has its own (identical) schedule
         sched_cfg = cfg.optimizer.groups.default.lr_scheduler
     sched_cfg = dict(OmegaConf.to_container(sched_cfg), lr=list(cfg.optimization.lr))
-    stand_in = FairseqAdam(FairseqAdamConfig(lr=[1.0], adam_betas="(0.9,0.999)", tpu=False),
-                           [torch.nn.Parameter(torch.zeros(1))])
+    stand_in = FairseqAdam(
+        FairseqAdamConfig(lr=[1.0], adam_betas="(0.9,0.999)", tpu=False), [torch.nn.Parameter(torch.zeros(1))]
+    )
     scheduler = build_lr_scheduler(OmegaConf.create(sched_cfg), stand_in)
     return [scheduler.step_update(u) for u in updates]
 
 
 def test_schedules_batch_arithmetic_learning_rates_and_optimisers():
     from fairseq.optim import build_optimizer
+
     from fairseq_sparse.apex_fallbacks import probe_apex
 
     lamb_works = probe_apex()["FusedLAMB"].available
@@ -332,10 +386,9 @@ def test_readme_fairseq_train_command_is_phase1_dense():
     """The README's argparse spelling of phase1/dense.yaml (one GPU, fp16) says the same."""
     import shlex
 
-    from omegaconf import OmegaConf
-
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from omegaconf import OmegaConf
 
     readme = (REPO / "examples" / "pretraining" / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```bash\n(fairseq-train \$DATA --user-dir fairseq_sparse .*?)```", readme, re.S).group(1)
@@ -346,7 +399,7 @@ def test_readme_fairseq_train_command_is_phase1_dense():
     differ = {k for k in recipe if not k.startswith("model.") and k in command and command[k] != recipe[k]}
     assert differ == {"common.fp16", "distributed_training.fp16", "optimization.update_freq"}, differ
     assert command["optimization.update_freq"] == [8] and command["common.fp16"]
-    model = {k[len("model."):]: v for k, v in recipe.items() if k.startswith("model.") and k != "model._name"}
+    model = {k[len("model.") :]: v for k, v in recipe.items() if k.startswith("model.") and k != "model._name"}
     assert {k: getattr(args, k) for k in model} == model and args.arch == recipe["model._name"]
 
 
@@ -364,23 +417,40 @@ def _free_port():
 
 
 def _json_logs(log, kind):
-    return [json.loads(line.split(" - ", 1)[1]) for line in log.splitlines()
-            if f"[{kind}][INFO] - {{" in line]
+    return [json.loads(line.split(" - ", 1)[1]) for line in log.splitlines() if f"[{kind}][INFO] - {{" in line]
 
 
 def test_dam_search_recipe_with_composite_optimizer_on_two_gloo_processes(corpus, tmp_path):
     """phase1/dam_search_wd0.yaml via torchrun.sh: hydra overrides shrink it to sparsebert_tiny."""
     _, report = corpus
-    env = {k: v for k, v in _env().items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK",
-                                                                  "MASTER_", "NODE_RANK", "NNODES"))}
+    env = {
+        k: v
+        for k, v in _env().items()
+        if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_", "NODE_RANK", "NNODES"))
+    }
     env.update(PYTHON=sys.executable, LAUNCH_DEVICE="cpu", NPROC_PER_NODE="2", MASTER_PORT=str(_free_port()))
     proc = subprocess.run(
-        [str(REPO / "scripts" / "launch" / "torchrun.sh"), "--config-dir", str(CONFIG / "phase1"),
-         "--config-name", "dam_search_wd0", f"task.data={report['fairseq_train_data']}", "model._name=sparsebert_tiny",
-         "optimization.max_update=2", "dataset.batch_size=4", f"checkpoint.save_dir={tmp_path / 'dam'}",
-         "optimizer.groups.default.lr_scheduler.warmup_updates=1",
-         "optimizer.groups.dam.lr_scheduler.warmup_updates=1", "common.log_interval=1"],
-        cwd=str(REPO), env=env, capture_output=True, text=True, timeout=600)
+        [
+            str(REPO / "scripts" / "launch" / "torchrun.sh"),
+            "--config-dir",
+            str(CONFIG / "phase1"),
+            "--config-name",
+            "dam_search_wd0",
+            f"task.data={report['fairseq_train_data']}",
+            "model._name=sparsebert_tiny",
+            "optimization.max_update=2",
+            "dataset.batch_size=4",
+            f"checkpoint.save_dir={tmp_path / 'dam'}",
+            "optimizer.groups.default.lr_scheduler.warmup_updates=1",
+            "optimizer.groups.dam.lr_scheduler.warmup_updates=1",
+            "common.log_interval=1",
+        ],
+        cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     assert "distributed init (rank 1): env://" in log
@@ -403,14 +473,29 @@ def test_phase2_sparsegen_recipe_continues_the_phase1_checkpoint_in_bf16(pretrai
     fairseq-train --bf16 also sets --tpu)."""
     _, phase1 = pretrained["sparsegen"]
     phase1_state = read_checkpoint(phase1 / "checkpoint_last.pt")
-    result = run_cli([
-        "fairseq-hydra-train", "--config-dir", CONFIG / "phase2", "--config-name", "sparsegen",
-        f"task.data={phase1_state['cfg']['task']['data']}",
-        f"checkpoint.finetune_from_model={phase1 / 'checkpoint_last.pt'}", f"common.user_dir={USER_DIR}",
-        "common.cpu=true", "common.bf16=true", "model._name=sparse_roberta_tiny", "model.sparsegen_lambda=-2",
-        "optimization.max_update=2", "optimization.update_freq=[1]", "dataset.batch_size=4",
-        "lr_scheduler.warmup_updates=1", "common.log_interval=1", f"checkpoint.save_dir={tmp_path / 'p2'}"],
-        cwd=tmp_path)
+    result = run_cli(
+        [
+            "fairseq-hydra-train",
+            "--config-dir",
+            CONFIG / "phase2",
+            "--config-name",
+            "sparsegen",
+            f"task.data={phase1_state['cfg']['task']['data']}",
+            f"checkpoint.finetune_from_model={phase1 / 'checkpoint_last.pt'}",
+            f"common.user_dir={USER_DIR}",
+            "common.cpu=true",
+            "common.bf16=true",
+            "model._name=sparse_roberta_tiny",
+            "model.sparsegen_lambda=-2",
+            "optimization.max_update=2",
+            "optimization.update_freq=[1]",
+            "dataset.batch_size=4",
+            "lr_scheduler.warmup_updates=1",
+            "common.log_interval=1",
+            f"checkpoint.save_dir={tmp_path / 'p2'}",
+        ],
+        cwd=tmp_path,
+    )
     log = result.stdout + result.stderr
     assert f"loading pretrained model from {phase1 / 'checkpoint_last.pt'}" in log
     steps = _json_logs(log, "train_inner")
@@ -441,8 +526,9 @@ def _chain_paragraphs(path, paragraphs=300, vocab=50, seed=0):
     lines = []
     for _ in range(paragraphs):
         starts = [rng.randrange(vocab) for _ in range(3)]
-        lines.append(" ".join(" ".join(lexicon[(k + j) % vocab] for j in range(rng.randint(8, 14))) + "."
-                              for k in starts))
+        lines.append(
+            " ".join(" ".join(lexicon[(k + j) % vocab] for j in range(rng.randint(8, 14))) + "." for k in starts)
+        )
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -450,8 +536,20 @@ def test_small_preln_architecture_is_pre_ln_with_tied_embeddings(mlm_data):
     from fairseq import options, tasks
 
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [str(mlm_data), "--user-dir", USER_DIR, "--task", "masked_lm",
-                                                "--criterion", "masked_lm", "--arch", "sparse_roberta_small_preln"])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(mlm_data),
+            "--user-dir",
+            USER_DIR,
+            "--task",
+            "masked_lm",
+            "--criterion",
+            "masked_lm",
+            "--arch",
+            "sparse_roberta_small_preln",
+        ],
+    )
     model = tasks.setup_task(args).build_model(args)
     encoder = model.encoder.sentence_encoder
     assert len(encoder.layers) == 4 and encoder.embed_tokens.embedding_dim == 128
@@ -467,10 +565,37 @@ def small_recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     _chain_paragraphs(root / "text.txt")
     proc = subprocess.run(
-        [sys.executable, str(RECIPE), "--out", str(root / "out"), "--text", str(root / "text.txt"),
-         "--vocab-size", "60", "--valid-fraction", "0.1", "--updates", "400", "--warmup", "20", "--lr", "5e-3",
-         "--tokens-per-sample", "32", "--valid-every", "100", "--threads", "1", "--", *TINY],
-        capture_output=True, text=True, env=_env(), timeout=600)
+        [
+            sys.executable,
+            str(RECIPE),
+            "--out",
+            str(root / "out"),
+            "--text",
+            str(root / "text.txt"),
+            "--vocab-size",
+            "60",
+            "--valid-fraction",
+            "0.1",
+            "--updates",
+            "400",
+            "--warmup",
+            "20",
+            "--lr",
+            "5e-3",
+            "--tokens-per-sample",
+            "32",
+            "--valid-every",
+            "100",
+            "--threads",
+            "1",
+            "--",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return root / "out", json.loads((root / "out" / "results.json").read_text())
 
@@ -497,7 +622,7 @@ def test_small_recipe_starts_the_output_bias_at_the_log_unigram_frequencies(smal
     assert float(bias.exp().sum()) == pytest.approx(1.0, abs=1e-4)  # a distribution over the task's symbols
     train = split_counts(str(out / "data" / "data-bin" / "shard0"), "train", 32, "complete")
     assert unigram_entropy_bits(bias.exp().numpy()) == pytest.approx(unigram_entropy_bits(train), abs=0.02)
-    assert int(bias[:len(train)].argmax()) == int(train.argmax())
+    assert int(bias[: len(train)].argmax()) == int(train.argmax())
 
 
 def test_empty_mask_from_scratch_says_the_model_has_not_learned_its_task(mlm_data, tmp_path):
@@ -507,8 +632,15 @@ def test_empty_mask_from_scratch_says_the_model_has_not_learned_its_task(mlm_dat
 
     from fairseq_sparse.analysis.task_learned import dict_counts, not_learned_note, unigram_entropy_bits
 
-    run_cli(tiny_mlm_args(mlm_data, tmp_path / "dam", arch="sparsebert_tiny", updates=4,
-                          extra=["--criterion", "masked_lm_dam", "--dam-init", "-2"]))
+    run_cli(
+        tiny_mlm_args(
+            mlm_data,
+            tmp_path / "dam",
+            arch="sparsebert_tiny",
+            updates=4,
+            extra=["--criterion", "masked_lm_dam", "--dam-init", "-2"],
+        )
+    )
     checkpoint = tmp_path / "dam" / "checkpoint_last.pt"
     result = run_cli(["fairseq-sparse-export-mask", checkpoint, "--out", tmp_path / "m.npy"], check=False)
     unigram = unigram_entropy_bits(dict_counts(mlm_data / "dict.txt"))

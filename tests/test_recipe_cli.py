@@ -1,14 +1,17 @@
 """The recipe scripts' shared command-line conventions (fairseq_sparse/finetune/recipe_cli.py)."""
+
 import sys
 
 import pytest
 
-from fairseq_sparse.finetune.recipe_cli import (fail, input_errors_exit, show_and_run, split_passthrough,
-                                                use_cuda)
+from fairseq_sparse.finetune.recipe_cli import fail, input_errors_exit, show_and_run, split_passthrough, use_cuda
 
 
 def test_split_passthrough_keeps_everything_after_the_first_double_dash():
-    assert split_passthrough(["--data", "d", "--", "--lr", "1", "--", "x"]) == (["--data", "d"], ["--lr", "1", "--", "x"])
+    assert split_passthrough(["--data", "d", "--", "--lr", "1", "--", "x"]) == (
+        ["--data", "d"],
+        ["--lr", "1", "--", "x"],
+    )
     assert split_passthrough(["--data", "d"]) == (["--data", "d"], [])
     assert split_passthrough(["--"]) == ([], [])
 

@@ -1,12 +1,12 @@
 """An interrupted and resumed run reproduces the uninterrupted run exactly (issue 4)."""
+
 import re
 
 import pytest
 import torch
+from conftest import run_cli, tiny_mlm_args
 
 import fairseq_sparse  # noqa: F401  (lets torch.load read fairseq checkpoints)
-
-from conftest import run_cli, tiny_mlm_args
 
 
 def losses_by_update(log):

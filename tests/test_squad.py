@@ -1,4 +1,5 @@
 """SQuAD: official EM/F1 on hand-made cases, feature windows, and the task/criterion end to end."""
+
 import importlib.util
 import json
 import os
@@ -9,15 +10,15 @@ import sys
 
 import pytest
 import torch
-
 from fairseq.data import Dictionary
+from test_convert import write_tiny_bert
+
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.convert.checkpoint import encoder_flags
 from fairseq_sparse.data.bert_wordpiece_bpe import BertWordPieceBPE, BertWordPieceConfig
 from fairseq_sparse.data.squad import FeatureBuilder, SquadExample, best_spans, read_squad, split_words
-from fairseq_sparse.models.sparse_encoder import segment_ids
 from fairseq_sparse.data.squad_metrics import evaluate, exact_match, f1_score, normalize_answer
-from test_convert import write_tiny_bert
+from fairseq_sparse.models.sparse_encoder import segment_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = "the cat sat on mat dog good bad movie is it a".split()
@@ -95,13 +96,16 @@ def test_split_words_keeps_character_spans():
     assert [sp for _, _, sp in words][:4] == [True, True, False, False]
 
 
-@pytest.mark.parametrize("text, pieces, spaced", [
-    ("东京 Tokyo塔", ["东", "京", "Tokyo", "塔"], [True, False, True, False]),  # each CJK ideograph is a word
-    ("a\u00a0b\tc\nd", ["a", "b", "c", "d"], [True] * 4),  # no-break space, tab, newline separate
-    ("cafe\u0301 \u00e9", ["cafe\u0301", "\u00e9"], [True, True]),  # accents kept, combining marks stay inside
-    ("x\u200by, \u2060z", ["x\u200by", ",", "\u2060z"], [True, False, True]),  # format characters stay in the span
-    ("\u00bfQu\u00e9?", ["\u00bf", "Qu\u00e9", "?"], [True, False, False]),
-])
+@pytest.mark.parametrize(
+    "text, pieces, spaced",
+    [
+        ("东京 Tokyo塔", ["东", "京", "Tokyo", "塔"], [True, False, True, False]),  # each CJK ideograph is a word
+        ("a\u00a0b\tc\nd", ["a", "b", "c", "d"], [True] * 4),  # no-break space, tab, newline separate
+        ("cafe\u0301 \u00e9", ["cafe\u0301", "\u00e9"], [True, True]),  # accents kept, combining marks stay inside
+        ("x\u200by, \u2060z", ["x\u200by", ",", "\u2060z"], [True, False, True]),  # format characters stay in the span
+        ("\u00bfQu\u00e9?", ["\u00bf", "Qu\u00e9", "?"], [True, False, False]),
+    ],
+)
 def test_split_words_follows_bert_word_boundaries(text, pieces, spaced):
     words = split_words(text)
     assert [text[s:e] for s, e, _ in words] == pieces
@@ -126,7 +130,7 @@ def test_windows_max_context_and_answer_positions(ckpt):
             if m:
                 owners.setdefault(w, []).append(pos)
         if s:
-            got = context[words[word_of[s]][0]:words[word_of[e]][1]]
+            got = context[words[word_of[s]][0] : words[word_of[e]][1]]
             assert got == "dog is good"
     assert sorted(owners) == list(range(n_doc))  # every context word has exactly one max-context window
     assert all(len(v) == 1 for v in owners.values())
@@ -146,13 +150,16 @@ def write_squad_json(path, version, n_paragraphs, seed):
         for q in range(3):
             k = r.randrange(20)
             words = context.split(" ")
-            text = " ".join(words[k:k + 2]).rstrip(",!")
+            text = " ".join(words[k : k + 2]).rstrip(",!")
             offset = len(" ".join(words[:k])) + (1 if k else 0)
             if version == "2.0" and q == 2:
                 qas.append({"id": f"{p}-{q}", "question": "is it a cat?", "answers": [], "is_impossible": True})
             else:
-                qa = {"id": f"{p}-{q}", "question": f"what is {r.choice(WORDS)}?",
-                      "answers": [{"text": text, "answer_start": offset}] * 2}
+                qa = {
+                    "id": f"{p}-{q}",
+                    "question": f"what is {r.choice(WORDS)}?",
+                    "answers": [{"text": text, "answer_start": offset}] * 2,
+                }
                 if version == "2.0":
                     qa["is_impossible"] = False
                 qas.append(qa)
@@ -174,12 +181,25 @@ def test_read_squad_rejects_other_json(tmp_path):
 
 def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
     root = ckpt
-    tok = ["--bpe", "bert_wordpiece", "--bpe-vocab-file", str(root / "ckpt" / "vocab.txt"),
-           "--srcdict", str(root / "ckpt" / "dict.txt"), "--max-seq-length", "32", "--doc-stride", "8",
-           "--max-query-length", "6"]
+    tok = [
+        "--bpe",
+        "bert_wordpiece",
+        "--bpe-vocab-file",
+        str(root / "ckpt" / "vocab.txt"),
+        "--srcdict",
+        str(root / "ckpt" / "dict.txt"),
+        "--max-seq-length",
+        "32",
+        "--doc-stride",
+        "8",
+        "--max-query-length",
+        "6",
+    ]
     pre = script("examples/squad/preprocess.py")
-    v2 = {s: write_squad_json(tmp_path / f"{s}-v2.0.json", "2.0", n, seed) for s, n, seed in
-          (("train", 8, 1), ("dev", 3, 2))}
+    v2 = {
+        s: write_squad_json(tmp_path / f"{s}-v2.0.json", "2.0", n, seed)
+        for s, n, seed in (("train", 8, 1), ("dev", 3, 2))
+    }
     pre.main(["--train", v2["train"], "--valid", v2["dev"], "--dest", str(tmp_path / "v2"), *tok])
     meta = json.load(open(tmp_path / "v2" / "meta.json"))
     assert meta["version"] == "2.0" and meta["splits"]["valid"]["examples"] == 9
@@ -190,16 +210,54 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
     feature = data_utils.load_indexed_dataset(str(tmp_path / "v2" / "valid.tokens"), d)[0]
     first_sep = feature.tolist().index(d.eos())
     assert feature.tolist().count(d.eos()) == 2 and feature[-1] == d.eos()
-    assert segment_ids(feature[None], d.eos(), 2)[0].tolist() == [0] * (first_sep + 1) + [1] * (len(feature) - first_sep - 1)
+    assert segment_ids(feature[None], d.eos(), 2)[0].tolist() == [0] * (first_sep + 1) + [1] * (
+        len(feature) - first_sep - 1
+    )
     ckpt_path = str(root / "ckpt" / "model.pt")
-    cmd = [sys.executable, "-m", "fairseq_cli.train", str(tmp_path / "v2"), "--user-dir",
-           os.path.join(REPO, "fairseq_sparse"), "--cpu", "--task", "squad", "--criterion", "squad_span",
-           "--arch", "sparse_roberta", *encoder_flags(ckpt_path), "--restore-file", ckpt_path,
-           "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--optimizer", "adam", "--lr", "1e-3",
-           "--lr-scheduler", "fixed", "--batch-size", "16", "--max-epoch", "1", "--save-dir",
-           str(tmp_path / "ck"), "--no-epoch-checkpoints", "--no-last-checkpoints",
-           "--best-checkpoint-metric", "f1", "--maximize-best-checkpoint-metric",
-           "--log-format", "simple", "--num-workers", "0", "--attn-normalizer", "sparsemax"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fairseq_cli.train",
+        str(tmp_path / "v2"),
+        "--user-dir",
+        os.path.join(REPO, "fairseq_sparse"),
+        "--cpu",
+        "--task",
+        "squad",
+        "--criterion",
+        "squad_span",
+        "--arch",
+        "sparse_roberta",
+        *encoder_flags(ckpt_path),
+        "--restore-file",
+        ckpt_path,
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--lr-scheduler",
+        "fixed",
+        "--batch-size",
+        "16",
+        "--max-epoch",
+        "1",
+        "--save-dir",
+        str(tmp_path / "ck"),
+        "--no-epoch-checkpoints",
+        "--no-last-checkpoints",
+        "--best-checkpoint-metric",
+        "f1",
+        "--maximize-best-checkpoint-metric",
+        "--log-format",
+        "simple",
+        "--num-workers",
+        "0",
+        "--attn-normalizer",
+        "sparsemax",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     valid = [line for line in (run.stdout + run.stderr).splitlines() if "valid on 'valid' subset" in line][-1]
@@ -210,8 +268,19 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
 
     ev = script("examples/squad/evaluate.py")
     best = str(tmp_path / "ck" / "checkpoint_best.pt")
-    out = ev.main(["--data", str(tmp_path / "v2"), "--checkpoint", best, "--out-dir", str(tmp_path / "pred"),
-                   "--gold", v2["dev"], "--cpu"])
+    out = ev.main(
+        [
+            "--data",
+            str(tmp_path / "v2"),
+            "--checkpoint",
+            best,
+            "--out-dir",
+            str(tmp_path / "pred"),
+            "--gold",
+            v2["dev"],
+            "--cpu",
+        ]
+    )
     assert out["exact"] == pytest.approx(em, abs=0.01) and out["f1"] == pytest.approx(f1, abs=0.01)
     assert out["HasAns_total"] == 6 and out["NoAns_total"] == 3 and "best_f1_thresh" in out
     preds = json.load(open(tmp_path / "pred" / "predictions.json"))
@@ -223,8 +292,9 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
 
     v1 = write_squad_json(tmp_path / "dev-v1.1.json", "1.1", 2, 3)
     pre.main(["--valid", v1, "--dest", str(tmp_path / "v1"), *tok])
-    out1 = ev.main(["--data", str(tmp_path / "v1"), "--checkpoint", best, "--out-dir", str(tmp_path / "pred1"),
-                    "--cpu"])
+    out1 = ev.main(
+        ["--data", str(tmp_path / "v1"), "--checkpoint", best, "--out-dir", str(tmp_path / "pred1"), "--cpu"]
+    )
     assert "HasAns_total" not in out1 and out1["total"] == 6
     assert not os.path.exists(tmp_path / "pred1" / "null_odds.json")
     assert all(json.load(open(tmp_path / "pred1" / "predictions.json")).values())  # v1.1 always answers
@@ -233,36 +303,43 @@ def test_squad_v2_train_validate_evaluate_and_v1(ckpt, tmp_path):
 def test_gpt2_layout_and_leading_spaces(tmp_path):
     from argparse import Namespace
 
-    from fairseq_sparse.data.checkpoint_tokenizer import build_tokenizer
     from test_glue import write_fake_gpt2
 
+    from fairseq_sparse.data.checkpoint_tokenizer import build_tokenizer
+
     g = write_fake_gpt2(str(tmp_path / "gpt2"))
-    bpe = build_tokenizer(Namespace(bpe="gpt2", gpt2_encoder_json=g + "/encoder.json",
-                                    gpt2_vocab_bpe=g + "/vocab.bpe", srcdict=g + "/dict.txt"))
+    bpe = build_tokenizer(
+        Namespace(
+            bpe="gpt2", gpt2_encoder_json=g + "/encoder.json", gpt2_vocab_bpe=g + "/vocab.bpe", srcdict=g + "/dict.txt"
+        )
+    )
     d = Dictionary.load(g + "/dict.txt")
     d.add_symbol("<mask>")
-    b = FeatureBuilder(bpe, d, bert_layout=False, space_prefix=True, max_seq_length=40, doc_stride=8,
-                       max_query_length=4)
+    b = FeatureBuilder(
+        bpe, d, bert_layout=False, space_prefix=True, max_seq_length=40, doc_stride=8, max_query_length=4
+    )
     context = "the cat sat on the mat, the dog is good!"
     ex = SquadExample("q", "is it good?", context, [("the dog", context.index("the dog"))])
-    (ids, word_of, maxctx, s, e), = b.features(ex, training=True)[0]
+    ((ids, word_of, maxctx, s, e),) = b.features(ex, training=True)[0]
     encoder = json.load(open(g + "/encoder.json"))
     q = b.ids("is it good?")[:4]
-    assert ids[:len(q) + 3] == [d.bos(), *q, d.eos(), d.eos()]  # RoBERTa: <s> q </s></s> context </s>
+    assert ids[: len(q) + 3] == [d.bos(), *q, d.eos(), d.eos()]  # RoBERTa: <s> q </s></s> context </s>
     first = len(q) + 3
     assert ids[first] == d.index(str(encoder["the"]))  # context start: no leading space
     assert ids[first + 1] == d.index(str(encoder["\u0120cat"]))  # later words: GPT-2's space marker
     words = split_words(context)
-    assert context[words[word_of[s]][0]:words[word_of[e]][1]] == "the dog"
+    assert context[words[word_of[s]][0] : words[word_of[e]][1]] == "the dog"
 
 
 def test_squad_span_needs_the_squad_task(mlm_data):
     from fairseq import options, tasks
 
-    from fairseq_sparse.criterions.squad import SquadSpanCriterion, SquadSpanConfig
+    from fairseq_sparse.criterions.squad import SquadSpanConfig, SquadSpanCriterion
 
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(mlm_data), "--task", "masked_lm", "--criterion", "squad_span", "--arch", "sparse_roberta_tiny"])
+    args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        [str(mlm_data), "--task", "masked_lm", "--criterion", "squad_span", "--arch", "sparse_roberta_tiny"],
+    )
     task = tasks.setup_task(args)
     with pytest.raises(ValueError, match="--criterion squad_span needs --task squad"):
         task.build_criterion(args)

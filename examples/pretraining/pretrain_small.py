@@ -17,6 +17,7 @@
 Writes OUT/results.json (the baseline, each seed's valid-bits curve, wall and CPU seconds, the
 final valid bits as mean +- sd) and OUT/curve.png. Options after `--` go to fairseq-train.
 """
+
 import argparse
 import importlib.util
 import json
@@ -31,19 +32,47 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from fairseq_sparse.atomic_files import atomic_output  # noqa: E402
-from fairseq_sparse.finetune.runner import fairseq_records  # noqa: E402
 from fairseq_sparse.finetune.recipe_cli import split_passthrough  # noqa: E402
+from fairseq_sparse.finetune.runner import fairseq_records  # noqa: E402
 
 PROG = "pretrain_small.py"
 # What gets the model off the unigram plateau in minutes: pre-LN with a high peak learning rate
 # and a short warm-up, decayed to 0; no dropout (the run sees each token about once); tied
 # input/output embeddings (RoBERTa's default); 128-token blocks of whole sentences.
 BREAK_MODE = "complete"  # blocks of whole sentences; the baseline counts the same blocks
-TRAIN = ["--task", "masked_lm", "--criterion", "masked_lm", "--sample-break-mode", BREAK_MODE,
-         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
-         "--clip-norm", "1.0", "--lr-scheduler", "polynomial_decay", "--dropout", "0", "--attention-dropout", "0",
-         "--num-workers", "0", "--log-format", "json", "--no-epoch-checkpoints", "--no-last-checkpoints",
-         "--skip-invalid-size-inputs-valid-test", "--validate-interval", "1000000"]
+TRAIN = [
+    "--task",
+    "masked_lm",
+    "--criterion",
+    "masked_lm",
+    "--sample-break-mode",
+    BREAK_MODE,
+    "--optimizer",
+    "adam",
+    "--adam-betas",
+    "(0.9,0.98)",
+    "--adam-eps",
+    "1e-6",
+    "--weight-decay",
+    "0.01",
+    "--clip-norm",
+    "1.0",
+    "--lr-scheduler",
+    "polynomial_decay",
+    "--dropout",
+    "0",
+    "--attention-dropout",
+    "0",
+    "--num-workers",
+    "0",
+    "--log-format",
+    "json",
+    "--no-epoch-checkpoints",
+    "--no-last-checkpoints",
+    "--skip-invalid-size-inputs-valid-test",
+    "--validate-interval",
+    "1000000",
+]
 
 
 def build_parser():
@@ -60,8 +89,12 @@ def build_parser():
     p.add_argument("--tokens-per-sample", type=int, default=128, help="block length (default %(default)s)")
     p.add_argument("--valid-every", type=int, default=50, help="validate every N updates (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed (default: 1)")
-    p.add_argument("--no-unigram-bias", dest="unigram_bias", action="store_false",
-                   help="start the output bias at 0 (fairseq's init) instead of the log unigram frequencies")
+    p.add_argument(
+        "--no-unigram-bias",
+        dest="unigram_bias",
+        action="store_false",
+        help="start the output bias at 0 (fairseq's init) instead of the log unigram frequencies",
+    )
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of each run (default %(default)s)")
     return p
 
@@ -92,15 +125,36 @@ def write_source(out, text):
 
 def prepare(args):
     """OUT/data/data-bin/shard0 through the repository's pipeline (finished steps are skipped)."""
-    from fairseq_sparse.data.preprocess.pipeline import build_parser as pipeline_parser, run_pipeline
+    from fairseq_sparse.data.preprocess.pipeline import build_parser as pipeline_parser
+    from fairseq_sparse.data.preprocess.pipeline import run_pipeline
 
     documents = write_source(args.out, args.text)
-    report = run_pipeline(pipeline_parser().parse_args([
-        "--wiki-extracted", os.path.join(args.out, "source"), "--out", os.path.join(args.out, "data"),
-        "--num-shards", "1", "--valid-fraction", str(args.valid_fraction), "--vocab-size", str(args.vocab_size),
-        "--max-tokens-per-line", str(args.tokens_per_sample - 2), "--workers", str(args.threads), "--no-progress"]))
-    return report["fairseq_train_data"], {"documents": documents, "train_tokens": report["binarize"]["train_tokens"],
-                                          "dict_size": report["tokenizer"]["dict_size"]}
+    report = run_pipeline(
+        pipeline_parser().parse_args(
+            [
+                "--wiki-extracted",
+                os.path.join(args.out, "source"),
+                "--out",
+                os.path.join(args.out, "data"),
+                "--num-shards",
+                "1",
+                "--valid-fraction",
+                str(args.valid_fraction),
+                "--vocab-size",
+                str(args.vocab_size),
+                "--max-tokens-per-line",
+                str(args.tokens_per_sample - 2),
+                "--workers",
+                str(args.threads),
+                "--no-progress",
+            ]
+        )
+    )
+    return report["fairseq_train_data"], {
+        "documents": documents,
+        "train_tokens": report["binarize"]["train_tokens"],
+        "dict_size": report["tokenizer"]["dict_size"],
+    }
 
 
 def unigram_start(args, data, seed, extra, path):
@@ -115,21 +169,44 @@ def unigram_start(args, data, seed, extra, path):
     from fairseq_sparse.analysis.task_learned import split_counts
 
     parser = options.get_training_parser()
-    cfg = options.parse_args_and_arch(parser, [data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
-                                               "--arch", args.arch, *TRAIN, "--tokens-per-sample",
-                                               str(args.tokens_per_sample), *extra])
+    cfg = options.parse_args_and_arch(
+        parser,
+        [
+            data,
+            "--user-dir",
+            os.path.join(REPO, "fairseq_sparse"),
+            "--cpu",
+            "--arch",
+            args.arch,
+            *TRAIN,
+            "--tokens-per-sample",
+            str(args.tokens_per_sample),
+            *extra,
+        ],
+    )
     torch.manual_seed(seed)
     model = tasks.setup_task(cfg).build_model(cfg)
     bias = model.encoder.lm_head.bias  # the task's dictionary: dict.txt, <mask>, padding symbols (never targets)
     counts = np.full(len(bias), 0.5)  # half a count for a symbol never seen
     seen = split_counts(data, "train", args.tokens_per_sample, BREAK_MODE)
-    counts[:len(seen)] += seen
+    counts[: len(seen)] += seen
     with torch.no_grad():
         bias.copy_(torch.from_numpy(np.log(counts / counts.sum())))
-    state = {"model": model.state_dict(), "args": None, "cfg": None, "last_optimizer_state": None,
-             "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
-                                    "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-             "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}}}
+    state = {
+        "model": model.state_dict(),
+        "args": None,
+        "cfg": None,
+        "last_optimizer_state": None,
+        "optimizer_history": [
+            {
+                "criterion_name": "MaskedLmLoss",
+                "optimizer_name": "FairseqAdam",
+                "lr_scheduler_state": {"best": None},
+                "num_updates": 0,
+            }
+        ],
+        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
+    }
     with atomic_output(path, mode="wb", encoding=None) as f:
         torch.save(state, f)
 
@@ -141,13 +218,39 @@ def train(args, data, seed, extra):
     if args.unigram_bias:
         unigram_start(args, data, seed, extra, os.path.join(save, "start.pt"))
         extra = ["--finetune-from-model", os.path.join(save, "start.pt"), *extra]
-    cmd = [os.path.join(os.path.dirname(sys.executable), "fairseq-train"), data, "--user-dir",
-           os.path.join(REPO, "fairseq_sparse"), "--cpu", "--arch", args.arch, *TRAIN, "--seed", str(seed),
-           "--tokens-per-sample", str(args.tokens_per_sample), "--batch-size", str(args.batch_size),
-           "--lr", str(args.lr), "--warmup-updates", str(args.warmup), "--total-num-update", str(args.updates),
-           "--max-update", str(args.updates), "--validate-interval-updates", str(args.valid_every),
-           "--save-interval-updates", str(args.updates), "--log-interval", str(args.valid_every),
-           "--save-dir", save, *extra]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "fairseq-train"),
+        data,
+        "--user-dir",
+        os.path.join(REPO, "fairseq_sparse"),
+        "--cpu",
+        "--arch",
+        args.arch,
+        *TRAIN,
+        "--seed",
+        str(seed),
+        "--tokens-per-sample",
+        str(args.tokens_per_sample),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--warmup-updates",
+        str(args.warmup),
+        "--total-num-update",
+        str(args.updates),
+        "--max-update",
+        str(args.updates),
+        "--validate-interval-updates",
+        str(args.valid_every),
+        "--save-interval-updates",
+        str(args.updates),
+        "--log-interval",
+        str(args.valid_every),
+        "--save-dir",
+        save,
+        *extra,
+    ]
     print("$ " + " ".join(cmd), flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
     cpu0, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
@@ -182,8 +285,9 @@ def plot(path, results):
     for seed, run in results["runs"].items():
         ax.plot(*zip(*run["valid_bits"]), marker="o", ms=3, label=f"seed {seed}")
     ax.axhline(results["unigram_bits"], color="k", ls="--", label="unigram entropy of the valid set")
-    ax.axhline(results["corpus"]["train_unigram_valid_bits"], color="grey", ls=":",
-               label="valid loss of the training unigram")
+    ax.axhline(
+        results["corpus"]["train_unigram_valid_bits"], color="grey", ls=":", label="valid loss of the training unigram"
+    )
     ax.set_xlabel("update")
     ax.set_ylabel("valid masked-LM loss (bits)")
     ax.set_title(f"{results['arch']}, from scratch")
@@ -201,13 +305,21 @@ def summarize(args, corpus, unigram, targets):
         path = os.path.join(args.out, name, "run.json")
         if name.startswith("seed") and os.path.isfile(path):
             with open(path) as f:
-                runs[name[len("seed"):]] = json.load(f)
+                runs[name[len("seed") :]] = json.load(f)
     finals = [r["final_bits"] for r in runs.values()]
-    results = {"arch": args.arch, "corpus": corpus, "unigram_bits": round(unigram, 4), "valid_tokens": targets,
-               "settings": {k: getattr(args, k) for k in ("updates", "warmup", "lr", "batch_size",
-                                                          "tokens_per_sample", "valid_every")},
-               "seeds": sorted(runs, key=int), "runs": runs, "final_bits_mean": round(statistics.mean(finals), 4),
-               "final_bits_sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None}
+    results = {
+        "arch": args.arch,
+        "corpus": corpus,
+        "unigram_bits": round(unigram, 4),
+        "valid_tokens": targets,
+        "settings": {
+            k: getattr(args, k) for k in ("updates", "warmup", "lr", "batch_size", "tokens_per_sample", "valid_every")
+        },
+        "seeds": sorted(runs, key=int),
+        "runs": runs,
+        "final_bits_mean": round(statistics.mean(finals), 4),
+        "final_bits_sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None,
+    }
     results["below_unigram_bits"] = round(unigram - results["final_bits_mean"], 4)
     with atomic_output(os.path.join(args.out, "results.json")) as f:
         json.dump(results, f, indent=1)
@@ -237,14 +349,23 @@ def main(argv=None):
             curve, wall, cpu = train(args, data, seed, extra)
         except RuntimeError as err:
             sys.exit(f"{PROG}: error: {err}")
-        run = {"valid_bits": curve, "final_bits": curve[-1][1], "wall_s": wall, "cpu_s": cpu,
-               "threads": args.threads, "extra_args": extra}
+        run = {
+            "valid_bits": curve,
+            "final_bits": curve[-1][1],
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "threads": args.threads,
+            "extra_args": extra,
+        }
         with atomic_output(run_path) as f:
             json.dump(run, f)
         print(json.dumps({"seed": seed, "final_bits": curve[-1][1], "wall_s": wall, "cpu_s": cpu}), flush=True)
     results = summarize(args, corpus, unigram, targets)
-    print(json.dumps({k: results[k] for k in ("seeds", "unigram_bits", "final_bits_mean", "final_bits_sd",
-                                              "below_unigram_bits")}))
+    print(
+        json.dumps(
+            {k: results[k] for k in ("seeds", "unigram_bits", "final_bits_mean", "final_bits_sd", "below_unigram_bits")}
+        )
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """What reproduce.py measures: the unigram baseline, the masks' agreement, masks matched in density
 (random, window, BigBird), the diagonal's keep-probability curve, and mean +- sd over seeds."""
+
 import itertools
 import os
 import re
@@ -38,9 +39,11 @@ def unigram_bits(data_dir):
     p_train = (train + 1) / (train + 1).sum()
     p_valid = valid / valid.sum()
     seen = valid > 0
-    return {"cross_entropy_train_unigram": round(float(-(p_valid[seen] * np.log2(p_train[seen])).sum()), 4),
-            "valid_entropy": round(float(-(p_valid[seen] * np.log2(p_valid[seen])).sum()), 4),
-            "valid_tokens": int(valid.sum())}
+    return {
+        "cross_entropy_train_unigram": round(float(-(p_valid[seen] * np.log2(p_train[seen])).sum()), 4),
+        "valid_entropy": round(float(-(p_valid[seen] * np.log2(p_valid[seen])).sum()), 4),
+        "valid_tokens": int(valid.sum()),
+    }
 
 
 def mean_sd(values):
@@ -78,8 +81,11 @@ def agreement(per_seed, length, draws=1000, seed=0):
     for _ in range(draws):
         random_sets = [[rng.choice(distances, len(h), replace=False) for h in heads] for heads in per_seed]
         chance.append(np.mean([jaccard(x, y) for i, j in pairs for x, y in zip(random_sets[i], random_sets[j])]))
-    return {"mean_head_jaccard": round(observed, 4), "chance_head_jaccard": round(float(np.mean(chance)), 4),
-            "chance_p95": round(float(np.quantile(chance, 0.95)), 4)}
+    return {
+        "mean_head_jaccard": round(observed, 4),
+        "chance_head_jaccard": round(float(np.mean(chance)), 4),
+        "chance_p95": round(float(np.quantile(chance, 0.95)), 4),
+    }
 
 
 def random_like(mask, seed):
@@ -108,29 +114,46 @@ def random_like(mask, seed):
 # without global tokens) and BigBird (block window 1, one global token, random blocks).
 PATTERN_CANDIDATES = {
     "window": [("longformer", {"window": w, "num_global": 0}) for w in range(1, 64)],
-    "bigbird": [("bigbird", {"block": b, "window": 1, "num_global": 1, "random_blocks": r, "seed": 0})
-                for b in (2, 4, 6, 8, 12, 16, 24, 32) for r in (0, 1, 2, 3)],
+    "bigbird": [
+        ("bigbird", {"block": b, "window": 1, "num_global": 1, "random_blocks": r, "seed": 0})
+        for b in (2, 4, 6, 8, 12, 16, 24, 32)
+        for r in (0, 1, 2, 3)
+    ],
 }
-PATTERN_FLAGS = {"window": "--attn-mask-window", "num_global": "--attn-mask-global", "block": "--attn-mask-block",
-                 "random_blocks": "--attn-mask-random-blocks", "seed": "--attn-mask-seed"}
+PATTERN_FLAGS = {
+    "window": "--attn-mask-window",
+    "num_global": "--attn-mask-global",
+    "block": "--attn-mask-block",
+    "random_blocks": "--attn-mask-random-blocks",
+    "seed": "--attn-mask-seed",
+}
 
 
 def matched_pattern(kind, density, length):
     """(pattern, params, its density at `length`) of `kind` nearest to `density`, with its fairseq flags."""
-    best = min(PATTERN_CANDIDATES[kind],
-               key=lambda c: abs(float(build_fixed_mask(c[0], length, **c[1]).float().mean()) - density))
+    best = min(
+        PATTERN_CANDIDATES[kind],
+        key=lambda c: abs(float(build_fixed_mask(c[0], length, **c[1]).float().mean()) - density),
+    )
     name, params = best
     flags = ["--attn-mask", name]
     for key, value in params.items():
         flags += [PATTERN_FLAGS[key], value] if key in PATTERN_FLAGS else []
-    return {"pattern": name, "params": params, "flags": flags,
-            "density": round(float(build_fixed_mask(name, length, **params).float().mean()), 4)}
+    return {
+        "pattern": name,
+        "params": params,
+        "flags": flags,
+        "density": round(float(build_fixed_mask(name, length, **params).float().mean()), 4),
+    }
 
 
 def keep_probability_curve(save_dir, length):
     """Keep probability sigmoid(logit) per distance, mean over heads, at every saved update."""
-    points = sorted((int(m.group(1)), os.path.join(save_dir, name)) for name in os.listdir(save_dir)
-                    if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name)))
+    points = sorted(
+        (int(m.group(1)), os.path.join(save_dir, name))
+        for name in os.listdir(save_dir)
+        if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name))
+    )
     if not points:
         raise FileNotFoundError(f"no checkpoint_*_<update>.pt in {save_dir}")
     probs = np.array([keep_probabilities(path, length) for _, path in points])  # (snapshots, distances)
@@ -152,10 +175,13 @@ def keep_probabilities(checkpoint, length):
 def diagonal_ranks(first, last):
     """Where the diagonal (d = 0) ends among all distances, from unrounded keep probabilities."""
     drop = first - last
-    return {"final_rank_of_diagonal": int((last < last[0]).sum()) + 1,  # 1 = lowest of all distances
-            "diagonal_drop_rank": int((drop > drop[0]).sum()) + 1,  # 1 = the diagonal fell most
-            "final_keep_probability_d0_d1_d2_rest": [round(float(x), 6) for x in
-                                                     (last[0], last[1], last[2], last[3:].mean())]}
+    return {
+        "final_rank_of_diagonal": int((last < last[0]).sum()) + 1,  # 1 = lowest of all distances
+        "diagonal_drop_rank": int((drop > drop[0]).sum()) + 1,  # 1 = the diagonal fell most
+        "final_keep_probability_d0_d1_d2_rest": [
+            round(float(x), 6) for x in (last[0], last[1], last[2], last[3:].mean())
+        ],
+    }
 
 
 def draw_curve(curve, path, title):
@@ -167,8 +193,14 @@ def draw_curve(curve, path, title):
     probs = np.array(curve["keep_probability"])
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for d in range(min(5, probs.shape[1])):
-        ax.plot(curve["updates"], probs[:, d], marker="o", ms=3, label=f"d={d}" + (" (diagonal)" if d == 0 else ""),
-                lw=2.5 if d == 0 else 1.2)
+        ax.plot(
+            curve["updates"],
+            probs[:, d],
+            marker="o",
+            ms=3,
+            label=f"d={d}" + (" (diagonal)" if d == 0 else ""),
+            lw=2.5 if d == 0 else 1.2,
+        )
     ax.plot(curve["updates"], probs[:, 5:].mean(1), "k--", label=f"d=5..{probs.shape[1] - 1} (mean)")
     ax.set_xlabel("update")
     ax.set_ylabel("keep probability (mean over heads)")

@@ -22,6 +22,7 @@ Outputs: OUT/results.json (all numbers), OUT/*.png, logs, masks and runs under O
 runs are reused, so an interrupted run resumes. At most --jobs runs at once, one thread each.
 Usage: python examples/sparsebert/reproduce.py [--out runs/sparsebert] [--budget quick|full] [--text FILE]
 """
+
 import argparse
 import json
 import os
@@ -46,15 +47,46 @@ from run_demo import minilm_dir, write_wikipedia  # noqa: E402
 
 FORMS = ["product", "additive"]
 ARMS = ["dense", "no_diagonal", "learned_product", "learned_additive", "random", "window", "bigbird"]
-MINILM = ["--encoder-layers", 6, "--encoder-embed-dim", 384, "--encoder-ffn-embed-dim", 1536,
-          "--encoder-attention-heads", 12, "--activation-fn", "gelu", "--layer-norm-eps", 1e-12,
-          "--max-positions", 512, "--segment-embeddings", 2]
+MINILM = [
+    "--encoder-layers",
+    6,
+    "--encoder-embed-dim",
+    384,
+    "--encoder-ffn-embed-dim",
+    1536,
+    "--encoder-attention-heads",
+    12,
+    "--activation-fn",
+    "gelu",
+    "--layer-norm-eps",
+    1e-12,
+    "--max-positions",
+    512,
+    "--segment-embeddings",
+    2,
+]
 # quick: one seed, sized for <= 10 minutes on the idle 2-core CPU (an estimate: README); full: 3 seeds + BBC News
 BUDGETS = {
-    "quick": dict(seeds=[1], docs=1500, adapt_updates=150, search_updates=60, continue_updates=40,
-                  forms=FORMS, arms=ARMS, finetune=None),
-    "full": dict(seeds=[1, 2, 3], docs=10033, adapt_updates=400, search_updates=150, continue_updates=150,
-                 forms=FORMS, arms=ARMS, finetune=dict(train=400, valid=100, test=400, epochs=2, max_length=96)),
+    "quick": dict(
+        seeds=[1],
+        docs=1500,
+        adapt_updates=150,
+        search_updates=60,
+        continue_updates=40,
+        forms=FORMS,
+        arms=ARMS,
+        finetune=None,
+    ),
+    "full": dict(
+        seeds=[1, 2, 3],
+        docs=10033,
+        adapt_updates=400,
+        search_updates=150,
+        continue_updates=150,
+        forms=FORMS,
+        arms=ARMS,
+        finetune=dict(train=400, valid=100, test=400, epochs=2, max_length=96),
+    ),
 }
 TOKENS = 128  # block length of every MLM run (with <s>); masks are exported at this length
 
@@ -154,18 +186,40 @@ class Experiment:
                 write_text_as_docs(self.args.text, raw)
             else:
                 write_wikipedia(raw, self.budget["docs"])
-            run([sys.executable, "scripts/prepare_pretraining_data.py", "--wiki-extracted", raw, "--out", corpus,
-                 "--num-shards", 1, "--valid-fraction", 0.05, "--kind", "wordpiece", "--wordpiece-vocab", vocab,
-                 "--workers", 2, "--no-progress"], os.path.join(self.out, "prepare.log"))
+            run(
+                [
+                    sys.executable,
+                    "scripts/prepare_pretraining_data.py",
+                    "--wiki-extracted",
+                    raw,
+                    "--out",
+                    corpus,
+                    "--num-shards",
+                    1,
+                    "--valid-fraction",
+                    0.05,
+                    "--kind",
+                    "wordpiece",
+                    "--wordpiece-vocab",
+                    vocab,
+                    "--workers",
+                    2,
+                    "--no-progress",
+                ],
+                os.path.join(self.out, "prepare.log"),
+            )
         self.data = os.path.join(corpus, "data-bin", "shard0")
         self.minilm = os.path.join(self.out, "minilm", "model.pt")
         if not os.path.exists(self.minilm):
-            run([tool("fairseq-sparse-convert-bert"), minilm_dir(), os.path.dirname(self.minilm)],
-                os.path.join(self.out, "convert.log"))
+            run(
+                [tool("fairseq-sparse-convert-bert"), minilm_dir(), os.path.dirname(self.minilm)],
+                os.path.join(self.out, "convert.log"),
+            )
         with open(os.path.join(corpus, "report.json")) as f:
             shard = json.load(f)["binarize"]["shards"]["shard0"]
-        self.results["corpus"] = {split: {k: shard[split][k] for k in ("documents", "tokens")}
-                                  for split in ("train", "valid")}
+        self.results["corpus"] = {
+            split: {k: shard[split][k] for k in ("documents", "tokens")} for split in ("train", "valid")
+        }
         if "unigram" not in self.results:
             self.results["unigram"] = measures.unigram_bits(self.data)
             self.results["unigram_bits"] = self.results["unigram"]["cross_entropy_train_unigram"]
@@ -178,22 +232,69 @@ class Experiment:
         if os.path.exists(log_path) and os.path.exists(os.path.join(save, "checkpoint_last.pt")):
             return save, open(log_path).read()
         os.makedirs(save, exist_ok=True)
-        cmd = [tool("fairseq-train"), self.data, "--user-dir", os.path.join(REPO, "fairseq_sparse"), "--cpu",
-               "--task", "masked_lm", "--criterion", criterion, *arch_args, *MINILM,
-               "--restore-file", restore, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-               "--reset-lr-scheduler", "--tokens-per-sample", TOKENS, "--sample-break-mode", "complete",
-               "--batch-size", 8, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", lr,
-               "--lr-scheduler", "polynomial_decay", "--warmup-updates", max(1, updates // 10),
-               "--total-num-update", updates, "--max-update", updates, "--max-valid-steps", self.args.valid_batches,
-               "--validate-interval-updates", updates, "--log-format", "json", "--log-interval", 10,
-               "--save-dir", save, "--no-epoch-checkpoints", "--no-save-optimizer-state", "--num-workers", 0,
-               "--seed", seed, *extra]
+        cmd = [
+            tool("fairseq-train"),
+            self.data,
+            "--user-dir",
+            os.path.join(REPO, "fairseq_sparse"),
+            "--cpu",
+            "--task",
+            "masked_lm",
+            "--criterion",
+            criterion,
+            *arch_args,
+            *MINILM,
+            "--restore-file",
+            restore,
+            "--reset-optimizer",
+            "--reset-dataloader",
+            "--reset-meters",
+            "--reset-lr-scheduler",
+            "--tokens-per-sample",
+            TOKENS,
+            "--sample-break-mode",
+            "complete",
+            "--batch-size",
+            8,
+            "--optimizer",
+            "adam",
+            "--adam-betas",
+            "(0.9,0.98)",
+            "--lr",
+            lr,
+            "--lr-scheduler",
+            "polynomial_decay",
+            "--warmup-updates",
+            max(1, updates // 10),
+            "--total-num-update",
+            updates,
+            "--max-update",
+            updates,
+            "--max-valid-steps",
+            self.args.valid_batches,
+            "--validate-interval-updates",
+            updates,
+            "--log-format",
+            "json",
+            "--log-interval",
+            10,
+            "--save-dir",
+            save,
+            "--no-epoch-checkpoints",
+            "--no-save-optimizer-state",
+            "--num-workers",
+            0,
+            "--seed",
+            seed,
+            *extra,
+        ]
         return save, run(cmd, log_path, threads)
 
     def adapt(self):
         updates = self.budget["adapt_updates"]
-        save, log = self.train("adapt", 1, updates, ["--arch", "sparse_roberta"], self.minilm, self.args.adapt_lr,
-                               threads=self.args.jobs)  # it runs alone: the threads of --jobs runs
+        save, log = self.train(
+            "adapt", 1, updates, ["--arch", "sparse_roberta"], self.minilm, self.args.adapt_lr, threads=self.args.jobs
+        )  # it runs alone: the threads of --jobs runs
         self.adapted = os.path.join(save, "checkpoint_last.pt")
         self.results.update(adapt_updates=updates, adapt_lr=self.args.adapt_lr, adapted_valid_bits=valid_bits(log))
         self.results["adapted_bits_under_unigram"] = round(self.results["unigram_bits"] - valid_bits(log), 4)
@@ -206,17 +307,26 @@ class Experiment:
 
         def one(form, seed):
             name = f"search_{form}_s{seed}"
-            save, log = self.train(name, seed, updates, ["--arch", "sparse_roberta", "--attn-mask", "dam",
-                                                         "--dam-share-layers", "--dam-form", form],
-                                   self.adapted, self.args.lr, criterion="masked_lm_dam",
-                                   extra=["--save-interval-updates", every, "--keep-interval-updates", -1])
+            save, log = self.train(
+                name,
+                seed,
+                updates,
+                ["--arch", "sparse_roberta", "--attn-mask", "dam", "--dam-share-layers", "--dam-form", form],
+                self.adapted,
+                self.args.lr,
+                criterion="masked_lm_dam",
+                extra=["--save-interval-updates", every, "--keep-interval-updates", -1],
+            )
             curve_path = os.path.join(self.out, f"keep_probability_{form}_s{seed}.json")
             if not os.path.exists(curve_path):
                 curve = measures.keep_probability_curve(save, TOKENS)
                 with atomic_output(curve_path) as f:
                     json.dump(curve, f)
-                measures.draw_curve(curve, curve_path[:-5] + ".png",
-                                    f"DAM ({form} form, seed {seed}), diagonal learnable, from adapted MiniLM")
+                measures.draw_curve(
+                    curve,
+                    curve_path[:-5] + ".png",
+                    f"DAM ({form} form, seed {seed}), diagonal learnable, from adapted MiniLM",
+                )
                 for snapshot in os.listdir(save):  # the curve is kept; the ~90 MB snapshots are not
                     if re.fullmatch(r"checkpoint_\d+_\d+\.pt", snapshot):
                         os.remove(os.path.join(save, snapshot))
@@ -225,25 +335,48 @@ class Experiment:
             if os.path.exists(mask_path) and os.path.exists(mask_path[:-4] + ".log"):  # exported by an earlier run
                 report = open(mask_path[:-4] + ".log").read()
             else:
-                report = run([tool("fairseq-sparse-export-mask"), os.path.join(save, "checkpoint_last.pt"), "--out",
-                              mask_path, "--png", mask_path[:-4] + ".png", "--length", TOKENS, "--allow-empty"],
-                             mask_path[:-4] + ".log")
+                report = run(
+                    [
+                        tool("fairseq-sparse-export-mask"),
+                        os.path.join(save, "checkpoint_last.pt"),
+                        "--out",
+                        mask_path,
+                        "--png",
+                        mask_path[:-4] + ".png",
+                        "--length",
+                        TOKENS,
+                        "--allow-empty",
+                    ],
+                    mask_path[:-4] + ".log",
+                )
             mask = np.load(mask_path)
-            return {"form": form, "seed": seed, "density": json.loads(report.strip().splitlines()[-1])["density"],
-                    "empty_rows": int((mask.sum(-1) == 0).sum()), "rows": int(mask.shape[0] * mask.shape[1]),
-                    "diagonal_keep_prob": curve["final_keep_probability_d0_d1_d2_rest"][0],
-                    "diagonal_rank": curve["final_rank_of_diagonal"], "diagonal_drop_rank": curve["diagonal_drop_rank"],
-                    "keep_prob_d1": curve["final_keep_probability_d0_d1_d2_rest"][1],
-                    "valid_bits": valid_bits(log), "kept_distances": measures.kept_distances(mask)}
+            return {
+                "form": form,
+                "seed": seed,
+                "density": json.loads(report.strip().splitlines()[-1])["density"],
+                "empty_rows": int((mask.sum(-1) == 0).sum()),
+                "rows": int(mask.shape[0] * mask.shape[1]),
+                "diagonal_keep_prob": curve["final_keep_probability_d0_d1_d2_rest"][0],
+                "diagonal_rank": curve["final_rank_of_diagonal"],
+                "diagonal_drop_rank": curve["diagonal_drop_rank"],
+                "keep_prob_d1": curve["final_keep_probability_d0_d1_d2_rest"][1],
+                "valid_bits": valid_bits(log),
+                "kept_distances": measures.kept_distances(mask),
+            }
 
         rows = self.parallel([lambda f=f: one(f, seed) for f in self.budget["forms"]])
         self.results["search_updates"] = updates
         stored = self.merge("searches", {(r["form"], seed): r for r in rows})
         self.results["search_summary"] = {
-            form: {**{k: measures.mean_sd([r[k] for r in runs])
-                      for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")},
-                   "agreement": measures.agreement([r["kept_distances"] for r in runs], TOKENS)}
-            for form, runs in stored.items()}
+            form: {
+                **{
+                    k: measures.mean_sd([r[k] for r in runs])
+                    for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")
+                },
+                "agreement": measures.agreement([r["kept_distances"] for r in runs], TOKENS),
+            }
+            for form, runs in stored.items()
+        }
 
     # ----- continuations from the adapted weights ------------------------------------------
     def arm_flags(self, arm, seed):
@@ -252,7 +385,7 @@ class Experiment:
             return ["--attn-mask", "none" if arm == "dense" else "no_diagonal"], {}
         learned = np.load(os.path.join(self.out, f"mask_{self.args.match_form}_s{seed}.npy"))
         if arm.startswith("learned_"):
-            path = os.path.join(self.out, f"mask_{arm[len('learned_'):]}_s{seed}.npy")
+            path = os.path.join(self.out, f"mask_{arm[len('learned_') :]}_s{seed}.npy")
         elif arm == "random":
             path = os.path.join(self.out, f"random_mask_s{seed}.npy")
             if not os.path.exists(path):
@@ -261,23 +394,32 @@ class Experiment:
         else:
             matched = measures.matched_pattern(arm, float(learned.mean()), TOKENS)
             return matched["flags"], {k: matched[k] for k in ("pattern", "params", "density")}
-        return (["--attn-mask", "file", "--attn-mask-file", path, "--attn-mask-allow-empty"],
-                {"density": round(float(np.load(path).mean()), 4)})
+        return (
+            ["--attn-mask", "file", "--attn-mask-file", path, "--attn-mask-allow-empty"],
+            {"density": round(float(np.load(path).mean()), 4)},
+        )
 
     def continuations(self, seed):
         updates = self.budget["continue_updates"]
 
         def one(arm, seed):
             flags, mask = self.arm_flags(arm, seed)
-            _, log = self.train(f"continue_{arm}_s{seed}", seed, updates, ["--arch", "sparse_roberta", *flags],
-                                self.adapted, self.args.lr)
+            _, log = self.train(
+                f"continue_{arm}_s{seed}",
+                seed,
+                updates,
+                ["--arch", "sparse_roberta", *flags],
+                self.adapted,
+                self.args.lr,
+            )
             return arm, seed, {"valid_bits": valid_bits(log), **mask}
 
         rows = self.parallel([lambda a=a: one(a, seed) for a in self.budget["arms"]])
         self.results["continue_updates"] = updates
         stored = self.merge("continuations", {(arm, s): row for arm, s, row in rows})
-        self.results["continuation_summary"] = {arm: measures.mean_sd([r["valid_bits"] for r in runs])
-                                                for arm, runs in stored.items()}
+        self.results["continuation_summary"] = {
+            arm: measures.mean_sd([r["valid_bits"] for r in runs]) for arm, runs in stored.items()
+        }
 
     # ----- BBC News fine-tunes from each arm ------------------------------------------------
     def finetune(self):
@@ -285,8 +427,14 @@ class Experiment:
 
         ft = self.budget["finetune"]
         bbc = os.path.join(self.out, "bbc")
-        sizes = write_bbc_news_tsv(bbc, seed=1, train_size=ft["train"], valid_size=ft["valid"],
-                                   test_size=ft["test"], max_words=4 * ft["max_length"])
+        sizes = write_bbc_news_tsv(
+            bbc,
+            seed=1,
+            train_size=ft["train"],
+            valid_size=ft["valid"],
+            test_size=ft["test"],
+            max_words=4 * ft["max_length"],
+        )
         minilm = os.path.dirname(self.minilm)
 
         def one(arm, seed):
@@ -295,20 +443,50 @@ class Experiment:
                 flags = self.arm_flags(arm, seed)[0]
                 if flags[:2] == ["--attn-mask", "file"]:
                     flags = ["--attn-mask", "file", "--attn-mask-allow-empty"]  # the checkpoint carries its mask
-                run([tool("fairseq-sparse-finetune"), "--train", os.path.join(bbc, "train.tsv"),
-                     "--valid", os.path.join(bbc, "valid.tsv"), "--test", os.path.join(bbc, "test.tsv"),
-                     "--checkpoint", os.path.join(self.out, "runs", f"continue_{arm}_s{seed}", "checkpoint_last.pt"),
-                     "--dict", os.path.join(minilm, "dict.txt"), "--vocab", os.path.join(minilm, "vocab.txt"),
-                     "--out-dir", out, "--epochs", ft["epochs"], "--batch-size", 16, "--lr", 1e-4,
-                     "--max-length", ft["max_length"], "--seed", seed, "--log-interval", 10, "--cpu", *flags],
-                    out + ".log")
+                run(
+                    [
+                        tool("fairseq-sparse-finetune"),
+                        "--train",
+                        os.path.join(bbc, "train.tsv"),
+                        "--valid",
+                        os.path.join(bbc, "valid.tsv"),
+                        "--test",
+                        os.path.join(bbc, "test.tsv"),
+                        "--checkpoint",
+                        os.path.join(self.out, "runs", f"continue_{arm}_s{seed}", "checkpoint_last.pt"),
+                        "--dict",
+                        os.path.join(minilm, "dict.txt"),
+                        "--vocab",
+                        os.path.join(minilm, "vocab.txt"),
+                        "--out-dir",
+                        out,
+                        "--epochs",
+                        ft["epochs"],
+                        "--batch-size",
+                        16,
+                        "--lr",
+                        1e-4,
+                        "--max-length",
+                        ft["max_length"],
+                        "--seed",
+                        seed,
+                        "--log-interval",
+                        10,
+                        "--cpu",
+                        *flags,
+                    ],
+                    out + ".log",
+                )
             scores = json.load(open(os.path.join(out, "results.json")))["scores"]
             return arm, seed, scores["test"]["accuracy"]
 
         rows = self.parallel([lambda a=a, s=s: one(a, s) for s in self.seeds for a in self.budget["arms"]])
         stored = self.merge("finetune_test_accuracy", {(arm, s): v for arm, s, v in rows})
-        self.results["finetune"] = {"bbc_articles": sizes, **{k: ft[k] for k in ("epochs", "max_length")},
-                                    "summary": {arm: measures.mean_sd(v) for arm, v in stored.items()}}
+        self.results["finetune"] = {
+            "bbc_articles": sizes,
+            **{k: ft[k] for k in ("epochs", "max_length")},
+            "summary": {arm: measures.mean_sd(v) for arm, v in stored.items()},
+        }
 
 
 def parse_args(argv=None):
@@ -319,8 +497,12 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
     parser.add_argument("--adapt-lr", type=float, default=5e-4)
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate of the searches and continuations")
-    parser.add_argument("--match-form", choices=FORMS, default="product",
-                        help="the learned mask whose density the random mask, window and BigBird match")
+    parser.add_argument(
+        "--match-form",
+        choices=FORMS,
+        default="product",
+        help="the learned mask whose density the random mask, window and BigBird match",
+    )
     parser.add_argument("--valid-batches", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each on one thread)")
     for name in ("docs", "adapt_updates", "search_updates", "continue_updates"):
@@ -337,8 +519,15 @@ def main(argv=None):
     budget = dict(BUDGETS[args.budget], **{k: v for k, v in vars(args).items() if k in BUDGETS["quick"] and v})
     experiment = Experiment(args.out, budget, args)
     results = experiment.run_all()
-    print(json.dumps({k: results.get(k) for k in (
-        "unigram_bits", "adapted_valid_bits", "search_summary", "continuation_summary")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: results.get(k)
+                for k in ("unigram_bits", "adapted_valid_bits", "search_summary", "continuation_summary")
+            },
+            indent=1,
+        )
+    )
     print(f"reproduce: done in {time.time() - start:.0f} s; {experiment.results_path}")
 
 

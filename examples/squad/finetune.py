@@ -7,6 +7,7 @@ python examples/squad/finetune.py --data data-bin/squad2 --checkpoint ckpt/model
 
 Validation prints the official `em` and `f1` (and span_acc); checkpoint_best.pt is the best F1.
 """
+
 import argparse
 import json
 import os
@@ -36,8 +37,17 @@ def main(argv=None):
         meta = json.load(f)
     if "train" not in meta["splits"]:
         fail(PROG, f"{args.data} has no train split")
-    cmd = squad_command(args.data, args.checkpoint, args.save_dir, meta["splits"]["train"]["features"],
-                        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, arch=args.arch, extra=extra)
+    cmd = squad_command(
+        args.data,
+        args.checkpoint,
+        args.save_dir,
+        meta["splits"]["train"]["features"],
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        arch=args.arch,
+        extra=extra,
+    )
     show_and_run(cmd, args.dry_run)
 
 

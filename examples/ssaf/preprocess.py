@@ -7,11 +7,17 @@ python examples/ssaf/preprocess.py --dataset sst2 --train trees/train.txt --vali
 python examples/ssaf/preprocess.py --dataset sentube --input SenTube/automobiles_EN --dest data-bin/sentube_auto ...
 (see fairseq_sparse/data/ssaf.py for the formats read)
 """
+
 import argparse
 import logging
 import os
 
-from fairseq_sparse.data.checkpoint_tokenizer import add_tokenizer_args, build_tokenizer, tokenizer_argv, uses_bert_layout
+from fairseq_sparse.data.checkpoint_tokenizer import (
+    add_tokenizer_args,
+    build_tokenizer,
+    tokenizer_argv,
+    uses_bert_layout,
+)
 from fairseq_sparse.data.sentence_prediction_data import write_sentence_prediction_data
 from fairseq_sparse.data.ssaf import DATASETS, read_dataset
 from fairseq_sparse.finetune.recipe_cli import input_errors_exit
@@ -37,7 +43,12 @@ def main(argv=None):
         splits, labels = read_dataset(args.dataset, files=files, directory=args.input, phrases=args.phrases)
         tokenizer = build_tokenizer(args)
     meta = write_sentence_prediction_data(
-        args.dest, splits, tokenizer, args.srcdict, label_names=labels, workers=args.workers,
+        args.dest,
+        splits,
+        tokenizer,
+        args.srcdict,
+        label_names=labels,
+        workers=args.workers,
         extra_meta={"dataset": args.dataset, "bert_layout": uses_bert_layout(args), "tokenizer": tokenizer_argv(args)},
     )
     print(f"{args.dest}: {meta['splits']} labels {labels}")

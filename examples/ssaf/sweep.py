@@ -9,6 +9,7 @@ Each run saves to OUT_DIR/<name>/ (log: OUT_DIR/<name>.log) and its checkpoint_b
 on the valid and test splits with examples/glue/predict.py's code; OUT_DIR/results.tsv gets one row per run as it finishes.
 lambda = 0 is sparsemax; lambda -> -inf approaches uniform attention; lambda must stay < 1.
 """
+
 import argparse
 import importlib.util
 import logging
@@ -72,7 +73,9 @@ def main(argv=None):
         fail(PROG, f"sparsegen-lin needs lambda < 1, got {bad}")
     meta = read_meta(args.data)
     runs = [] if args.no_softmax else [("softmax", ["--attn-normalizer", "softmax"])]
-    runs += [(f"sparsegen_{x:g}", ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", str(x)]) for x in lambdas]
+    runs += [
+        (f"sparsegen_{x:g}", ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", str(x)]) for x in lambdas
+    ]
     os.makedirs(args.out_dir, exist_ok=True)
     table = os.path.join(args.out_dir, "results.tsv")
     cpu = "--cpu" in extra
@@ -82,20 +85,31 @@ def main(argv=None):
     rows = ["run\tvalid_accuracy\ttest_accuracy\n"]
     write_table(table, rows)
     updates = args.epochs * math.ceil(meta["splits"]["train"] / args.batch_size)
-    task_flags = classification_flags(meta["num_classes"], lr=args.lr, batch_size=args.batch_size,
-                                      total_updates=updates, warmup_updates=max(1, int(0.06 * updates)))
+    task_flags = classification_flags(
+        meta["num_classes"],
+        lr=args.lr,
+        batch_size=args.batch_size,
+        total_updates=updates,
+        warmup_updates=max(1, int(0.06 * updates)),
+    )
     task_flags += ["--max-epoch", str(args.epochs)]
     for name, flags in runs:
         save = os.path.join(args.out_dir, name)
-        cmd = sentence_prediction_command(args.data, args.checkpoint, save, task_flags, meta["bert_layout"],
-                                          extra=[*flags, *extra])
+        cmd = sentence_prediction_command(
+            args.data, args.checkpoint, save, task_flags, meta["bert_layout"], extra=[*flags, *extra]
+        )
         print(f"== {name}", flush=True)
         with atomic_output(os.path.join(args.out_dir, f"{name}.log")) as log:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
         if rc != 0:
             fail(PROG, f"run {name} failed (rc={rc}); see {args.out_dir}/{name}.log")
-        acc = scores(predict, args.data, os.path.join(save, "checkpoint_best.pt"),
-                     ["valid", "test"] if has_test else ["valid"], cpu)
+        acc = scores(
+            predict,
+            args.data,
+            os.path.join(save, "checkpoint_best.pt"),
+            ["valid", "test"] if has_test else ["valid"],
+            cpu,
+        )
         valid, test = acc["valid"], acc.get("test", float("nan"))
         rows.append(f"{name}\t{valid:.2f}\t{test:.2f}\n")
         write_table(table, rows)

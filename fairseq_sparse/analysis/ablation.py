@@ -9,6 +9,7 @@ gold-label log-probability, whose mean moves even when no prediction flips.
 Sweeps run hundreds of evaluations, so the evaluator keeps every layer's input for the current
 set of disabled heads: removing a head of layer l only reruns layers l..L-1 and the classifier.
 """
+
 import logging
 import random
 from dataclasses import dataclass
@@ -72,10 +73,11 @@ class AblationEvaluator:
         self.evaluations = 0
         encoder = getattr(getattr(self.model, "encoder", None), "sentence_encoder", None)
         self._encoder = encoder if hasattr(encoder, "layers") else None
-        self._use_cache = self._encoder is not None and self._cache_bytes() <= cache_mb * 2 ** 20
+        self._use_cache = self._encoder is not None and self._cache_bytes() <= cache_mb * 2**20
         if self._encoder is not None and not self._use_cache:
-            logger.warning("layer-input cache would exceed --cache-mb %d: every evaluation runs the whole model",
-                           cache_mb)
+            logger.warning(
+                "layer-input cache would exceed --cache-mb %d: every evaluation runs the whole model", cache_mb
+            )
         self._cache = None
         self.base = frozenset()
         self.set_base(frozenset())
@@ -145,8 +147,11 @@ class AblationEvaluator:
     def evaluate(self, disabled):
         out = self.outputs(disabled)
         regression = self.setup.regression
-        return Evaluation(metrics.score(self.metric, out, self.gold), metrics.loss(out, self.gold, regression),
-                          metrics.per_example(out, self.gold, regression))
+        return Evaluation(
+            metrics.score(self.metric, out, self.gold),
+            metrics.loss(out, self.gold, regression),
+            metrics.per_example(out, self.gold, regression),
+        )
 
     def all_heads(self):
         return [(layer, head) for layer in range(self.num_layers) for head in range(self.num_heads)]
@@ -155,13 +160,17 @@ class AblationEvaluator:
     def single_heads(self):
         """{(layer, head): Evaluation} with only that head disabled."""
         self.set_base(frozenset())
-        return {lh: self.evaluate({lh}) for lh in tqdm(self.all_heads(), desc="disable each head",
-                                                         disable=not self.progress)}
+        return {
+            lh: self.evaluate({lh})
+            for lh in tqdm(self.all_heads(), desc="disable each head", disable=not self.progress)
+        }
 
     def layers(self):
         self.set_base(frozenset())
-        return [self.evaluate(layer_heads(layer, self.num_heads))
-                for layer in tqdm(range(self.num_layers), desc="disable each layer", disable=not self.progress)]
+        return [
+            self.evaluate(layer_heads(layer, self.num_heads))
+            for layer in tqdm(range(self.num_layers), desc="disable each layer", disable=not self.progress)
+        ]
 
     def random_subsets(self, sizes, trials, seed=1):
         """For each size k, `trials` seeded random k-head subsets disabled together."""

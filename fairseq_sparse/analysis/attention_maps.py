@@ -4,6 +4,7 @@ Maps of 1000 examples x 144 heads do not fit in memory at length 128, so analyse
 one example at a time. Each map is cut to the example's real tokens: padded keys are exactly 0
 and padded queries are meaningless.
 """
+
 import torch
 from tqdm.auto import tqdm
 
@@ -64,7 +65,7 @@ class SparsityStats:
         rows = max(self.rows, 1)
         return {
             "definition": "density = non-zero weights / (query, key) pairs of real tokens; support = keys with "
-                          "non-zero weight per query row; exact zeros only",
+            "non-zero weight per query row; exact zeros only",
             "overall_density": float(self.nonzero.sum() / max(self.pairs * density.numel(), 1)),
             "per_layer_density": density.mean(dim=1),
             "density": density,

@@ -4,6 +4,7 @@ the sampling noise of the dev set?
 Paired: every resample draws the same examples for the intact and the changed model, so the
 interval is that of the mean per-example difference, and one draw serves every head.
 """
+
 from dataclasses import dataclass
 
 import torch

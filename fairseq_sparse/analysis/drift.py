@@ -3,6 +3,7 @@
 Per head and example, the cosine similarity of the two flattened maps (real tokens only),
 averaged over the examples. 1.0 means unchanged; fine-tuning changes the last layers most.
 """
+
 import torch
 
 

@@ -4,9 +4,9 @@ The paper analyses up to 1000 random dev examples per task; a seeded random subs
 comparable (drift needs the very same examples for both checkpoints). Batches group examples of
 similar length so little time goes into padding.
 """
+
 import unicodedata
 from dataclasses import dataclass
-from typing import List
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ def select_indices(n_available, max_examples=None, seed=1, indices=None):
 
 @dataclass
 class Batch:
-    indices: List[int]
+    indices: list[int]
     src_tokens: torch.Tensor  # (batch, length), right-padded
     target: torch.Tensor = None
 

@@ -7,12 +7,12 @@ fairseq's sentence_prediction task read in file order (example i is line i of th
 token layout ([CLS]/<s> first, pair separator) the fine-tuning run used, so the analysis sees the
 tokens the classifier was trained on.
 """
+
 import argparse
 import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 import torch
 
@@ -34,7 +34,7 @@ class AnalysisSetup:
     has_head: bool
     regression: bool
     device: str
-    label_names: Optional[List[str]] = None
+    label_names: list[str] | None = None
     arch: str = DEFAULT_ARCH
     normalizer: str = "softmax"
     extra: dict = field(default_factory=dict)
@@ -128,8 +128,9 @@ def _count_labels(data):
         return sum(1 for line in f if line.strip() and not line.startswith("madeupword"))
 
 
-def build_task(data, state, split, init_token=None, separator_token=None, max_positions=None,
-               head_name=None, regression=None):
+def build_task(
+    data, state, split, init_token=None, separator_token=None, max_positions=None, head_name=None, regression=None
+):
     """fairseq's sentence_prediction task over DATA, laid out as the checkpoint's fine-tuning was.
 
     Token layout, first found wins: the command line, the checkpoint's own sentence_prediction
@@ -166,8 +167,11 @@ def build_task(data, state, split, init_token=None, separator_token=None, max_po
             f"{os.path.join(data, 'label', 'dict.txt')!r} not found: classification data needs its label dictionary"
         )
     model_positions = model_opts.get("max_positions") or model_opts.get("tokens_per_sample") or 512
-    positions = max_positions if max_positions is not None else (
-        task_opts.get("max_positions") if fine_tuned and task_opts.get("max_positions") else model_positions)
+    positions = (
+        max_positions
+        if max_positions is not None
+        else (task_opts.get("max_positions") if fine_tuned and task_opts.get("max_positions") else model_positions)
+    )
     if positions > model_positions:
         raise ValueError(f"--max-positions {positions} exceeds the model's {model_positions} learned positions")
     ns = argparse.Namespace(
@@ -259,12 +263,30 @@ def build_model(state, task, arch=None, overrides=None):
     return model.eval(), arch
 
 
-def load_for_analysis(checkpoint, data, split="valid", arch=None, head_name=None, init_token=None,
-                      separator_token=None, max_positions=None, device=None, state=None, model_overrides=None):
+def load_for_analysis(
+    checkpoint,
+    data,
+    split="valid",
+    arch=None,
+    head_name=None,
+    init_token=None,
+    separator_token=None,
+    max_positions=None,
+    device=None,
+    state=None,
+    model_overrides=None,
+):
     """Load CHECKPOINT for analysis on DATA/SPLIT; see the module docstring for the choices made."""
     state = state if state is not None else read_checkpoint(checkpoint)
-    task, meta = build_task(data, state, split, init_token=init_token, separator_token=separator_token,
-                            max_positions=max_positions, head_name=head_name)
+    task, meta = build_task(
+        data,
+        state,
+        split,
+        init_token=init_token,
+        separator_token=separator_token,
+        max_positions=max_positions,
+        head_name=head_name,
+    )
     model, arch = build_model(state, task, arch=arch, overrides=model_overrides)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -273,12 +295,24 @@ def load_for_analysis(checkpoint, data, split="valid", arch=None, head_name=None
     has_head = name in heads
     regression = bool(task.cfg.regression_target)
     if has_head and not regression and heads[name].out_proj.out_features != task.cfg.num_classes:
-        logger.warning("classification head %r has %d outputs but %s has %d labels: not used", name,
-                       heads[name].out_proj.out_features, data, task.cfg.num_classes)
+        logger.warning(
+            "classification head %r has %d outputs but %s has %d labels: not used",
+            name,
+            heads[name].out_proj.out_features,
+            data,
+            task.cfg.num_classes,
+        )
         has_head = False
     modules = model.attention_modules()
     return AnalysisSetup(
-        model=model, task=task, checkpoint=checkpoint, head_name=name, has_head=has_head,
-        regression=regression, device=device, label_names=meta.get("label_names"), arch=arch,
+        model=model,
+        task=task,
+        checkpoint=checkpoint,
+        head_name=name,
+        has_head=has_head,
+        regression=regression,
+        device=device,
+        label_names=meta.get("label_names"),
+        arch=arch,
         normalizer=modules[0].normalizer_name,
     )

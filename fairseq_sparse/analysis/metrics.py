@@ -3,6 +3,7 @@
 Plain torch, so the package needs no scikit-learn. Scores are fractions in [0, 1] (or
 correlations in [-1, 1]); a head-removal effect is the difference of two such scores.
 """
+
 import torch
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")

@@ -3,6 +3,7 @@
 A sweep killed half-way (Ctrl-C during a long ablation) must not leave a truncated JSON or
 PNG that a later plot or a README would silently read.
 """
+
 import csv
 import io
 import json

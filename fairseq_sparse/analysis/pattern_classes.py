@@ -17,6 +17,7 @@ and these thresholds (all overridable, defaults in PatternThresholds), tried in 
   block              B >= block            (pairs only: one sentence has no blocks)
   heterogeneous      everything else
 """
+
 from dataclasses import dataclass, fields
 
 import torch
@@ -25,8 +26,14 @@ from .examples import CLS, PUNCT, SEP, segment_ids
 
 CLASSES = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
 VERTICAL, DIAGONAL, VERTICAL_DIAGONAL, BLOCK, HETEROGENEOUS = range(len(CLASSES))
-SHORT_NAMES = {"v": "vertical", "d": "diagonal", "vd": "vertical+diagonal", "v+d": "vertical+diagonal",
-               "b": "block", "h": "heterogeneous"}
+SHORT_NAMES = {
+    "v": "vertical",
+    "d": "diagonal",
+    "vd": "vertical+diagonal",
+    "v+d": "vertical+diagonal",
+    "b": "block",
+    "h": "heterogeneous",
+}
 
 
 @dataclass
@@ -157,13 +164,20 @@ def shares_table(per_layer, overall):
     return "\n".join(lines)
 
 
-
 def calibration_grid():
     """Threshold sets tried when fitting the rules to hand labels (block and offsets stay as given)."""
     steps = [round(0.05 * i, 2) for i in range(1, 13)]  # 0.05 .. 0.6
-    return [dict(vertical=v, diagonal=d, minor=m, mixed=x)
-            for v in steps if v >= 0.2 for d in steps if d >= 0.1 for m in steps if m <= 0.3
-            for x in steps if x >= 0.2 and m < min(v, d)]
+    return [
+        dict(vertical=v, diagonal=d, minor=m, mixed=x)
+        for v in steps
+        if v >= 0.2
+        for d in steps
+        if d >= 0.1
+        for m in steps
+        if m <= 0.3
+        for x in steps
+        if x >= 0.2 and m < min(v, d)
+    ]
 
 
 def calibrate(features, labels, base=None, folds=5, seed=1):

@@ -8,6 +8,7 @@ rule-based classes (accuracy and Cohen's kappa).
 A map is shown to the network as a person sees its heatmap: resized to size x size by area
 averaging and scaled so its largest weight is 1.
 """
+
 import csv
 import os
 import random
@@ -26,8 +27,11 @@ LABEL_COLUMNS = ("map_id", "example", "layer", "head", "png", "label")
 def map_image(attention, size=32):
     """One map (L, L) -> float32 image (size, size) in [0, 1]."""
     x = attention.float()[None, None]
-    x = F.interpolate(x, size=(size, size), mode="area") if x.shape[-1] >= size else F.interpolate(
-        x, size=(size, size), mode="nearest")
+    x = (
+        F.interpolate(x, size=(size, size), mode="area")
+        if x.shape[-1] >= size
+        else F.interpolate(x, size=(size, size), mode="nearest")
+    )
     x = x[0, 0]
     peak = x.max()
     return (x / peak if peak > 0 else x).numpy().astype(np.float32)
@@ -41,8 +45,7 @@ class PatternCNN(nn.Module):
         self.size = size
         layers, channels = [], 1
         for i, out in enumerate((width // 2, width, 2 * width)):
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(),
-                       nn.Conv2d(out, out, 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.Conv2d(out, out, 3, padding=1), nn.ReLU()]
             if i < 2:
                 layers.append(nn.MaxPool2d(2))
             channels = out
@@ -71,7 +74,7 @@ def train_cnn(images, labels, epochs=60, lr=3e-3, batch_size=16, seed=1, width=1
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=gen)
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             loss = F.cross_entropy(model(images[idx]), labels[idx], weight=weights)
             opt.zero_grad()
             loss.backward()
@@ -85,7 +88,7 @@ def predict(model, images, batch_size=256):
     if images.shape[-1] != model.size:
         raise ValueError(f"the CNN takes {model.size}x{model.size} images, got {tuple(images.shape[-2:])}")
     model.eval()
-    return torch.cat([model(images[i:i + batch_size]).argmax(-1) for i in range(0, len(images), batch_size)])
+    return torch.cat([model(images[i : i + batch_size]).argmax(-1) for i in range(0, len(images), batch_size)])
 
 
 def cross_validated_predictions(images, labels, folds=5, seed=1, **train_kw):
@@ -108,8 +111,16 @@ def cross_validated_predictions(images, labels, folds=5, seed=1, **train_kw):
 def save_cnn(model, path):
     from .outputs import write_torch
 
-    return write_torch(path, {"kind": "fairseq_sparse.pattern_cnn", "classes": list(CLASSES), "size": model.size,
-                              "width": model.out.in_features // 4, "state_dict": model.state_dict()})
+    return write_torch(
+        path,
+        {
+            "kind": "fairseq_sparse.pattern_cnn",
+            "classes": list(CLASSES),
+            "size": model.size,
+            "width": model.out.in_features // 4,
+            "state_dict": model.state_dict(),
+        },
+    )
 
 
 def load_cnn(path):

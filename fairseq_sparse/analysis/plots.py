@@ -2,6 +2,7 @@
 
 Layers and heads are numbered from 1 in every picture, as in the paper.
 """
+
 import numpy as np
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -28,8 +29,14 @@ def attention_grid(maps, tokens, title, show_tokens=48):
     for layer in range(layers):
         for head in range(heads):
             ax = axes[layer][head]
-            ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=max(float(maps[layer, head].max()), 1e-9),
-                      interpolation="nearest", aspect="equal")
+            ax.imshow(
+                maps[layer, head],
+                cmap="viridis",
+                vmin=0.0,
+                vmax=max(float(maps[layer, head].max()), 1e-9),
+                interpolation="nearest",
+                aspect="equal",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if layer == 0:
@@ -103,8 +110,16 @@ def head_matrix(matrix, title, label, diverging=False, fmt="{:.2f}", vmin=None, 
             for j in range(heads):
                 if np.isfinite(m[i, j]):
                     star = "*" if marks is not None and marks[i][j] else ""
-                    ax.text(j, i, fmt.format(m[i, j]) + star, ha="center", va="center", fontsize=5.5, color="black",
-                            bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.45))
+                    ax.text(
+                        j,
+                        i,
+                        fmt.format(m[i, j]) + star,
+                        ha="center",
+                        va="center",
+                        fontsize=5.5,
+                        color="black",
+                        bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.45),
+                    )
     fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     ax.set_title(title, fontsize=9)
     return fig

@@ -5,6 +5,7 @@ The report_* modules each run one command: they take the options the console scr
 argparse.Namespace, as fairseq passes its cfg around; the shared option groups are declared here,
 beside the code that reads them) and return the paths they wrote.
 """
+
 import ast
 import os
 
@@ -27,19 +28,37 @@ def add_model_args(p, two_checkpoints=False):
     p.add_argument("--data", required=True, help="sentence_prediction data-bin directory (input0/[input1/]label/)")
     p.add_argument("--split", default="valid", help="data split (default: valid)")
     p.add_argument("--out-dir", required=True, help="output directory (created if missing)")
-    p.add_argument("--classification-head-name", default=None,
-                   help="classification head to evaluate (default: the checkpoint's, else sentence_classification_head)")
-    p.add_argument("--arch", default=None,
-                   help="architecture to rebuild the checkpoint as (default: its own if it has sparse attention "
-                        "modules, else sparse_roberta)")
-    p.add_argument("--init-token", type=int, default=None, help="token put before each example (default: as "
-                   "fine-tuned, else 0 = <s>/[CLS])")
-    p.add_argument("--separator-token", type=int, default=None,
-                   help="token put between the sentences of a pair, -1 for none (default: as fine-tuned, else "
-                        "none for BERT WordPiece data, 2 for RoBERTa)")
+    p.add_argument(
+        "--classification-head-name",
+        default=None,
+        help="classification head to evaluate (default: the checkpoint's, else sentence_classification_head)",
+    )
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="architecture to rebuild the checkpoint as (default: its own if it has sparse attention "
+        "modules, else sparse_roberta)",
+    )
+    p.add_argument(
+        "--init-token",
+        type=int,
+        default=None,
+        help="token put before each example (default: as fine-tuned, else 0 = <s>/[CLS])",
+    )
+    p.add_argument(
+        "--separator-token",
+        type=int,
+        default=None,
+        help="token put between the sentences of a pair, -1 for none (default: as fine-tuned, else "
+        "none for BERT WordPiece data, 2 for RoBERTa)",
+    )
     p.add_argument("--max-positions", type=int, default=None, help="truncate examples to this many tokens")
-    p.add_argument("--model-overrides", default=None, metavar="DICT",
-                   help="model options to replace, as a Python/JSON dict, e.g. \"{'attn_normalizer': 'sparsemax'}\"")
+    p.add_argument(
+        "--model-overrides",
+        default=None,
+        metavar="DICT",
+        help="model options to replace, as a Python/JSON dict, e.g. \"{'attn_normalizer': 'sparsemax'}\"",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=1, help="seed of the example sample and random subsets")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -48,8 +67,12 @@ def add_model_args(p, two_checkpoints=False):
 
 
 def add_examples_arg(p, default):
-    p.add_argument("--max-examples", type=int, default=default,
-                   help=f"a seeded random sample of this many examples (default: {default or 'all'})")
+    p.add_argument(
+        "--max-examples",
+        type=int,
+        default=default,
+        help=f"a seeded random sample of this many examples (default: {default or 'all'})",
+    )
 
 
 def add_threshold_args(p):
@@ -58,12 +81,21 @@ def add_threshold_args(p):
     g = p.add_argument_group("rule-based pattern thresholds (see fairseq_sparse/analysis/pattern_classes.py)")
     g.add_argument("--vertical-threshold", type=float, default=d.vertical, help="min [CLS]+[SEP] mass for vertical")
     g.add_argument("--diagonal-threshold", type=float, default=d.diagonal, help="min diagonal mass for diagonal")
-    g.add_argument("--minor-threshold", type=float, default=d.minor,
-                   help="the other feature must stay below this for a pure class; both above it for the mixed class")
+    g.add_argument(
+        "--minor-threshold",
+        type=float,
+        default=d.minor,
+        help="the other feature must stay below this for a pure class; both above it for the mixed class",
+    )
     g.add_argument("--mixed-threshold", type=float, default=d.mixed, help="min V + D for vertical+diagonal")
     g.add_argument("--block-threshold", type=float, default=d.block, help="min own-sentence share for block")
-    g.add_argument("--diagonal-offsets", type=int, nargs="+", default=list(d.offsets),
-                   help="key offsets from the query that count as diagonal (default: -1 1)")
+    g.add_argument(
+        "--diagonal-offsets",
+        type=int,
+        nargs="+",
+        default=list(d.offsets),
+        help="key offsets from the query that count as diagonal (default: -1 1)",
+    )
 
 
 def set_threads(args):
@@ -83,12 +115,21 @@ def load_setup(args, checkpoint):
         except (ValueError, SyntaxError):
             overrides = None
         if not isinstance(overrides, dict):
-            raise ValueError(f"--model-overrides {args.model_overrides!r} is not a dict literal "
-                             "(e.g. \"{'attn_normalizer': 'sparsemax'}\")")
+            raise ValueError(
+                f"--model-overrides {args.model_overrides!r} is not a dict literal "
+                "(e.g. \"{'attn_normalizer': 'sparsemax'}\")"
+            )
     return load_for_analysis(
-        checkpoint, args.data, split=args.split, arch=args.arch, head_name=args.classification_head_name,
-        init_token=args.init_token, separator_token=args.separator_token, max_positions=args.max_positions,
-        device=args.device, model_overrides=overrides,
+        checkpoint,
+        args.data,
+        split=args.split,
+        arch=args.arch,
+        head_name=args.classification_head_name,
+        init_token=args.init_token,
+        separator_token=args.separator_token,
+        max_positions=args.max_positions,
+        device=args.device,
+        model_overrides=overrides,
     )
 
 
@@ -122,9 +163,14 @@ def run_info(args, setup, n_examples):
 
 
 def thresholds_from(args):
-    return PatternThresholds(vertical=args.vertical_threshold, diagonal=args.diagonal_threshold,
-                             minor=args.minor_threshold, mixed=args.mixed_threshold, block=args.block_threshold,
-                             offsets=tuple(args.diagonal_offsets))
+    return PatternThresholds(
+        vertical=args.vertical_threshold,
+        diagonal=args.diagonal_threshold,
+        minor=args.minor_threshold,
+        mixed=args.mixed_threshold,
+        block=args.block_threshold,
+        offsets=tuple(args.diagonal_offsets),
+    )
 
 
 def out_path(args, name):
@@ -136,5 +182,11 @@ def write_density(args, setup, stats, written):
     """A density heatmap only when the normaliser made exact zeros (softmax maps are dense)."""
     density = stats.density()
     if stats.rows and float(density.min()) < 1.0:
-        written.append(write_figure(out_path(args, "attention_density.png"), plots.head_matrix(
-            density, f"non-zero share of attention weights ({setup.normalizer})", "density", vmin=0, vmax=1)))
+        written.append(
+            write_figure(
+                out_path(args, "attention_density.png"),
+                plots.head_matrix(
+                    density, f"non-zero share of attention weights ({setup.normalizer})", "density", vmin=0, vmax=1
+                ),
+            )
+        )

@@ -1,5 +1,6 @@
 """`fairseq-sparse-analyze maps`: the attention maps of chosen examples (or raw text) as a
 layers x heads grid, with each map's rule-based class, masses and prediction in maps.json."""
+
 import argparse
 
 import numpy as np
@@ -32,34 +33,54 @@ def run(args):
         tokens = tokens[: setup.task.cfg.max_positions]
         batch = Batch([0], tokens.unsqueeze(0))
         with torch.no_grad():
-            maps = torch.stack([m[0].float().cpu() for m in setup.model.extract_attention(
-                batch.src_tokens.to(setup.device))])
+            maps = torch.stack(
+                [m[0].float().cpu() for m in setup.model.extract_attention(batch.src_tokens.to(setup.device))]
+            )
             prediction = None
             if setup.has_head:
-                out = setup.model(batch.src_tokens.to(setup.device), features_only=True,
-                                  classification_head_name=setup.head_name)[0][0]
+                out = setup.model(
+                    batch.src_tokens.to(setup.device), features_only=True, classification_head_name=setup.head_name
+                )[0][0]
                 prediction = float(out[0]) if setup.regression else int(out.argmax())
         strings = typer.strings(tokens)
         types = typer.types(tokens)
         feats = map_features(maps, types)
         classes = classify(feats)
         entry = {
-            "name": name, "index": index, "length": len(tokens), "tokens": strings,
-            "label": _label(setup, target), "prediction": _label(setup, prediction),
+            "name": name,
+            "index": index,
+            "length": len(tokens),
+            "tokens": strings,
+            "label": _label(setup, target),
+            "prediction": _label(setup, prediction),
             "rule_class": [[CLASSES[c] for c in row] for row in classes.tolist()],
-            "vertical_mass": feats["vertical"], "diagonal_mass": feats["diagonal"],
+            "vertical_mass": feats["vertical"],
+            "diagonal_mass": feats["diagonal"],
             "zeros_share": (maps == 0).double().mean(dim=(-2, -1)),
         }
         report.append(entry)
-        title = f"{name}: {len(tokens)} tokens" + (f", label {entry['label']}" if target is not None else "") + (
-            f", predicted {entry['prediction']}" if prediction is not None else "")
+        title = (
+            f"{name}: {len(tokens)} tokens"
+            + (f", label {entry['label']}" if target is not None else "")
+            + (f", predicted {entry['prediction']}" if prediction is not None else "")
+        )
         labelled = len(tokens) <= args.show_tokens  # long maps without labels: fewer pixels suffice
-        written.append(write_figure(out_path(args, f"maps_{name}.png"), plots.attention_grid(
-            maps.numpy(), strings, title, args.show_tokens), dpi=90 if labelled else 60))
+        written.append(
+            write_figure(
+                out_path(args, f"maps_{name}.png"),
+                plots.attention_grid(maps.numpy(), strings, title, args.show_tokens),
+                dpi=90 if labelled else 60,
+            )
+        )
         if args.save_maps:
-            written.append(write_npz(out_path(args, f"maps_{name}.npz"), maps=maps.numpy().astype(np.float32),
-                                     tokens=np.array(strings)))
-    written.append(write_json(out_path(args, "maps.json"), {"run": run_info(args, setup, len(items)), "examples": report}))
+            written.append(
+                write_npz(
+                    out_path(args, f"maps_{name}.npz"), maps=maps.numpy().astype(np.float32), tokens=np.array(strings)
+                )
+            )
+    written.append(
+        write_json(out_path(args, "maps.json"), {"run": run_info(args, setup, len(items)), "examples": report})
+    )
     return written
 
 
@@ -81,8 +102,10 @@ def _encode_text(args, setup, text):
     else:
         opts, _, _ = checkpoint_sections(read_checkpoint(args.checkpoint))
     if not opts.get("bpe"):
-        raise ValueError(f"--text needs a tokenizer, but {args.checkpoint!r} records no BPE; pass --bpe-vocab-file "
-                         "(a WordPiece vocab.txt) or binarise the text into --data")
+        raise ValueError(
+            f"--text needs a tokenizer, but {args.checkpoint!r} records no BPE; pass --bpe-vocab-file "
+            "(a WordPiece vocab.txt) or binarise the text into --data"
+        )
     try:
         bpe = encoders.build_bpe(argparse.Namespace(**opts))
     except Exception as err:

@@ -1,5 +1,6 @@
 """`fairseq-sparse-analyze patterns`: the share of each pattern class per layer and head (rules,
 and optionally a trained CNN on the same maps), with pictures and patterns.json/.md."""
+
 import numpy as np
 import torch
 
@@ -8,8 +9,7 @@ from .attention_maps import SparsityStats, iterate_maps
 from .outputs import write_figure, write_json, write_text
 from .pattern_classes import CLASSES, PatternCounter, shares_table
 from .pattern_cnn import load_cnn, map_image, predict
-from .report_common import (example_batches, load_setup, out_path, run_info, thresholds_from, token_typer,
-                            write_density)
+from .report_common import example_batches, load_setup, out_path, run_info, thresholds_from, token_typer, write_density
 
 
 def _pattern_pass(args, setup, thresholds, cnn=None):
@@ -20,8 +20,9 @@ def _pattern_pass(args, setup, thresholds, cnn=None):
     cnn_counts = torch.zeros_like(counter.counts)
     stats = SparsityStats(setup.num_layers, setup.num_heads)
     rule_labels, cnn_labels = [], []
-    for _, tokens, maps in iterate_maps(setup.model, batches, setup.dictionary.pad(), setup.device,
-                                        progress=not args.no_progress):
+    for _, tokens, maps in iterate_maps(
+        setup.model, batches, setup.dictionary.pad(), setup.device, progress=not args.no_progress
+    ):
         labels, _ = counter.update(maps, typer.types(tokens))
         stats.update(maps)
         if cnn is not None:
@@ -65,25 +66,53 @@ def run(args):
         c_layer, c_all = cnn_counter.shares()
         result["cnn"] = {
             "file": args.cnn,
-            "agreement_with_rules": {"accuracy": metrics.accuracy(rule, net),
-                                     "cohen_kappa": metrics.cohen_kappa(rule, net, len(CLASSES))},
+            "agreement_with_rules": {
+                "accuracy": metrics.accuracy(rule, net),
+                "cohen_kappa": metrics.cohen_kappa(rule, net, len(CLASSES)),
+            },
             "share_per_layer": {CLASSES[c]: c_layer[:, c] for c in range(len(CLASSES))},
             "share_overall": {CLASSES[c]: c_all[c] for c in range(len(CLASSES))},
             "head_majority_class": [[CLASSES[c] for c in row] for row in cnn_counter.majority().tolist()],
             "table": shares_table(c_layer, c_all),
         }
-        written.append(write_figure(out_path(args, "patterns_cnn_shares.png"), plots.class_shares(
-            c_layer, c_all, f"pattern classes by the CNN ({n} examples)")))
-        print(f"CNN vs rules: accuracy {result['cnn']['agreement_with_rules']['accuracy']:.3f}, "
-              f"kappa {result['cnn']['agreement_with_rules']['cohen_kappa']:.3f}")
-    written.append(write_figure(out_path(args, "patterns_shares.png"), plots.class_shares(
-        per_layer, overall, f"pattern classes (rule-based) over {int(counter.counts.sum())} maps, {n} examples")))
-    written.append(write_figure(out_path(args, "patterns_heads.png"), plots.class_grid(
-        majority, "each head's most frequent class (rule-based)")))
-    written.append(write_figure(out_path(args, "patterns_features.png"), plots.head_matrix(
-        feats["vertical"], "mean [CLS]+[SEP] (vertical) mass", "mass", vmin=0, vmax=1)))
-    written.append(write_figure(out_path(args, "patterns_diagonal.png"), plots.head_matrix(
-        feats["diagonal"], f"mean diagonal mass (offsets {list(thresholds.offsets)})", "mass", vmin=0, vmax=1)))
+        written.append(
+            write_figure(
+                out_path(args, "patterns_cnn_shares.png"),
+                plots.class_shares(c_layer, c_all, f"pattern classes by the CNN ({n} examples)"),
+            )
+        )
+        print(
+            f"CNN vs rules: accuracy {result['cnn']['agreement_with_rules']['accuracy']:.3f}, "
+            f"kappa {result['cnn']['agreement_with_rules']['cohen_kappa']:.3f}"
+        )
+    written.append(
+        write_figure(
+            out_path(args, "patterns_shares.png"),
+            plots.class_shares(
+                per_layer, overall, f"pattern classes (rule-based) over {int(counter.counts.sum())} maps, {n} examples"
+            ),
+        )
+    )
+    written.append(
+        write_figure(
+            out_path(args, "patterns_heads.png"),
+            plots.class_grid(majority, "each head's most frequent class (rule-based)"),
+        )
+    )
+    written.append(
+        write_figure(
+            out_path(args, "patterns_features.png"),
+            plots.head_matrix(feats["vertical"], "mean [CLS]+[SEP] (vertical) mass", "mass", vmin=0, vmax=1),
+        )
+    )
+    written.append(
+        write_figure(
+            out_path(args, "patterns_diagonal.png"),
+            plots.head_matrix(
+                feats["diagonal"], f"mean diagonal mass (offsets {list(thresholds.offsets)})", "mass", vmin=0, vmax=1
+            ),
+        )
+    )
     write_density(args, setup, stats, written)
     written.append(write_text(out_path(args, "patterns.md"), result["table"] + "\n"))
     written.append(write_json(out_path(args, "patterns.json"), result))

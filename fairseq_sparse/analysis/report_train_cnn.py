@@ -1,5 +1,6 @@
 """`fairseq-sparse-analyze train-cnn`: train the pattern CNN on the maps labelled by hand and
 measure its agreement (and the rules', before and after refitting them) with the labels."""
+
 import os
 
 import numpy as np
@@ -40,20 +41,27 @@ def run(args):
 
     calibrated = None
     if all(k in data for k in FEATURES):  # refit the rule thresholds to the hand labels
-        fitted, in_sample, rule_cv = calibrate({k: data[k][rows] for k in FEATURES}, human, folds=args.folds,
-                                               seed=args.seed)
+        fitted, in_sample, rule_cv = calibrate(
+            {k: data[k][rows] for k in FEATURES}, human, folds=args.folds, seed=args.seed
+        )
         calibrated = {
             "thresholds": {k: getattr(fitted, k) for k in ("vertical", "diagonal", "minor", "mixed", "block")},
             "rules_vs_human_in_sample": agree(in_sample.numpy(), human),
             "rules_vs_human_cross_validated": agree(rule_cv.numpy(), human),
             "confusion_human_rows_rule_columns": metrics.confusion_counts(human, in_sample.numpy(), len(CLASSES)),
-            "use_with": " ".join(f"--{k}-threshold {getattr(fitted, k)}"
-                                 for k in ("vertical", "diagonal", "minor", "mixed")),
+            "use_with": " ".join(
+                f"--{k}-threshold {getattr(fitted, k)}" for k in ("vertical", "diagonal", "minor", "mixed")
+            ),
         }
 
     result = {
-        "maps": args.maps, "labels": args.labels, "labelled_maps": len(ids), "folds": args.folds,
-        "epochs": args.epochs, "seed": args.seed, "classes": list(CLASSES),
+        "maps": args.maps,
+        "labels": args.labels,
+        "labelled_maps": len(ids),
+        "folds": args.folds,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "classes": list(CLASSES),
         "human_class_counts": {c: int((human == k).sum()) for k, c in enumerate(CLASSES)},
         "cnn_vs_human_cross_validated": agree(cv, human),
         "rules_vs_human": agree(rules, human),
@@ -63,11 +71,16 @@ def run(args):
         "confusion_human_rows_rule_columns": metrics.confusion_counts(human, rules, len(CLASSES)),
         "rules_calibrated_to_human": calibrated,
     }
-    written = [save_cnn(model, out_path(args, "pattern_cnn.pt")), write_json(out_path(args, "cnn_agreement.json"), result)]
+    written = [
+        save_cnn(model, out_path(args, "pattern_cnn.pt")),
+        write_json(out_path(args, "cnn_agreement.json"), result),
+    ]
     for name in ("cnn_vs_human_cross_validated", "rules_vs_human", "cnn_cross_validated_vs_rules"):
         print(f"{name}: accuracy {result[name]['accuracy']:.3f}, kappa {result[name]['cohen_kappa']:.3f}")
     if calibrated:
         cv = calibrated["rules_vs_human_cross_validated"]
-        print(f"rules refitted to the labels ({calibrated['use_with']}): cross-validated accuracy "
-              f"{cv['accuracy']:.3f}, kappa {cv['cohen_kappa']:.3f}")
+        print(
+            f"rules refitted to the labels ({calibrated['use_with']}): cross-validated accuracy "
+            f"{cv['accuracy']:.3f}, kappa {cv['cohen_kappa']:.3f}"
+        )
     return written

@@ -5,6 +5,7 @@ is the maximum of that average over the keys of the type ([CLS], [SEP], punctuat
 remaining tokens for reference). Scores are then averaged over the examples that contain the
 type. Separately, the last layer's [CLS] row is split into the mass it puts on each key type.
 """
+
 import torch
 
 from .examples import CLS, TOKEN_TYPES
@@ -37,8 +38,11 @@ class SpecialTokenAttention:
         """{type: (layers, heads) mean over examples having that type, NaN if none had it}."""
         out = {}
         for code, name in enumerate(TOKEN_TYPES):
-            out[name] = self.sums[code] / self.counts[code] if self.counts[code] else torch.full_like(
-                self.sums[code], float("nan"))
+            out[name] = (
+                self.sums[code] / self.counts[code]
+                if self.counts[code]
+                else torch.full_like(self.sums[code], float("nan"))
+            )
         return out
 
     def last_layer_cls_row(self):

@@ -7,6 +7,7 @@ from useless ones: a search on a model at the unigram plateau drives every mask 
 (the penalty is the only signal) and exports an empty mask. This module is the one place that
 entropy is computed (from dict.txt counts or from a binarised split) and that verdict is given.
 """
+
 import os
 
 import numpy as np
@@ -23,8 +24,10 @@ def unigram_entropy_bits(counts):
     """Entropy in bits of the distribution given by non-negative counts (zeros ignored)."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
-        raise ValueError(f"unigram counts must be a 1-d array of non-negative numbers with a positive sum, "
-                         f"got shape {counts.shape} and sum {counts.sum() if counts.size else 0}")
+        raise ValueError(
+            f"unigram counts must be a 1-d array of non-negative numbers with a positive sum, "
+            f"got shape {counts.shape} and sum {counts.sum() if counts.size else 0}"
+        )
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
 
@@ -36,8 +39,10 @@ def unigram_cross_entropy_bits(train_counts, test_counts, smoothing=0.5):
     p = np.asarray(train_counts, dtype=np.float64) + smoothing
     q = np.asarray(test_counts, dtype=np.float64)
     if p.shape != q.shape or (q < 0).any() or q.sum() <= 0:
-        raise ValueError(f"train and test counts must be the same length with a positive test sum, got shapes "
-                         f"{p.shape} and {q.shape}")
+        raise ValueError(
+            f"train and test counts must be the same length with a positive test sum, got shapes "
+            f"{p.shape} and {q.shape}"
+        )
     p, q = p / p.sum(), q / q.sum()
     return float(-(q[q > 0] * np.log2(p[q > 0])).sum())
 
@@ -67,8 +72,17 @@ def split_counts(data, split="valid", tokens_per_sample=128, break_mode="complet
     dataset = data_utils.load_indexed_dataset(os.path.join(path, split), dictionary)
     if dataset is None:
         raise FileNotFoundError(f"no binarised {split} split in {path}")
-    blocks = PrependTokenDataset(TokenBlockDataset(dataset, dataset.sizes, tokens_per_sample - 1, pad=dictionary.pad(),
-                                                   eos=dictionary.eos(), break_mode=break_mode), dictionary.bos())
+    blocks = PrependTokenDataset(
+        TokenBlockDataset(
+            dataset,
+            dataset.sizes,
+            tokens_per_sample - 1,
+            pad=dictionary.pad(),
+            eos=dictionary.eos(),
+            break_mode=break_mode,
+        ),
+        dictionary.bos(),
+    )
     counts = np.zeros(len(dictionary), dtype=np.int64)
     for i in range(len(blocks)):
         counts += np.bincount(blocks[i].numpy(), minlength=len(dictionary))
@@ -117,16 +131,23 @@ def not_learned_note(checkpoint_path):
             raise ValueError("it records no training MLM loss" if mlm_bits is None else f"{dict_path} is missing")
         unigram = unigram_entropy_bits(dict_counts(dict_path))
     except (OSError, ValueError) as err:
-        return (f"Could not check whether the model had learned its task ({err}): check that its masked-LM loss "
-                f"is well under the unigram entropy of its data before searching (see {RECIPE}).")
-    numbers = (f"its MLM loss ({source}) is {mlm_bits:.2f} bits against a unigram entropy of {unigram:.2f} bits "
-               f"(the counts of {dict_path})")
+        return (
+            f"Could not check whether the model had learned its task ({err}): check that its masked-LM loss "
+            f"is well under the unigram entropy of its data before searching (see {RECIPE})."
+        )
+    numbers = (
+        f"its MLM loss ({source}) is {mlm_bits:.2f} bits against a unigram entropy of {unigram:.2f} bits "
+        f"(the counts of {dict_path})"
+    )
     if learning_verdict(mlm_bits, unigram):
-        return (f"The model had learned its task ({numbers}), so the penalty outweighed the masked-LM gradient: "
-                "a smaller --dam-lambda or a longer search may keep more.")
-    return (f"The model has not learned its task yet: {numbers}; a model that predicts every masked token by "
-            f"its frequency alone scores the unigram entropy, and a mask searched against it keeps nothing. "
-            f"First train it with dense attention (--criterion masked_lm, --attn-mask none) until its loss is "
-            f"at least {LEARNED_MARGIN_BITS:g} bit under the unigram entropy (adapt a pre-trained model, train "
-            f"longer, or pre-train with {RECIPE}), then search from that checkpoint.")
-
+        return (
+            f"The model had learned its task ({numbers}), so the penalty outweighed the masked-LM gradient: "
+            "a smaller --dam-lambda or a longer search may keep more."
+        )
+    return (
+        f"The model has not learned its task yet: {numbers}; a model that predicts every masked token by "
+        f"its frequency alone scores the unigram entropy, and a mask searched against it keeps nothing. "
+        f"First train it with dense attention (--criterion masked_lm, --attn-mask none) until its loss is "
+        f"at least {LEARNED_MARGIN_BITS:g} bit under the unigram entropy (adapt a pre-trained model, train "
+        f"longer, or pre-train with {RECIPE}), then search from that checkpoint."
+    )

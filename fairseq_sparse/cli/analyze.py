@@ -13,6 +13,7 @@ data-bin directory (input0/[input1/]label/). Each command writes JSON numbers an
 OUT. Layers and heads are numbered from 1 in the outputs, as in the paper. This script parses;
 each command's work is in fairseq_sparse/analysis/report_<command>.py (report_label_maps.py, ...).
 """
+
 import argparse
 import importlib
 import logging
@@ -24,18 +25,31 @@ PROG = "fairseq-sparse-analyze"
 def build_parser():
     from fairseq_sparse.analysis.report_common import add_examples_arg, add_model_args, add_threshold_args
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("maps", help="attention maps of chosen examples as a layers x heads grid")
     add_model_args(p)
-    p.add_argument("--examples", type=int, nargs="+", default=None,
-                   help="0-based example indices in the split (default: 0 unless --text is given)")
-    p.add_argument("--text", action="append", default=[],
-                   help="raw text to analyse instead (tokenised with the checkpoint's BPE; repeatable)")
-    p.add_argument("--bpe-vocab-file", default=None,
-                   help="WordPiece vocab.txt for --text (default: the BPE the checkpoint records, if any)")
+    p.add_argument(
+        "--examples",
+        type=int,
+        nargs="+",
+        default=None,
+        help="0-based example indices in the split (default: 0 unless --text is given)",
+    )
+    p.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        help="raw text to analyse instead (tokenised with the checkpoint's BPE; repeatable)",
+    )
+    p.add_argument(
+        "--bpe-vocab-file",
+        default=None,
+        help="WordPiece vocab.txt for --text (default: the BPE the checkpoint records, if any)",
+    )
     p.add_argument("--bpe-cased", action="store_true", help="cased WordPiece for --text")
     p.add_argument("--show-tokens", type=int, default=48, help="write token strings on the axes up to this length")
     p.add_argument("--save-maps", action="store_true", help="also write each example's maps as .npz")
@@ -44,16 +58,34 @@ def build_parser():
     add_model_args(p)
     add_examples_arg(p, None)
     p.add_argument("--metric", default=None, help="accuracy, f1, macro_f1, mcc; pearson, spearman for regression")
-    p.add_argument("--random-heads", type=int, nargs="+", default=[], metavar="K",
-                   help="also disable K random heads at once, for each K")
+    p.add_argument(
+        "--random-heads",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also disable K random heads at once, for each K",
+    )
     p.add_argument("--random-trials", type=int, default=10, help="random subsets per K (default 10)")
-    p.add_argument("--greedy-steps", type=int, default=0,
-                   help="greedy pruning steps (remove the head that hurts least; -1 = all heads; default 0 = off)")
-    p.add_argument("--greedy-candidates", type=int, default=0,
-                   help="lazy greedy: re-evaluate only this many best-ranked heads per step (default 0 = all)")
+    p.add_argument(
+        "--greedy-steps",
+        type=int,
+        default=0,
+        help="greedy pruning steps (remove the head that hurts least; -1 = all heads; default 0 = off)",
+    )
+    p.add_argument(
+        "--greedy-candidates",
+        type=int,
+        default=0,
+        help="lazy greedy: re-evaluate only this many best-ranked heads per step (default 0 = all)",
+    )
     p.add_argument("--cache-mb", type=int, default=2048, help="memory for cached layer inputs (default 2048)")
-    p.add_argument("--bootstrap-resamples", type=int, default=1000,
-                   help="paired bootstrap resamples of the examples for each head's interval (default 1000)")
+    p.add_argument(
+        "--bootstrap-resamples",
+        type=int,
+        default=1000,
+        help="paired bootstrap resamples of the examples for each head's interval (default 1000)",
+    )
     p.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
 
     p = sub.add_parser("patterns", help="classify head maps into the five pattern classes")

@@ -1,4 +1,5 @@
 """fairseq-sparse-convert-bert SRC OUT_DIR: Hugging Face BERT directory -> fairseq checkpoint."""
+
 import argparse
 import logging
 import sys
@@ -12,13 +13,20 @@ def build_parser():
     )
     p.add_argument("src", metavar="SRC", help="Hugging Face BERT directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="output directory (created if missing)")
-    p.add_argument("--arch", default=None,
-                   help="fairseq architecture to write (default: sparse_roberta; 'roberta' for stock fairseq, "
-                        "which cannot use BERT's LayerNorm epsilon)")
-    p.add_argument("--pooler-head", metavar="NAME", default=None,
-                   help="store BERT's pooler as the dense layer of classification head NAME "
-                        "(e.g. sentence_classification_head); its output layer is made by the fine-tuning "
-                        "run, from its --seed and --num-classes")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="fairseq architecture to write (default: sparse_roberta; 'roberta' for stock fairseq, "
+        "which cannot use BERT's LayerNorm epsilon)",
+    )
+    p.add_argument(
+        "--pooler-head",
+        metavar="NAME",
+        default=None,
+        help="store BERT's pooler as the dense layer of classification head NAME "
+        "(e.g. sentence_classification_head); its output layer is made by the fine-tuning "
+        "run, from its --seed and --num-classes",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed for parameters BERT does not provide")
     return p
 
@@ -29,8 +37,7 @@ def main(argv=None):
     from fairseq_sparse.convert import convert_bert
 
     try:
-        path = convert_bert(args.src, args.out_dir, arch=args.arch, pooler_head=args.pooler_head,
-                            seed=args.seed)
+        path = convert_bert(args.src, args.out_dir, arch=args.arch, pooler_head=args.pooler_head, seed=args.seed)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"fairseq-sparse-convert-bert: error: {e}")
     print(path)

@@ -1,4 +1,5 @@
 """fairseq-sparse-env: which precisions and fused kernels fairseq will use on this machine."""
+
 import argparse
 import json
 

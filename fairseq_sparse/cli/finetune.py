@@ -7,6 +7,7 @@
 
 The work is in fairseq_sparse.finetune.job; this module only parses and calls.
 """
+
 import argparse
 import json
 import logging
@@ -14,25 +15,44 @@ import sys
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="fairseq-sparse-finetune", description=__doc__.splitlines()[0],
-                                epilog="Options not listed here go to fairseq-train unchanged.")
+    p = argparse.ArgumentParser(
+        prog="fairseq-sparse-finetune",
+        description=__doc__.splitlines()[0],
+        epilog="Options not listed here go to fairseq-train unchanged.",
+    )
     p.add_argument("--train", required=True, help="labelled training file (.tsv or .csv)")
     p.add_argument("--valid", required=True, help="labelled file for model selection (best epoch)")
     p.add_argument("--test", help="labelled file scored once with the selected model")
-    p.add_argument("--checkpoint", required=True,
-                   help="fairseq-sparse-convert-bert output directory, or a fairseq checkpoint .pt")
-    p.add_argument("--out-dir", required=True,
-                   help="data/, checkpoints/, train.log, results.json, predictions_{valid,test}.tsv go here")
+    p.add_argument(
+        "--checkpoint", required=True, help="fairseq-sparse-convert-bert output directory, or a fairseq checkpoint .pt"
+    )
+    p.add_argument(
+        "--out-dir",
+        required=True,
+        help="data/, checkpoints/, train.log, results.json, predictions_{valid,test}.tsv go here",
+    )
     g = p.add_argument_group("files")
-    g.add_argument("--text-columns", nargs="+", default=["0"], metavar="COL",
-                   help="one or two text columns: 0-based numbers or, with --header, names (default: 0)")
+    g.add_argument(
+        "--text-columns",
+        nargs="+",
+        default=["0"],
+        metavar="COL",
+        help="one or two text columns: 0-based numbers or, with --header, names (default: 0)",
+    )
     g.add_argument("--label-column", default="-1", metavar="COL", help="label column (default: -1, the last)")
-    g.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
-                   help="the first row holds column names (--no-header: it is an example; default: detected "
-                        "when its label cell is no label of the other rows, refused when unclear)")
+    g.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the first row holds column names (--no-header: it is an example; default: detected "
+        "when its label cell is no label of the other rows, refused when unclear)",
+    )
     g.add_argument("--delimiter", help="field separator (default: tab for .tsv, comma for .csv)")
-    g.add_argument("--encoding", default="utf-8", help="the files' text encoding, e.g. cp1252 (default utf-8; "
-                                                       "a byte-order mark is dropped)")
+    g.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="the files' text encoding, e.g. cp1252 (default utf-8; a byte-order mark is dropped)",
+    )
     g = p.add_argument_group("vocabulary (default: dict.txt and vocab.txt next to the checkpoint)")
     g.add_argument("--dict", dest="dictionary", help="the checkpoint's fairseq dict.txt")
     g.add_argument("--vocab", help="WordPiece vocab.txt")
@@ -45,7 +65,9 @@ def build_parser():
     g.add_argument("--lr", type=float, default=2e-5)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--warmup", type=float, default=0.06, help="warm-up, as a fraction of the updates (default 0.06)")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="not applied to biases and LayerNorm (default 0.01)")
+    g.add_argument(
+        "--weight-decay", type=float, default=0.01, help="not applied to biases and LayerNorm (default 0.01)"
+    )
     g.add_argument("--seed", type=int, default=1, help="training seed: data order, dropout and the new output layer")
     g.add_argument("--log-interval", type=int, default=10, help="updates between progress lines (default 10)")
     return p

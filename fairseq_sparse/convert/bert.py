@@ -19,6 +19,7 @@ Why each step exists (fairseq and BERT disagree on these points):
 - Parameters BERT lacks (the MLM head of a plain BertModel, a head's output layer) keep the
   fresh initialisation of the built fairseq model, so the checkpoint loads with strict=True.
 """
+
 import json
 import logging
 import os
@@ -26,9 +27,9 @@ import tempfile
 
 import torch
 
-from ..data.wordpiece import SPECIAL_TOKENS, load_vocab
-from ..checkpoint_reader import read_checkpoint
 from ..atomic_files import atomic_output
+from ..checkpoint_reader import read_checkpoint
+from ..data.wordpiece import SPECIAL_TOKENS, load_vocab
 from .checkpoint import minimal_training_state
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,10 @@ class BertCheckpoint:
         # BertForPreTraining / BertForMaskedLM prefix the encoder with "bert."
         if any(k.startswith("bert.") for k in tensors):
             tensors = {(k[5:] if k.startswith("bert.") else k): v for k, v in tensors.items()}
-        tensors = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
-                   for k, v in tensors.items()}
+        tensors = {
+            k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+            for k, v in tensors.items()
+        }
         if "embeddings.word_embeddings.weight" not in tensors:
             raise ValueError(f"weights in {self.src!r} have no embeddings.word_embeddings.weight: not a BERT model")
         return tensors
@@ -184,22 +187,38 @@ def build_args(bert, arch, vocab_file, data="."):
     c = bert.config
     argv = [
         data,
-        "--task", "masked_lm",
-        "--criterion", "masked_lm",
-        "--arch", arch,
-        "--encoder-layers", str(c["num_hidden_layers"]),
-        "--encoder-embed-dim", str(c["hidden_size"]),
-        "--encoder-ffn-embed-dim", str(c["intermediate_size"]),
-        "--encoder-attention-heads", str(c["num_attention_heads"]),
-        "--max-positions", str(c["max_position_embeddings"]),
-        "--tokens-per-sample", str(c["max_position_embeddings"]),
-        "--activation-fn", ACTIVATIONS[c.get("hidden_act", "gelu")],
-        "--dropout", str(c.get("hidden_dropout_prob", 0.1)),
-        "--attention-dropout", str(c.get("attention_probs_dropout_prob", 0.1)),
-        "--pooler-dropout", str(c.get("hidden_dropout_prob", 0.1)),
-        "--pooler-activation-fn", "tanh",
-        "--bpe", "bert_wordpiece",
-        "--bpe-vocab-file", vocab_file,
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        "--arch",
+        arch,
+        "--encoder-layers",
+        str(c["num_hidden_layers"]),
+        "--encoder-embed-dim",
+        str(c["hidden_size"]),
+        "--encoder-ffn-embed-dim",
+        str(c["intermediate_size"]),
+        "--encoder-attention-heads",
+        str(c["num_attention_heads"]),
+        "--max-positions",
+        str(c["max_position_embeddings"]),
+        "--tokens-per-sample",
+        str(c["max_position_embeddings"]),
+        "--activation-fn",
+        ACTIVATIONS[c.get("hidden_act", "gelu")],
+        "--dropout",
+        str(c.get("hidden_dropout_prob", 0.1)),
+        "--attention-dropout",
+        str(c.get("attention_probs_dropout_prob", 0.1)),
+        "--pooler-dropout",
+        str(c.get("hidden_dropout_prob", 0.1)),
+        "--pooler-activation-fn",
+        "tanh",
+        "--bpe",
+        "bert_wordpiece",
+        "--bpe-vocab-file",
+        vocab_file,
     ]
     if not bert.lowercase:
         argv.append("--bpe-cased")
@@ -213,7 +232,8 @@ def build_args(bert, arch, vocab_file, data="."):
     elif types is not None:
         logger.warning(
             "arch %s has no --segment-embeddings: token type 0 is folded into the positions, so the "
-            "second segment of a sentence pair is embedded as the first", arch,
+            "second segment of a sentence pair is embedded as the first",
+            arch,
         )
     eps = float(c.get("layer_norm_eps", 1e-12))
     if hasattr(args, "layer_norm_eps"):
@@ -221,7 +241,9 @@ def build_args(bert, arch, vocab_file, data="."):
     else:
         logger.warning(
             "arch %s has no --layer-norm-eps: its LayerNorms use fairseq's 1e-5 instead of BERT's %g, "
-            "so hidden states differ from BERT by ~1e-3", arch, eps,
+            "so hidden states differ from BERT by ~1e-3",
+            arch,
+            eps,
         )
     return args
 
@@ -239,7 +261,7 @@ def map_bert_tensors(bert, padding_idx, segment_embeddings=True):
     if types is not None and not segment_embeddings:
         pos = pos + types[0]
     positions = torch.zeros(pos.shape[0] + padding_idx + 1, pos.shape[1], dtype=pos.dtype)
-    positions[padding_idx + 1:] = pos
+    positions[padding_idx + 1 :] = pos
     out = {
         ENC + "embed_tokens.weight": words,
         "encoder.lm_head.weight": words,
@@ -318,8 +340,13 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, seed=1):
         state[key] = value.to(state[key].dtype).clone().contiguous()
     if not getattr(args, "untie_weights_roberta", False):  # tied: save one tensor, as fairseq does
         state["encoder.lm_head.weight"] = state[ENC + "embed_tokens.weight"]
-    kept = sorted(k for k in state if k not in converted and not k.endswith(".version")
-                  and not (pooler_head and k.startswith(f"classification_heads.{pooler_head}.out_proj.")))
+    kept = sorted(
+        k
+        for k in state
+        if k not in converted
+        and not k.endswith(".version")
+        and not (pooler_head and k.startswith(f"classification_heads.{pooler_head}.out_proj."))
+    )
     if kept:
         logger.info("not in the BERT checkpoint, kept at initialisation: %s", ", ".join(kept))
     model.load_state_dict(state, strict=True)  # proves the checkpoint matches the architecture
@@ -337,8 +364,14 @@ def convert_bert(src, out_dir, arch=None, pooler_head=None, seed=1):
         torch.save(checkpoint, f)
     logger.info(
         "converted %s -> %s (arch %s, %d layers, dim %d, %d heads, vocab %d, layer_norm_eps %g)",
-        src, model_path, args.arch, args.encoder_layers, args.encoder_embed_dim,
-        args.encoder_attention_heads, len(bert.vocab), getattr(args, "layer_norm_eps", 1e-5),
+        src,
+        model_path,
+        args.arch,
+        args.encoder_layers,
+        args.encoder_embed_dim,
+        args.encoder_attention_heads,
+        len(bert.vocab),
+        getattr(args, "layer_norm_eps", 1e-5),
     )
     return model_path
 

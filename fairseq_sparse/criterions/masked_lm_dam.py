@@ -7,9 +7,9 @@ The default lambda depends on the DAM's form: the authors' 5e-5 belongs to their
 (a kept entry's MLM gradient is 1e4 times its score's), 1e-5 to the product form at logit
 scale 500 (examples/sparsebert/README.md has the searches that chose it).
 """
+
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig
@@ -20,9 +20,10 @@ from .stock_with_stats import MaskedLmSparseLoss
 
 @dataclass
 class MaskedLmDamConfig(MaskedLmConfig):
-    dam_lambda: Optional[float] = field(
-        default=None, metadata={"help": "weight of ||M||_1 (default: 1e-5 with --dam-form product, the authors' 5e-5 "
-                                        "with additive)"})
+    dam_lambda: float | None = field(
+        default=None,
+        metadata={"help": "weight of ||M||_1 (default: 1e-5 with --dam-form product, the authors' 5e-5 with additive)"},
+    )
     dam_normalize_penalty: bool = field(
         default=False, metadata={"help": "divide ||M||_1 by the number of mask entries (the kept fraction)"}
     )
@@ -58,8 +59,10 @@ class MaskedLmDamLoss(MaskedLmSparseLoss):  # the attention statistics come with
         encoder = getattr(getattr(model, "encoder", None), "sentence_encoder", None)
         dam = getattr(getattr(encoder, "attn_masks", None), "dam", None)
         if dam is None:
-            raise ValueError("criterion masked_lm_dam needs a model with a learned mask: "
-                             "--arch sparsebert_base/sparsebert_tiny, or sparse_roberta with --attn-mask dam")
+            raise ValueError(
+                "criterion masked_lm_dam needs a model with a learned mask: "
+                "--arch sparsebert_base/sparsebert_tiny, or sparse_roberta with --attn-mask dam"
+            )
         return dam
 
     def forward(self, model, sample, reduce=True):

@@ -6,6 +6,7 @@ unanswerable question (SQuAD v2.0), or a window that misses the answer, targets 
 context where the window gives it most context, end >= start, at most --max-answer-length
 tokens) and its null score are logged for the task's official EM/F1.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -54,16 +55,25 @@ class SquadSpanCriterion(FairseqCriterion):
             **attention_counts(model),
         }
         if not model.training:
-            start, end, score = best_spans(start_logits, end_logits, sample["start_ok"] & ~pad,
-                                           sample["end_ok"] & ~pad, self.task.cfg.max_answer_length)
+            start, end, score = best_spans(
+                start_logits,
+                end_logits,
+                sample["start_ok"] & ~pad,
+                sample["end_ok"] & ~pad,
+                self.task.cfg.max_answer_length,
+            )
             words = sample["words"]
             null = start_logits[:, 0] + end_logits[:, 0]
-            log["squad_spans"] = torch.stack([
-                sample["example"].double(),
-                words.gather(1, start[:, None]).squeeze(1).double(),
-                words.gather(1, end[:, None]).squeeze(1).double(),
-                score.double(), null.double(),
-            ], dim=1).cpu()
+            log["squad_spans"] = torch.stack(
+                [
+                    sample["example"].double(),
+                    words.gather(1, start[:, None]).squeeze(1).double(),
+                    words.gather(1, end[:, None]).squeeze(1).double(),
+                    score.double(),
+                    null.double(),
+                ],
+                dim=1,
+            ).cpu()
         return loss, n, log
 
     @staticmethod

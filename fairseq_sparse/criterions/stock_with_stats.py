@@ -2,6 +2,7 @@
 unchanged, plus the attention statistics of a sparse_roberta model (attn_density_l*,
 attn_support_l*; criterions/density_logging.py). The stock names train the same model but log
 no statistics: fairseq lets a plugin add criteria, not change its own."""
+
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig, SentencePredictionCriterion

@@ -4,6 +4,7 @@ Layout read: <dir>/<topic>/<NNN>.txt, one article per file (first line the headl
 split is stratified: each topic's files, in name order, are permuted with `seed` and cut into
 train / valid / test fractions, so the same seed always gives the same split.
 """
+
 import importlib.util
 import os
 import random

@@ -6,6 +6,7 @@ fairseq RoBERTa, WordPiece for converted BERT, a sentencepiece model for the plu
 pre-training recipe. fairseq registers all three (`bert_wordpiece` comes from this package),
 so one switch covers every reader (GLUE, the SSAF sets, SQuAD).
 """
+
 import argparse
 import os
 
@@ -18,8 +19,9 @@ KINDS = ("gpt2", "bert_wordpiece", "sentencepiece")
 
 def add_tokenizer_args(parser):
     g = parser.add_argument_group("tokenizer (must match the checkpoint)")
-    g.add_argument("--bpe", choices=KINDS, required=True,
-                   help="gpt2 (RoBERTa), bert_wordpiece (converted BERT) or sentencepiece")
+    g.add_argument(
+        "--bpe", choices=KINDS, required=True, help="gpt2 (RoBERTa), bert_wordpiece (converted BERT) or sentencepiece"
+    )
     g.add_argument("--gpt2-encoder-json", help="encoder.json for --bpe gpt2")
     g.add_argument("--gpt2-vocab-bpe", help="vocab.bpe for --bpe gpt2")
     g.add_argument("--bpe-vocab-file", help="WordPiece vocab.txt for --bpe bert_wordpiece")

@@ -8,10 +8,10 @@ quoting: MNLI and QQP contain stray quote characters that a CSV reader would mer
 Hyper-parameters are those of the RoBERTa paper's GLUE fine-tuning (lr, batch size, total
 and warm-up updates, 10 epochs); the metric is each task's official one.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 from .sentence_prediction_data import Example
 
@@ -22,16 +22,16 @@ logger = logging.getLogger(__name__)
 class GlueTask:
     name: str  # directory name in the GLUE download
     text_a: object  # header name (or column index for header-less files)
-    text_b: Optional[object]
+    text_b: object | None
     label: object
-    label_names: Optional[Tuple[str, ...]]  # None: regression
-    files: Dict[str, str]  # fairseq split -> file name (without .tsv)
-    test_columns: Tuple[str, Optional[str]]  # text_a, text_b header names in the test files
+    label_names: tuple[str, ...] | None  # None: regression
+    files: dict[str, str]  # fairseq split -> file name (without .tsv)
+    test_columns: tuple[str, str | None]  # text_a, text_b header names in the test files
     test_id: str = "index"
-    server_files: Dict[str, str] = field(default_factory=dict)  # test split -> GLUE server file
+    server_files: dict[str, str] = field(default_factory=dict)  # test split -> GLUE server file
     train_header: bool = True
     metric: str = "accuracy"  # fairseq's --best-checkpoint-metric
-    criterion_flags: Tuple[str, ...] = ()
+    criterion_flags: tuple[str, ...] = ()
     lr: float = 1e-5
     batch_size: int = 32
     total_updates: int = 0
@@ -53,34 +53,134 @@ STD = {"train": "train", "valid": "dev", "test": "test"}
 TASKS = {
     t.name.lower(): t
     for t in (
-        GlueTask("CoLA", 3, None, 1, BINARY, STD, ("sentence", None), server_files={"test": "CoLA.tsv"},
-                 train_header=False, metric="mcc", criterion_flags=("--report-mcc",),
-                 lr=1e-5, batch_size=16, total_updates=5336, warmup_updates=320),
-        GlueTask("SST-2", "sentence", None, "label", BINARY, STD, ("sentence", None),
-                 server_files={"test": "SST-2.tsv"}, lr=1e-5, batch_size=32, total_updates=20935,
-                 warmup_updates=1256),
-        GlueTask("MRPC", "#1 String", "#2 String", "Quality", BINARY, STD, ("#1 String", "#2 String"),
-                 server_files={"test": "MRPC.tsv"}, metric="acc_and_f1", criterion_flags=("--report-acc-and-f1",),
-                 lr=1e-5, batch_size=16, total_updates=2296, warmup_updates=137),
-        GlueTask("STS-B", "sentence1", "sentence2", "score", None, STD, ("sentence1", "sentence2"),
-                 server_files={"test": "STS-B.tsv"}, metric="pearson_and_spearman",
-                 criterion_flags=("--report-pearson-and-spearman", "--regression-target"),
-                 lr=2e-5, batch_size=16, total_updates=3598, warmup_updates=214),
-        GlueTask("QQP", "question1", "question2", "is_duplicate", BINARY, STD, ("question1", "question2"),
-                 test_id="id", server_files={"test": "QQP.tsv"}, metric="acc_and_f1",
-                 criterion_flags=("--report-acc-and-f1",), lr=1e-5, batch_size=32, total_updates=113272,
-                 warmup_updates=28318),
-        GlueTask("MNLI", "sentence1", "sentence2", "gold_label", ("entailment", "neutral", "contradiction"),
-                 {"train": "train", "valid": "dev_matched", "valid1": "dev_mismatched",
-                  "test": "test_matched", "test1": "test_mismatched"}, ("sentence1", "sentence2"),
-                 server_files={"test": "MNLI-m.tsv", "test1": "MNLI-mm.tsv"}, lr=1e-5, batch_size=32,
-                 total_updates=123873, warmup_updates=7432),
-        GlueTask("QNLI", "question", "sentence", "label", NLI2, STD, ("question", "sentence"),
-                 server_files={"test": "QNLI.tsv"}, lr=1e-5, batch_size=32, total_updates=33112,
-                 warmup_updates=1986),
-        GlueTask("RTE", "sentence1", "sentence2", "label", NLI2, STD, ("sentence1", "sentence2"),
-                 server_files={"test": "RTE.tsv"}, lr=2e-5, batch_size=16, total_updates=2036,
-                 warmup_updates=122),
+        GlueTask(
+            "CoLA",
+            3,
+            None,
+            1,
+            BINARY,
+            STD,
+            ("sentence", None),
+            server_files={"test": "CoLA.tsv"},
+            train_header=False,
+            metric="mcc",
+            criterion_flags=("--report-mcc",),
+            lr=1e-5,
+            batch_size=16,
+            total_updates=5336,
+            warmup_updates=320,
+        ),
+        GlueTask(
+            "SST-2",
+            "sentence",
+            None,
+            "label",
+            BINARY,
+            STD,
+            ("sentence", None),
+            server_files={"test": "SST-2.tsv"},
+            lr=1e-5,
+            batch_size=32,
+            total_updates=20935,
+            warmup_updates=1256,
+        ),
+        GlueTask(
+            "MRPC",
+            "#1 String",
+            "#2 String",
+            "Quality",
+            BINARY,
+            STD,
+            ("#1 String", "#2 String"),
+            server_files={"test": "MRPC.tsv"},
+            metric="acc_and_f1",
+            criterion_flags=("--report-acc-and-f1",),
+            lr=1e-5,
+            batch_size=16,
+            total_updates=2296,
+            warmup_updates=137,
+        ),
+        GlueTask(
+            "STS-B",
+            "sentence1",
+            "sentence2",
+            "score",
+            None,
+            STD,
+            ("sentence1", "sentence2"),
+            server_files={"test": "STS-B.tsv"},
+            metric="pearson_and_spearman",
+            criterion_flags=("--report-pearson-and-spearman", "--regression-target"),
+            lr=2e-5,
+            batch_size=16,
+            total_updates=3598,
+            warmup_updates=214,
+        ),
+        GlueTask(
+            "QQP",
+            "question1",
+            "question2",
+            "is_duplicate",
+            BINARY,
+            STD,
+            ("question1", "question2"),
+            test_id="id",
+            server_files={"test": "QQP.tsv"},
+            metric="acc_and_f1",
+            criterion_flags=("--report-acc-and-f1",),
+            lr=1e-5,
+            batch_size=32,
+            total_updates=113272,
+            warmup_updates=28318,
+        ),
+        GlueTask(
+            "MNLI",
+            "sentence1",
+            "sentence2",
+            "gold_label",
+            ("entailment", "neutral", "contradiction"),
+            {
+                "train": "train",
+                "valid": "dev_matched",
+                "valid1": "dev_mismatched",
+                "test": "test_matched",
+                "test1": "test_mismatched",
+            },
+            ("sentence1", "sentence2"),
+            server_files={"test": "MNLI-m.tsv", "test1": "MNLI-mm.tsv"},
+            lr=1e-5,
+            batch_size=32,
+            total_updates=123873,
+            warmup_updates=7432,
+        ),
+        GlueTask(
+            "QNLI",
+            "question",
+            "sentence",
+            "label",
+            NLI2,
+            STD,
+            ("question", "sentence"),
+            server_files={"test": "QNLI.tsv"},
+            lr=1e-5,
+            batch_size=32,
+            total_updates=33112,
+            warmup_updates=1986,
+        ),
+        GlueTask(
+            "RTE",
+            "sentence1",
+            "sentence2",
+            "label",
+            NLI2,
+            STD,
+            ("sentence1", "sentence2"),
+            server_files={"test": "RTE.tsv"},
+            lr=2e-5,
+            batch_size=16,
+            total_updates=2036,
+            warmup_updates=122,
+        ),
     )
 }
 
@@ -116,8 +216,11 @@ def read_split(task, path, labelled):
     if has_header:
         rows = rows[1:]
     if labelled:
-        cols = [_column(header, task.text_a, path), None if task.text_b is None else _column(header, task.text_b, path),
-                _column(header, task.label, path)]
+        cols = [
+            _column(header, task.text_a, path),
+            None if task.text_b is None else _column(header, task.text_b, path),
+            _column(header, task.label, path),
+        ]
         id_col = None
     else:
         a, b = task.test_columns
@@ -139,11 +242,23 @@ def read_split(task, path, labelled):
                     raise ValueError(f"{path} line {i + 1 + has_header}: score {label!r} is not a number") from None
             elif label not in task.label_names:
                 raise ValueError(f"{path} line {i + 1 + has_header}: label {label!r} is not one of {task.label_names}")
-        examples.append(Example(row[cols[0]], None if cols[1] is None else row[cols[1]], label,
-                                row[id_col] if id_col is not None else str(i)))
+        examples.append(
+            Example(
+                row[cols[0]],
+                None if cols[1] is None else row[cols[1]],
+                label,
+                row[id_col] if id_col is not None else str(i),
+            )
+        )
     if skipped:
-        logger.warning("%s: skipped %d malformed rows (fewer than %d fields): lines %s%s", path, len(skipped), width,
-                       ", ".join(map(str, skipped[:10])), " ..." if len(skipped) > 10 else "")
+        logger.warning(
+            "%s: skipped %d malformed rows (fewer than %d fields): lines %s%s",
+            path,
+            len(skipped),
+            width,
+            ", ".join(map(str, skipped[:10])),
+            " ..." if len(skipped) > 10 else "",
+        )
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples
@@ -165,4 +280,3 @@ def read_glue(glue_dir, task, include_test=True):
             continue
         splits[split] = read_split(task, os.path.join(task_dir, name + ".tsv"), labelled=True)
     return splits
-

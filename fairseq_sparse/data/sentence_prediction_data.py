@@ -6,12 +6,12 @@ against the checkpoint's dictionary, and fixes the label dictionary so that clas
 is label k (fairseq-preprocess would order labels by frequency). `meta.json` records what a
 fine-tuning run and the predictions script need (number of classes, label names, splits).
 """
+
 import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional
 
 from ..atomic_files import atomic_directory
 
@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Example:
     text_a: str
-    text_b: Optional[str] = None
-    label: Optional[object] = None  # class name (str) or float for regression; None if unlabelled
-    uid: Optional[str] = None  # id in the source file (GLUE server files need it)
+    text_b: str | None = None
+    label: object | None = None  # class name (str) or float for regression; None if unlabelled
+    uid: str | None = None  # id in the source file (GLUE server files need it)
 
 
 def _clean(text):
@@ -31,8 +31,9 @@ def _clean(text):
     return " ".join(str(text).split())
 
 
-def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names=None, regression=False,
-                                   workers=1, extra_meta=None, max_tokens=None):
+def write_sentence_prediction_data(
+    dest, splits, tokenizer, srcdict, label_names=None, regression=False, workers=1, extra_meta=None, max_tokens=None
+):
     """Build DEST/{input0,input1,label}/ and DEST/meta.json atomically.
 
     splits: ordered {fairseq split name ("train", "valid", "valid1", "test", ...): [Example]}.
@@ -77,7 +78,9 @@ def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names
                     elif str(ex.label) in index:
                         cols["label"].append(str(index[str(ex.label)]))
                     else:
-                        raise ValueError(f"{split} example {i} ({ex.uid}): label {ex.label!r} is not one of {label_names}")
+                        raise ValueError(
+                            f"{split} example {i} ({ex.uid}): label {ex.label!r} is not one of {label_names}"
+                        )
             n_labels = len(cols["label"])
             if n_labels not in (0, len(examples)):
                 raise ValueError(f"split {split!r}: {n_labels} of {len(examples)} examples have labels (all or none)")
@@ -86,8 +89,10 @@ def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names
             for key, lines in cols.items():
                 if lines:
                     _write_lines(os.path.join(raw, f"{split}.{key}"), lines)
-            _write_lines(os.path.join(raw, f"{split}.id"), [str(ex.uid if ex.uid is not None else i)
-                                                             for i, ex in enumerate(examples)])
+            _write_lines(
+                os.path.join(raw, f"{split}.id"),
+                [str(ex.uid if ex.uid is not None else i) for i, ex in enumerate(examples)],
+            )
         inputs = ["input0", "input1"] if has_pair else ["input0"]
         for key in inputs:
             binarize(raw, list(splits), key, os.path.join(tmp, key), srcdict, workers)
@@ -107,7 +112,7 @@ def write_sentence_prediction_data(dest, splits, tokenizer, srcdict, label_names
             "label_names": None if regression else list(label_names),
             "pair": has_pair,
             "splits": {s: len(e) for s, e in splits.items()},
-        "max_tokens": max_tokens,
+            "max_tokens": max_tokens,
             **(extra_meta or {}),
         }
         with open(os.path.join(tmp, "meta.json"), "w") as f:
@@ -128,8 +133,17 @@ def binarize(raw_dir, split_names, key, destdir, srcdict, workers=1):
         if split != expected:
             raise ValueError(f"split names must be train, valid, valid1, ..., test, test1, ... in order; got {split!r}")
         prefix[kind].append(os.path.join(raw_dir, f"{split}.{key}"))
-    argv = ["--only-source", "--srcdict", srcdict, "--destdir", destdir, "--workers", str(workers),
-            "--dataset-impl", "mmap"]
+    argv = [
+        "--only-source",
+        "--srcdict",
+        srcdict,
+        "--destdir",
+        destdir,
+        "--workers",
+        str(workers),
+        "--dataset-impl",
+        "mmap",
+    ]
     for kind, files in prefix.items():
         if files:
             argv += [f"--{kind}pref", ",".join(files)]

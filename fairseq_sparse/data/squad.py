@@ -16,12 +16,12 @@ Files written to DEST (atomically): dict.txt, meta.json, and per split
   {split}.features.npy      per feature: example index, start, end (target positions)
   {split}.examples.jsonl    per example: id, context, word spans, gold answers
 """
+
 import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class SquadExample:
     qid: str
     question: str
     context: str
-    answers: List[Tuple[str, int]] = field(default_factory=list)  # (text, start char)
+    answers: list[tuple[str, int]] = field(default_factory=list)  # (text, start char)
     is_impossible: bool = False
 
 
@@ -90,10 +90,13 @@ def split_words(text):
 class FeatureBuilder:
     """Turns examples into windows of token ids for one tokenizer and dictionary."""
 
-    def __init__(self, bpe, dictionary, bert_layout, space_prefix=False, max_seq_length=384, doc_stride=128,
-                 max_query_length=64):
+    def __init__(
+        self, bpe, dictionary, bert_layout, space_prefix=False, max_seq_length=384, doc_stride=128, max_query_length=64
+    ):
         if max_seq_length < max_query_length + 8:
-            raise ValueError(f"max_seq_length {max_seq_length} leaves no room after max_query_length {max_query_length}")
+            raise ValueError(
+                f"max_seq_length {max_seq_length} leaves no room after max_query_length {max_query_length}"
+            )
         if doc_stride < 1:
             raise ValueError(f"doc_stride must be >= 1, got {doc_stride}")
         self.bpe, self.dictionary = bpe, dictionary
@@ -137,9 +140,13 @@ class FeatureBuilder:
             start += min(length, self.doc_stride)
         out = []
         for w, (start, length) in enumerate(windows):
-            ids = prefix + doc_ids[start:start + length] + [d.eos()]
-            word_of = [-1] * len(prefix) + doc_word[start:start + length] + [-1]
-            maxctx = [0] * len(prefix) + [int(self._is_max_context(windows, w, p)) for p in range(start, start + length)] + [0]
+            ids = prefix + doc_ids[start : start + length] + [d.eos()]
+            word_of = [-1] * len(prefix) + doc_word[start : start + length] + [-1]
+            maxctx = (
+                [0] * len(prefix)
+                + [int(self._is_max_context(windows, w, p)) for p in range(start, start + length)]
+                + [0]
+            )
             s_pos = e_pos = 0
             if answer is not None and start <= answer[0] and answer[1] < start + length:
                 s_pos, e_pos = answer[0] - start + len(prefix), answer[1] - start + len(prefix)
@@ -202,10 +209,18 @@ def write_squad_data(dest, splits, builder, srcdict, extra_meta=None):
                         builders["words"].add_item(torch.tensor(word_of, dtype=torch.int32))
                         builders["maxctx"].add_item(torch.tensor(maxctx, dtype=torch.int32))
                         rows.append((n_examples, s, e))
-                    ex_file.write(json.dumps({
-                        "id": ex.qid, "context": ex.context, "words": [[s, e] for s, e, _ in words],
-                        "answers": [a for a, _ in ex.answers], "is_impossible": ex.is_impossible,
-                    }) + "\n")
+                    ex_file.write(
+                        json.dumps(
+                            {
+                                "id": ex.qid,
+                                "context": ex.context,
+                                "words": [[s, e] for s, e, _ in words],
+                                "answers": [a for a, _ in ex.answers],
+                                "is_impossible": ex.is_impossible,
+                            }
+                        )
+                        + "\n"
+                    )
                     n_examples += 1
             if not rows:
                 raise ValueError(f"{path}: no usable examples")
@@ -271,7 +286,7 @@ def answers_from_spans(examples, rows, null_threshold=0.0, version="2.0"):
         text = ""
         if ws >= 0:
             spans = example["words"]
-            text = example["context"][spans[ws][0]:spans[we][1]]
+            text = example["context"][spans[ws][0] : spans[we][1]]
         diff = null - score if ws >= 0 else float("inf")
         odds[example["id"]] = diff
         if version == "2.0" and diff > null_threshold:

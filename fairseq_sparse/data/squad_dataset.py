@@ -5,6 +5,7 @@ decoding needs without going back to the files: which positions may start or end
 (context tokens; starts only where the window gives the token its most context; "no answer"
 is scored separately at position 0), the context word of each position, and the example each feature belongs to.
 """
+
 import os
 
 import numpy as np
@@ -17,8 +18,9 @@ class SquadFeatureDataset(FairseqDataset):
     def __init__(self, prefix, pad_idx, example_offset=0, shuffle=True, seed=1):
         for name in ("tokens", "words", "maxctx"):
             if not MMapIndexedDataset.exists(f"{prefix}.{name}"):
-                raise FileNotFoundError(f"SQuAD features not found: {prefix}.{name}.idx/.bin "
-                                        "(run examples/squad/preprocess.py)")
+                raise FileNotFoundError(
+                    f"SQuAD features not found: {prefix}.{name}.idx/.bin (run examples/squad/preprocess.py)"
+                )
         self.tokens = MMapIndexedDataset(f"{prefix}.tokens")
         self.words = MMapIndexedDataset(f"{prefix}.words")
         self.maxctx = MMapIndexedDataset(f"{prefix}.maxctx")

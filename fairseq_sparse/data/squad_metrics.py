@@ -7,6 +7,7 @@ gold answer "", so only an empty prediction scores. With no-answer probabilities
 prediction whose probability exceeds the threshold counts as "", and the best threshold is
 searched as the v2.0 script does.
 """
+
 import collections
 import re
 import string

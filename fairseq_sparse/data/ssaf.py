@@ -22,6 +22,7 @@ Formats supported:
   DGEM variant's extra column is ignored) or the SNLI-style JSONL release (sentence1, sentence2,
   gold_label entailment / neutral).
 """
+
 import json
 import logging
 import os
@@ -125,7 +126,9 @@ def read_sst_text(path, fine_grained):
         for i, line in enumerate(lines, start=1):
             m = re.match(r"^(\d+)[\t ](.*)$", line)
             if not m:
-                raise ValueError(f"{path} line {i}: expected 'LABEL<tab>sentence' with an integer label, got {line[:60]!r}")
+                raise ValueError(
+                    f"{path} line {i}: expected 'LABEL<tab>sentence' with an integer label, got {line[:60]!r}"
+                )
             pairs.append((m.group(1), m.group(2), i))
         binary_labels = all(p[0] in ("0", "1") for p in pairs)
         if binary_labels and fine_grained:

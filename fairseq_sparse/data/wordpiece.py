@@ -7,6 +7,7 @@ then greedy longest-match-first WordPiece with `##` continuations; the special t
 are kept whole wherever they occur. Every piece keeps the span of the original text it came from,
 which SQuAD needs to map predicted token spans back to answer text.
 """
+
 import os
 
 from tokenizers import PreTokenizedString, Tokenizer
@@ -43,11 +44,18 @@ class WordPieceTokenizer:
         ids = {tok: i for i, tok in enumerate(tokens)}
         if unk_token not in ids:
             raise ValueError(f"unknown-word token {unk_token!r} is not in the WordPiece vocab")
-        self.normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
-                                         lowercase=lowercase)
+        self.normalizer = BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+        )
         self.pre_tokenizer = BertPreTokenizer()
-        self.tokenizer = Tokenizer(WordPiece(ids, unk_token=unk_token, continuing_subword_prefix=CONTINUATION,
-                                             max_input_chars_per_word=max_chars_per_word))
+        self.tokenizer = Tokenizer(
+            WordPiece(
+                ids,
+                unk_token=unk_token,
+                continuing_subword_prefix=CONTINUATION,
+                max_input_chars_per_word=max_chars_per_word,
+            )
+        )
         self.tokenizer.normalizer = self.normalizer
         self.tokenizer.pre_tokenizer = self.pre_tokenizer
         self.tokenizer.add_special_tokens([t for t in SPECIAL_TOKENS if t in ids])

@@ -4,6 +4,7 @@ and tabulate accuracy and attention density side by side (SSAF's comparison).
 Each run is one `fairseq-sparse-finetune` process writing OUT/<setting>_s<seed>/ (resumable:
 a finished run is reused); up to `parallel` run at once, each with OMP_NUM_THREADS threads.
 """
+
 import json
 import os
 import statistics
@@ -21,7 +22,14 @@ SETTINGS = {
     "sparsegen_lin_-2": ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "-2"],
     "sparsegen_lin_0": ["--attn-normalizer", "sparsegen_lin", "--sparsegen-lambda", "0"],
     "entmax15": ["--attn-normalizer", "entmax15"],
-    "schedule": ["--attn-normalizer", "entmax_bisect", "--entmax-alpha", "1.5", "--sparsity-schedule-start-alpha", "1.05"],
+    "schedule": [
+        "--attn-normalizer",
+        "entmax_bisect",
+        "--entmax-alpha",
+        "1.5",
+        "--sparsity-schedule-start-alpha",
+        "1.05",
+    ],
 }
 
 
@@ -29,8 +37,17 @@ def run_name(setting, seed):
     return f"{setting}_s{seed}"
 
 
-def compare(finetune_args, out_dir, settings, seeds=(1,), parallel=2, threads=1, schedule_updates=None,
-            heartbeat=None, log=print):
+def compare(
+    finetune_args,
+    out_dir,
+    settings,
+    seeds=(1,),
+    parallel=2,
+    threads=1,
+    schedule_updates=None,
+    heartbeat=None,
+    log=print,
+):
     """Run every (setting, seed); returns rows {setting, seed, valid/test accuracy, test density, seconds}.
 
     finetune_args: the fairseq-sparse-finetune options shared by all runs (files, checkpoint, budget).
@@ -50,8 +67,17 @@ def compare(finetune_args, out_dir, settings, seeds=(1,), parallel=2, threads=1,
         extra = list(SETTINGS[setting])
         if setting == "schedule":
             extra += ["--sparsity-schedule-updates", str(schedule_updates)]
-        cmd = [sys.executable, "-m", "fairseq_sparse.cli.finetune", *map(str, finetune_args), "--seed", str(seed),
-               "--out-dir", os.path.join(out_dir, name), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fairseq_sparse.cli.finetune",
+            *map(str, finetune_args),
+            "--seed",
+            str(seed),
+            "--out-dir",
+            os.path.join(out_dir, name),
+            *extra,
+        ]
         t0 = time.time()
         with open(os.path.join(out_dir, name + ".log"), "w") as f:
             rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -62,21 +88,30 @@ def compare(finetune_args, out_dir, settings, seeds=(1,), parallel=2, threads=1,
         scores = results["scores"]
         split = "test" if "test" in scores else "valid"
         test = scores[split]
-        row = {"setting": setting, "seed": seed, "valid_accuracy": round(scores["valid"]["accuracy"], 2),
-               "test_accuracy": round(test["accuracy"], 2), "test_macro_f1": round(test["macro_f1"], 2),
-               "test_majority_accuracy": round(results["majority_baseline"][split]["accuracy"], 2),
-               "test_examples": test["examples"],
-               "test_attention_density": round(test["attention_density"], 4), "seconds": round(time.time() - t0)}
-        log(f"  {name}: test accuracy {row['test_accuracy']:.2f}% on {row['test_examples']}, "
+        row = {
+            "setting": setting,
+            "seed": seed,
+            "valid_accuracy": round(scores["valid"]["accuracy"], 2),
+            "test_accuracy": round(test["accuracy"], 2),
+            "test_macro_f1": round(test["macro_f1"], 2),
+            "test_majority_accuracy": round(results["majority_baseline"][split]["accuracy"], 2),
+            "test_examples": test["examples"],
+            "test_attention_density": round(test["attention_density"], 4),
+            "seconds": round(time.time() - t0),
+        }
+        log(
+            f"  {name}: test accuracy {row['test_accuracy']:.2f}% on {row['test_examples']}, "
             f"attention density {row['test_attention_density']:.3f} ({row['seconds']} s; {time.time() - start:.0f} s so far)",
-            flush=True)
+            flush=True,
+        )
         return row
 
     jobs = [(s, seed) for seed in seeds for s in settings]
     done = threading.Event()
     if heartbeat:
-        threading.Thread(target=_beat, args=(out_dir, [run_name(*j) for j in jobs], heartbeat, done, start, log),
-                         daemon=True).start()
+        threading.Thread(
+            target=_beat, args=(out_dir, [run_name(*j) for j in jobs], heartbeat, done, start, log), daemon=True
+        ).start()
     try:
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             rows = list(pool.map(lambda job: one(*job), jobs))
@@ -99,8 +134,10 @@ def _beat(out_dir, names, every, done, start, log):
 def summary_table(rows):
     """Markdown: one line per setting, mean (and spread over seeds) of accuracy, macro-F1 and density,
     then the majority-class baseline the accuracies are to be read against."""
-    lines = ["| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density |",
+        "|---|---|---|---|---|---|",
+    ]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sel = [r for r in rows if r["setting"] == setting]
 
@@ -109,10 +146,15 @@ def summary_table(rows):
             mean = statistics.mean(values)
             return fmt.format(mean) + (f" ± {fmt.format(statistics.stdev(values))}" if len(values) > 1 else "")
 
-        lines.append(f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} "
-                     f"| {cell('test_accuracy', '{:.2f}')} | {cell('test_macro_f1', '{:.2f}')} "
-                     f"| {cell('test_attention_density', '{:.3f}')} |")
+        lines.append(
+            f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} "
+            f"| {cell('test_accuracy', '{:.2f}')} | {cell('test_macro_f1', '{:.2f}')} "
+            f"| {cell('test_attention_density', '{:.3f}')} |"
+        )
     majority = sorted({r["test_majority_accuracy"] for r in rows})
-    lines += ["", f"Majority-class baseline (the commonest training label for every example): test accuracy "
-                  f"{', '.join(f'{m:.2f}' for m in majority)}%."]
+    lines += [
+        "",
+        f"Majority-class baseline (the commonest training label for every example): test accuracy "
+        f"{', '.join(f'{m:.2f}' for m in majority)}%.",
+    ]
     return "\n".join(lines)

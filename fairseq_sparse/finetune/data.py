@@ -6,6 +6,7 @@ OUT/data/meta.json beside the data: class counts per split, the header rows skip
 valid/test texts that also occur in the training file. OUT/data is rebuilt only when an input
 changes: the files' contents, the column options, the tokenizer files' contents or the length.
 """
+
 import hashlib
 import os
 
@@ -31,8 +32,13 @@ def split_files(job):
 
 def read_splits(job):
     """({split: [Example]}, class names, {split: skipped header row or None}); raises TableError."""
-    options = dict(text_columns=job.text_columns, label_column=job.label_column, header=job.header,
-                   delimiter=job.delimiter, encoding=job.encoding)
+    options = dict(
+        text_columns=job.text_columns,
+        label_column=job.label_column,
+        header=job.header,
+        delimiter=job.delimiter,
+        encoding=job.encoding,
+    )
     files = split_files(job)
     train = read_labelled_file(files["train"], **options)
     known = sorted({ex.label for ex in train.examples})
@@ -70,13 +76,17 @@ def data_warnings(meta):
     if meta["inputs"]["columns"][2] is None:  # neither --header nor --no-header: say what was decided
         for split, header in meta.get("header_rows", {}).items():
             if header:
-                lines.append(f"the first row of the {split} file, {header}, looks like a header row and was "
-                             "skipped; pass --header to say so, or --no-header if it is an example")
+                lines.append(
+                    f"the first row of the {split} file, {header}, looks like a header row and was "
+                    "skipped; pass --header to say so, or --no-header if it is an example"
+                )
     for split, found in meta.get("overlap_with_train", {}).items():
         if found["examples"]:
             n = meta["splits"][split]
-            lines.append(f"{found['examples']} of {n} {split} texts also occur in the training file (first: "
-                         f"{found['first'][0]} = {found['first'][1]}); the {split} score is not a held-out score")
+            lines.append(
+                f"{found['examples']} of {n} {split} texts also occur in the training file (first: "
+                f"{found['first'][0]} = {found['first'][1]}); the {split} score is not a held-out score"
+            )
     return lines
 
 
@@ -85,18 +95,28 @@ def prepare_data(job, dest, tok):
     from ..data.checkpoint_tokenizer import build_tokenizer, uses_bert_layout
     from ..data.sentence_prediction_data import read_meta, write_sentence_prediction_data
 
-    tokenizer_files = [p for p in (getattr(tok, k, None) for k in ("srcdict", "bpe_vocab_file", "gpt2_encoder_json",
-                                                                     "gpt2_vocab_bpe")) if p]
-    inputs = {"files": [file_sha1(p) for p in split_files(job).values()],
-              "columns": [list(job.text_columns), job.label_column, job.header, job.delimiter, job.encoding],
-              "tokenizer": sorted((k, str(v)) for k, v in vars(tok).items()),
-              "tokenizer_sha1": [file_sha1(p, "tokenizer file") for p in tokenizer_files],
-              "max_length": job.max_length}
+    tokenizer_files = [
+        p
+        for p in (getattr(tok, k, None) for k in ("srcdict", "bpe_vocab_file", "gpt2_encoder_json", "gpt2_vocab_bpe"))
+        if p
+    ]
+    inputs = {
+        "files": [file_sha1(p) for p in split_files(job).values()],
+        "columns": [list(job.text_columns), job.label_column, job.header, job.delimiter, job.encoding],
+        "tokenizer": sorted((k, str(v)) for k, v in vars(tok).items()),
+        "tokenizer_sha1": [file_sha1(p, "tokenizer file") for p in tokenizer_files],
+        "max_length": job.max_length,
+    }
     if os.path.isfile(os.path.join(dest, "meta.json")) and read_meta(dest).get("inputs") == inputs:
         return read_meta(dest)
     splits, names, headers = read_splits(job)
-    extra = {"bert_layout": uses_bert_layout(tok), "inputs": inputs, "header_rows": headers,
-             "class_counts": {s: class_counts([ex.label for ex in exs], names) for s, exs in splits.items()},
-             "overlap_with_train": overlap_with_train(splits)}
-    return write_sentence_prediction_data(dest, splits, build_tokenizer(tok), tok.srcdict, label_names=names,
-                                          max_tokens=job.max_length, extra_meta=extra)
+    extra = {
+        "bert_layout": uses_bert_layout(tok),
+        "inputs": inputs,
+        "header_rows": headers,
+        "class_counts": {s: class_counts([ex.label for ex in exs], names) for s, exs in splits.items()},
+        "overlap_with_train": overlap_with_train(splits),
+    }
+    return write_sentence_prediction_data(
+        dest, splits, build_tokenizer(tok), tok.srcdict, label_names=names, max_tokens=job.max_length, extra_meta=extra
+    )

@@ -4,18 +4,19 @@ attention density, then the metrics of metrics.py and a predictions TSV a user c
 The density is fairseq_sparse/modules/attention_stats.py's: non-zero weights over real
 (query, key) pairs, counted per head and summed over batches, then per layer.
 """
+
 import os
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 from ..atomic_files import atomic_output
 from ..modules.attention_stats import attention_density_counts, support_sizes
 
 
 class SplitOutput(NamedTuple):
-    ids: List[str]  # the example's place in its file, '<file>:<line>', in file order
-    gold: List[int]  # class index
-    probs: List[List[float]]  # (examples, classes), softmax of the head's logits
-    density_per_layer: List[float]  # empty when the model has no sparse attention modules
+    ids: list[str]  # the example's place in its file, '<file>:<line>', in file order
+    gold: list[int]  # class index
+    probs: list[list[float]]  # (examples, classes), softmax of the head's logits
+    density_per_layer: list[float]  # empty when the model has no sparse attention modules
 
 
 def _uids(data, split, n):
@@ -40,8 +41,9 @@ def predict(checkpoint, data, splits, batch_size=32):
     for split in splits:
         task.load_dataset(split)
         dataset = task.dataset(split)
-        itr = task.get_batch_iterator(dataset, max_sentences=batch_size, max_positions=task.max_positions(),
-                                      ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
+        itr = task.get_batch_iterator(
+            dataset, max_sentences=batch_size, max_positions=task.max_positions(), ignore_invalid_inputs=False
+        ).next_epoch_itr(shuffle=False)
         n = len(dataset)
         probs, gold = [None] * n, [None] * n
         nonzero = torch.zeros(len(attn), dtype=torch.float64)

@@ -16,14 +16,15 @@ checkpoint and its tokenizer files) decides what is reused: the same record reus
 results.json, and checkpoints/checkpoint_last.pt only if written for it. Outputs appear under
 their final names only when complete; results.json is written last.
 """
+
 import contextlib
 import json
 import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Optional, Sequence
 
 from ..atomic_files import atomic_output
 from .commands import classification_flags, sentence_prediction_command
@@ -40,17 +41,17 @@ class FinetuneJob:
     valid: str
     checkpoint: str  # a directory with model.pt, dict.txt, vocab.txt (fairseq-sparse-convert-bert) or a .pt file
     out_dir: str
-    test: Optional[str] = None
+    test: str | None = None
     text_columns: Sequence[str] = ("0",)
     label_column: str = "-1"
-    header: Optional[bool] = None  # None: detect a header row (tabular.py), refuse when unclear
-    delimiter: Optional[str] = None
+    header: bool | None = None  # None: detect a header row (tabular.py), refuse when unclear
+    delimiter: str | None = None
     encoding: str = "utf-8"  # of the labelled files; a UTF-8 byte-order mark is dropped
-    dictionary: Optional[str] = None  # default: dict.txt next to the checkpoint
-    vocab: Optional[str] = None  # WordPiece vocab.txt; default: vocab.txt next to the checkpoint
-    gpt2_encoder_json: Optional[str] = None  # GPT-2 BPE files of a fairseq RoBERTa checkpoint
-    gpt2_vocab_bpe: Optional[str] = None
-    cased: Optional[bool] = None  # WordPiece casing; default: the checkpoint's
+    dictionary: str | None = None  # default: dict.txt next to the checkpoint
+    vocab: str | None = None  # WordPiece vocab.txt; default: vocab.txt next to the checkpoint
+    gpt2_encoder_json: str | None = None  # GPT-2 BPE files of a fairseq RoBERTa checkpoint
+    gpt2_vocab_bpe: str | None = None
+    cased: bool | None = None  # WordPiece casing; default: the checkpoint's
     max_length: int = 128  # tokens kept per text
     epochs: int = 3
     lr: float = 2e-5
@@ -86,32 +87,56 @@ def checkpoint_files(job):
     here = os.path.dirname(os.path.abspath(model))
     dictionary = job.dictionary or os.path.join(here, "dict.txt")
     if not os.path.isfile(dictionary):
-        raise FileNotFoundError(f"no dictionary {dictionary!r}: pass --dict (the dict.txt the checkpoint was trained with)")
+        raise FileNotFoundError(
+            f"no dictionary {dictionary!r}: pass --dict (the dict.txt the checkpoint was trained with)"
+        )
     args = checkpoint_model_args(model)
-    tok = argparse.Namespace(srcdict=dictionary, bpe_cased=job.cased if job.cased is not None else bool(args.get("bpe_cased")))
+    tok = argparse.Namespace(
+        srcdict=dictionary, bpe_cased=job.cased if job.cased is not None else bool(args.get("bpe_cased"))
+    )
     if job.gpt2_encoder_json or job.gpt2_vocab_bpe:
         tok.bpe, tok.gpt2_encoder_json, tok.gpt2_vocab_bpe = "gpt2", job.gpt2_encoder_json, job.gpt2_vocab_bpe
     else:
         tok.bpe, tok.bpe_vocab_file = "bert_wordpiece", job.vocab or os.path.join(here, "vocab.txt")
         if not os.path.isfile(tok.bpe_vocab_file):
-            raise FileNotFoundError(f"no WordPiece vocabulary {tok.bpe_vocab_file!r}: pass --vocab, or "
-                                    "--gpt2-encoder-json and --gpt2-vocab-bpe for a GPT-2 BPE checkpoint")
+            raise FileNotFoundError(
+                f"no WordPiece vocabulary {tok.bpe_vocab_file!r}: pass --vocab, or "
+                "--gpt2-encoder-json and --gpt2-vocab-bpe for a GPT-2 BPE checkpoint"
+            )
     return model, dictionary, tok, args
 
 
 def training_command(job, model, model_args, data, meta, save_dir):
     updates = job.epochs * math.ceil(meta["splits"]["train"] / job.batch_size)
-    flags = classification_flags(meta["num_classes"], lr=job.lr, batch_size=job.batch_size, total_updates=updates,
-                                 warmup_updates=max(1, int(job.warmup * updates)) if job.warmup else None)
+    flags = classification_flags(
+        meta["num_classes"],
+        lr=job.lr,
+        batch_size=job.batch_size,
+        total_updates=updates,
+        warmup_updates=max(1, int(job.warmup * updates)) if job.warmup else None,
+    )
     arch = model_args.get("arch") or "sparse_roberta"
     if not arch.startswith(("sparse_roberta", "sparsebert")):
         arch = "sparse_roberta_large" if arch.endswith("large") else "sparse_roberta"
-    run = ["--max-epoch", str(job.epochs), "--seed", str(job.seed), "--weight-decay", str(job.weight_decay),
-           "--num-workers", "0", "--log-format", "json", "--log-interval", str(job.log_interval)]
+    run = [
+        "--max-epoch",
+        str(job.epochs),
+        "--seed",
+        str(job.seed),
+        "--weight-decay",
+        str(job.weight_decay),
+        "--num-workers",
+        "0",
+        "--log-format",
+        "json",
+        "--log-interval",
+        str(job.log_interval),
+    ]
     if not use_cuda():
         run.append("--cpu")
-    return sentence_prediction_command(data, model, save_dir, flags, meta.get("bert_layout", True), arch=arch,
-                                       extra=run + list(job.fairseq_args))
+    return sentence_prediction_command(
+        data, model, save_dir, flags, meta.get("bert_layout", True), arch=arch, extra=run + list(job.fairseq_args)
+    )
 
 
 def best_valid_accuracy(checkpoint):
@@ -155,8 +180,9 @@ def finetune(job, log=_say):
     t0 = time.time()
     data = os.path.join(job.out_dir, "data")
     meta = prepare_data(job, data, tok)
-    log(f"data: {data} {meta['splits']}, {meta['num_classes']} classes {meta['label_names']} "
-        f"({time.time() - t0:.0f} s)")
+    log(
+        f"data: {data} {meta['splits']}, {meta['num_classes']} classes {meta['label_names']} ({time.time() - t0:.0f} s)"
+    )
     for warning in data_warnings(meta):
         log(f"WARNING: {warning}")
     save_dir = os.path.join(job.out_dir, "checkpoints")
@@ -176,17 +202,32 @@ def finetune(job, log=_say):
             scores[split]["attention_density_per_layer"] = [round(x, 4) for x in out.density_per_layer]
         files[split] = f"predictions_{split}.tsv"
         write_predictions(os.path.join(job.out_dir, files[split]), out, names)
-        log(f"{split}: accuracy {scores[split]['accuracy']:.2f}%, macro-F1 {scores[split]['macro_f1']:.2f}% on "
-            f"{len(out.gold)} examples" + (f", attention density {scores[split]['attention_density']:.3f}"
-                                           if out.density_per_layer else ""))
+        log(
+            f"{split}: accuracy {scores[split]['accuracy']:.2f}%, macro-F1 {scores[split]['macro_f1']:.2f}% on "
+            f"{len(out.gold)} examples"
+            + (f", attention density {scores[split]['attention_density']:.3f}" if out.density_per_layer else "")
+        )
     baseline = majority_baseline(meta["class_counts"]["train"], {s: out.gold for s, out in outputs.items()}, names)
-    log("majority-class baseline (" + baseline["label"] + "): "
-        + ", ".join(f"{s} accuracy {baseline[s]['accuracy']:.2f}%" for s in outputs))
-    results = {"job": record, "data": meta["splits"], "labels": names, "class_counts": meta["class_counts"],
-               "header_rows": meta["header_rows"], "overlap_with_train": meta["overlap_with_train"],
-               "majority_baseline": baseline, "checkpoint": best,
-               "checkpoint_best_valid_accuracy": best_valid_accuracy(best), "scores": scores, "predictions": files,
-               "seconds": {"train": round(train_seconds, 1), "evaluate": round(time.time() - t1, 1)}}
+    log(
+        "majority-class baseline ("
+        + baseline["label"]
+        + "): "
+        + ", ".join(f"{s} accuracy {baseline[s]['accuracy']:.2f}%" for s in outputs)
+    )
+    results = {
+        "job": record,
+        "data": meta["splits"],
+        "labels": names,
+        "class_counts": meta["class_counts"],
+        "header_rows": meta["header_rows"],
+        "overlap_with_train": meta["overlap_with_train"],
+        "majority_baseline": baseline,
+        "checkpoint": best,
+        "checkpoint_best_valid_accuracy": best_valid_accuracy(best),
+        "scores": scores,
+        "predictions": files,
+        "seconds": {"train": round(train_seconds, 1), "evaluate": round(time.time() - t1, 1)},
+    }
     with atomic_output(results_path) as f:
         json.dump(results, f, indent=1)
     return results

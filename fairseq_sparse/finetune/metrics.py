@@ -5,6 +5,7 @@ score high. So every split gets its class counts, macro-F1 and per-class precisi
 F1, and the majority-class baseline (the most frequent training label, predicted for every
 example) is scored the same way. Figures are percentages, like fairseq's accuracy.
 """
+
 from collections import Counter
 
 

@@ -5,6 +5,7 @@ the program they wrap, print the command they run so it can be copied, offer `--
 report bad input as one `PROG: error: ...` line, and use the GPU only when there is one and
 `--cpu` was not given. One copy here keeps those behaviours the same in all of them.
 """
+
 import contextlib
 import shlex
 import subprocess
@@ -19,7 +20,7 @@ def split_passthrough(argv=None):
     if "--" not in argv:
         return argv, []
     cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
+    return argv[:cut], argv[cut + 1 :]
 
 
 def fail(prog, message):

@@ -6,6 +6,7 @@ are read as JSON (fairseq_records), never by pattern-matching the text, and a co
 each (per-layer attention figures averaged) is printed. The log appears under its final name
 only when the command has succeeded (a failed one's as LOG.failed), so a log that exists is complete.
 """
+
 import json
 import os
 import subprocess
@@ -15,8 +16,23 @@ import time
 from ..atomic_files import atomic_output
 
 TAGS = ("train_inner", "train", "valid")  # fairseq's progress loggers
-_NOISE = {"epoch", "update", "wps", "ups", "wpb", "bsz", "gnorm", "clip", "loss_scale", "train_wall", "gb_free",
-          "wall", "num_updates", "nll_loss", "ppl"}
+_NOISE = {
+    "epoch",
+    "update",
+    "wps",
+    "ups",
+    "wpb",
+    "bsz",
+    "gnorm",
+    "clip",
+    "loss_scale",
+    "train_wall",
+    "gb_free",
+    "wall",
+    "num_updates",
+    "nll_loss",
+    "ppl",
+}
 _ALERTS = ("Error", "error:", "Traceback", "done training")
 
 
@@ -43,7 +59,7 @@ def fairseq_records(log_text, tag):
 
 
 def _unprefix(key, tag):
-    return key[len(tag) + 1:] if key.startswith(tag + "_") else key
+    return key[len(tag) + 1 :] if key.startswith(tag + "_") else key
 
 
 def _number(value):
@@ -65,8 +81,11 @@ def condense(line):
         if "num_updates" in record:
             fields.append(f"update {record['num_updates']:g}")
         density = [v for k, v in record.items() if k.startswith("attn_density_l") and isinstance(v, float)]
-        fields += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
-                   if k not in _NOISE and not k.startswith("attn_")]
+        fields += [
+            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in record.items()
+            if k not in _NOISE and not k.startswith("attn_")
+        ]
         if density:
             fields.append(f"attn_density(mean) {sum(density) / len(density):.3f}")
         return " | ".join([tag, *fields])
@@ -99,8 +118,9 @@ def run_logged(cmd, log_path, echo=condense, heartbeat=30.0, env=None, prefix=" 
         with atomic_output(log_path) as log:
             partial = log.name
             thread.start()
-            proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env=env)
+            proc = subprocess.Popen(
+                [str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            )
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
@@ -114,6 +134,7 @@ def run_logged(cmd, log_path, echo=condense, heartbeat=30.0, env=None, prefix=" 
         done.set()
     if rc != 0:  # kept aside: a log under its final name means a finished command
         os.replace(log_path, log_path + ".failed")
-        raise RuntimeError(f"command failed (exit {rc}): {' '.join(map(str, cmd))}\n{''.join(tail)}"
-                           f"full log: {log_path}.failed")
+        raise RuntimeError(
+            f"command failed (exit {rc}): {' '.join(map(str, cmd))}\n{''.join(tail)}full log: {log_path}.failed"
+        )
     return time.time() - start

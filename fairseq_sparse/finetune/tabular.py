@@ -8,11 +8,12 @@ as asked is a TableError naming the file, the line and the fix, raised before an
 Columns are chosen by 0-based index (negative counts from the end) or, with a header row, by
 name. The delimiter follows the file name (.tsv: tab, .csv: comma) unless given.
 """
+
 import codecs
 import csv
 import io
 import os
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple
 
 from ..data.sentence_prediction_data import Example
 
@@ -25,8 +26,8 @@ class TableError(ValueError):
 
 
 class Table(NamedTuple):
-    examples: List[Example]
-    header: Optional[List[str]]  # the column names when the file had a header row, else None
+    examples: list[Example]
+    header: list[str] | None  # the column names when the file had a header row, else None
 
 
 def _name(sep):
@@ -41,8 +42,9 @@ def _delimiter(path, delimiter):
         return "\t"
     if ext == ".csv":
         return ","
-    raise TableError(f"{path}: cannot tell the delimiter from the extension {ext!r}; "
-                     "use .tsv or .csv, or pass --delimiter")
+    raise TableError(
+        f"{path}: cannot tell the delimiter from the extension {ext!r}; use .tsv or .csv, or pass --delimiter"
+    )
 
 
 def _decode(path, encoding):
@@ -50,8 +52,9 @@ def _decode(path, encoding):
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise TableError(f"unknown --encoding {encoding!r}; expected a Python codec such as utf-8, cp1252, "
-                         "latin-1") from None
+        raise TableError(
+            f"unknown --encoding {encoding!r}; expected a Python codec such as utf-8, cp1252, latin-1"
+        ) from None
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -59,9 +62,11 @@ def _decode(path, encoding):
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - raw.rfind(b"\n", 0, e.start)
-        raise TableError(f"{path}, line {line}, byte {column}: {raw[e.start:e.start + 1]!r} is not {encoding} "
-                         f"({e.reason}); pass the file's encoding, e.g. --encoding cp1252 (Windows) or "
-                         "--encoding latin-1, or save the file as UTF-8") from None
+        raise TableError(
+            f"{path}, line {line}, byte {column}: {raw[e.start : e.start + 1]!r} is not {encoding} "
+            f"({e.reason}); pass the file's encoding, e.g. --encoding cp1252 (Windows) or "
+            "--encoding latin-1, or save the file as UTF-8"
+        ) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -78,8 +83,10 @@ def _rows(path, text, sep):
                 rows.append((start, cells))
             start = reader.line_num + 1
     except csv.Error as e:
-        raise TableError(f"{path}, line {start}: {e}; check the quoting there (a field with a {_name(sep)}, "
-                         'quote or line break goes in double quotes, a quote inside it doubled: "")') from None
+        raise TableError(
+            f"{path}, line {start}: {e}; check the quoting there (a field with a {_name(sep)}, "
+            'quote or line break goes in double quotes, a quote inside it doubled: "")'
+        ) from None
     finally:
         csv.field_size_limit(previous)
     return rows
@@ -90,15 +97,21 @@ def _check_shape(path, rows, sep):
     line, first = rows[0]
     other = "," if sep != "," else "\t"
     widths = {len(sep.join(cells).split(other)) for _, cells in rows}  # each row split the other way
-    hint = f"; is the file {_name(other)}-separated? pass --delimiter {other!r}" if min(widths) == max(widths) > 1 else ""
+    hint = (
+        f"; is the file {_name(other)}-separated? pass --delimiter {other!r}" if min(widths) == max(widths) > 1 else ""
+    )
     if all(len(cells) == 1 for _, cells in rows):
-        raise TableError(f"{path}: no label column: every row is one cell with no {_name(sep)} "
-                         f"(each row needs a text and a label){hint}")
+        raise TableError(
+            f"{path}: no label column: every row is one cell with no {_name(sep)} "
+            f"(each row needs a text and a label){hint}"
+        )
     for n, cells in rows[1:]:
         if len(cells) != len(first):
-            raise TableError(f"{path}, line {n}: {len(cells)} cells, expected {len(first)} like line {line}; "
-                             f"a {_name(sep)} inside a text? quote that field"
-                             f"{' (or remove the tab)' if sep == chr(9) else ''}{hint}")
+            raise TableError(
+                f"{path}, line {n}: {len(cells)} cells, expected {len(first)} like line {line}; "
+                f"a {_name(sep)} inside a text? quote that field"
+                f"{' (or remove the tab)' if sep == chr(9) else ''}{hint}"
+            )
 
 
 def _column_index(selector, header, width, path, role):
@@ -107,8 +120,10 @@ def _column_index(selector, header, width, path, role):
         i = int(selector)
     except ValueError:
         if header is None:
-            raise TableError(f"{path}: {role} column {selector!r} is a name, but the file has no header row "
-                             "(pass --header, or give 0-based column numbers)") from None
+            raise TableError(
+                f"{path}: {role} column {selector!r} is a name, but the file has no header row "
+                "(pass --header, or give 0-based column numbers)"
+            ) from None
         if selector not in header:
             raise TableError(f"{path}: no {role} column named {selector!r}; the header has {header}") from None
         return header.index(selector)
@@ -136,13 +151,23 @@ def _is_header(path, rows, label, known_labels, header_like):
         return set(others) <= set(known_labels)
     if len(set(others)) <= len(others) / 2:
         return True
-    raise TableError(f"{path}: cannot tell whether line {rows[0][0]} {first} is a header row: its label "
-                     f"{first[label]!r} occurs in no other row; pass --header if it names the columns, "
-                     "--no-header if it is an example")
+    raise TableError(
+        f"{path}: cannot tell whether line {rows[0][0]} {first} is a header row: its label "
+        f"{first[label]!r} occurs in no other row; pass --header if it names the columns, "
+        "--no-header if it is an example"
+    )
 
 
-def read_labelled_file(path, text_columns=("0",), label_column="-1", header=None, delimiter=None, encoding="utf-8",
-                       known_labels=None, header_like=None):
+def read_labelled_file(
+    path,
+    text_columns=("0",),
+    label_column="-1",
+    header=None,
+    delimiter=None,
+    encoding="utf-8",
+    known_labels=None,
+    header_like=None,
+):
     """Table([Example(text_a, text_b, label, uid '<file>:<line>')], header) from a TSV/CSV file.
 
     header: True / False, or None to detect it (_is_header); column names imply a header.
@@ -160,16 +185,18 @@ def read_labelled_file(path, text_columns=("0",), label_column="-1", header=None
     width = len(rows[0][1])
     by_name = not all(_is_int(c) for c in [*text_columns, label_column])
     if header is None:
-        header = by_name or _is_header(path, rows, _column_index(label_column, None, width, path, "label"),
-                                       known_labels, header_like)
+        header = by_name or _is_header(
+            path, rows, _column_index(label_column, None, width, path, "label"), known_labels, header_like
+        )
     names = [c.strip() for c in rows.pop(0)[1]] if header else None
     if not rows:
         raise TableError(f"{path}: no data rows below the header")
     texts = [_column_index(c, names, width, path, "text") for c in text_columns]
     label = _column_index(label_column, names, width, path, "label")
     if label in texts:
-        raise TableError(f"{path}: the label column {label_column!r} is also a text column; "
-                         "pass --label-column and --text-columns")
+        raise TableError(
+            f"{path}: the label column {label_column!r} is also a text column; pass --label-column and --text-columns"
+        )
     base = os.path.basename(path)
     examples = []
     for line, row in rows:
@@ -198,6 +225,7 @@ def label_names(train, others):
         unseen = sorted({ex.label for ex in examples} - set(names))
         if unseen:
             first = next(ex.uid for ex in examples if ex.label in unseen)
-            raise TableError(f"{split} labels {unseen} never occur in the training file (labels: {names}); "
-                             f"first at {first}")
+            raise TableError(
+                f"{split} labels {unseen} never occur in the training file (labels: {names}); first at {first}"
+            )
     return names

@@ -1,10 +1,11 @@
 """When the Triton kernels can run, their lazy import, the tile sizes and the launch grid."""
+
 import functools
 import importlib.util
 
 import torch
 
-MAX_GRID_X = 2 ** 31 - 1  # CUDA's limit on a grid's first axis (the second and third: 65,535)
+MAX_GRID_X = 2**31 - 1  # CUDA's limit on a grid's first axis (the second and third: 65,535)
 
 
 @functools.cache
@@ -25,8 +26,9 @@ def interpret_on_cpu(flag=True):
     """
     global _ON_CPU
     if flag and type(kernels().row_normalize_fwd).__name__ != "InterpretedFunction":
-        raise RuntimeError("the Triton interpreter needs TRITON_INTERPRET=1 set before triton is first "
-                           "imported in this process")
+        raise RuntimeError(
+            "the Triton interpreter needs TRITON_INTERPRET=1 set before triton is first imported in this process"
+        )
     previous, _ON_CPU = _ON_CPU, bool(flag)
     return previous
 
@@ -60,6 +62,7 @@ def kernels():
     if not triton_available():
         raise RuntimeError("the fused sparse-attention kernels need the `triton` package (pip install triton)")
     from . import _triton_kernels
+
     return _triton_kernels
 
 
@@ -75,6 +78,8 @@ def flat_grid(blocks, heads):
     """
     total = int(blocks) * int(heads)
     if total > MAX_GRID_X:
-        raise ValueError(f"sparse attention: {blocks} blocks x {heads} (batch x heads) = {total} programs, "
-                         f"over CUDA's grid limit {MAX_GRID_X}; split the batch")
+        raise ValueError(
+            f"sparse attention: {blocks} blocks x {heads} (batch x heads) = {total} programs, "
+            f"over CUDA's grid limit {MAX_GRID_X}; split the batch"
+        )
     return (total,)

@@ -8,6 +8,7 @@ with no kept entry are skipped in every pass, forward and backward (see blocks.b
 On a GPU the tile sizes are autotuned per power-of-two bucket of N (TUNE_CONFIGS); the launch grid
 is one flat axis of blocks x batch x heads (_runtime.flat_grid), so B x H may pass 65,535.
 """
+
 import functools
 import math
 
@@ -89,16 +90,44 @@ class _SparseAttention(torch.autograd.Function):
             tables, keep_u8, hk = (dummy_i,) * 4, dummy_i, 1
         pad_u8 = pad.contiguous().view(torch.uint8) if pad is not None else dummy_i
         alpha_h = alpha.detach().float().contiguous() if alpha is not None else torch.ones(1, device=dev)
-        seed = int(torch.randint(0, 2 ** 30, (1,)).item()) if dropout_p > 0 else 0  # CPU generator: no device sync
+        seed = int(torch.randint(0, 2**30, (1,)).item()) if dropout_p > 0 else 0  # CPU generator: no device sync
         o = torch.empty_like(q)
         tau = torch.empty((B, H, N), dtype=torch.float32, device=dev)
         mass, support = torch.empty_like(tau), torch.empty_like(tau)
         passes = torch.empty(B * H * math.ceil(N / 16), dtype=torch.int32, device=dev)  # 16: the smallest BLOCK_M
-        flags = dict(MODE=mode, HAS_PAD=pad is not None, HAS_KEEP=keep is not None, DROPOUT=dropout_p > 0,
-                     IEEE=q.dtype == torch.float32, BLOCK_D=max(16, next_pow2(D)))
+        flags = dict(
+            MODE=mode,
+            HAS_PAD=pad is not None,
+            HAS_KEEP=keep is not None,
+            DROPOUT=dropout_p > 0,
+            IEEE=q.dtype == torch.float32,
+            BLOCK_D=max(16, next_pow2(D)),
+        )
         sizes = (H, N, D, hk, next_pow2(N))
-        bm = fwd(N, B * H, q, k, v, o, tau, mass, support, passes, alpha_h, pad_u8, keep_u8, tables[0], tables[1],
-                 seed, float(dropout_p), qk_scale, n_iter, tol, *sizes, **flags)
+        bm = fwd(
+            N,
+            B * H,
+            q,
+            k,
+            v,
+            o,
+            tau,
+            mass,
+            support,
+            passes,
+            alpha_h,
+            pad_u8,
+            keep_u8,
+            tables[0],
+            tables[1],
+            seed,
+            float(dropout_p),
+            qk_scale,
+            n_iter,
+            tol,
+            *sizes,
+            **flags,
+        )
         passes = passes[: B * H * math.ceil(N / bm)].view(B, H, -1)
         ctx.save_for_backward(q, k, v, tau, mass, alpha_h, pad_u8, keep_u8, *tables)
         ctx.meta = (seed, float(dropout_p), qk_scale, sizes, flags, ctx.needs_input_grad[3])
@@ -115,17 +144,70 @@ class _SparseAttention(torch.autograd.Function):
         delta = torch.empty_like(tau)
         ga = torch.empty_like(tau) if flags["MODE"] == ENTMAX_ALPHA_MODE else delta
         _Launcher("attn_bwd_dq", "BLOCK_M", q.device, D)(
-            N, B * H, q, k, v, do, dq, tau, mass, delta, ga, alpha_h, pad_u8, keep_u8, kv_num, kv_idx,
-            seed, p_drop, qk_scale, *sizes, **flags)
+            N,
+            B * H,
+            q,
+            k,
+            v,
+            do,
+            dq,
+            tau,
+            mass,
+            delta,
+            ga,
+            alpha_h,
+            pad_u8,
+            keep_u8,
+            kv_num,
+            kv_idx,
+            seed,
+            p_drop,
+            qk_scale,
+            *sizes,
+            **flags,
+        )
         _Launcher("attn_bwd_dkdv", "BLOCK_N", q.device, D)(
-            N, B * H, q, k, v, do, dk, dv, tau, mass, delta, alpha_h, pad_u8, keep_u8, q_num, q_idx,
-            seed, p_drop, qk_scale, *sizes, **flags)
+            N,
+            B * H,
+            q,
+            k,
+            v,
+            do,
+            dk,
+            dv,
+            tau,
+            mass,
+            delta,
+            alpha_h,
+            pad_u8,
+            keep_u8,
+            q_num,
+            q_idx,
+            seed,
+            p_drop,
+            qk_scale,
+            *sizes,
+            **flags,
+        )
         grad_alpha = ga.sum(dim=(0, 2)) if alpha_grad else None
         return dq, dk, dv, grad_alpha, None, None, None, None, None, None, None
 
 
-def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_padding_mask=None, keep=None,
-                     dropout_p=0.0, n_iter=None, tol=1e-6, return_stats=False):
+def sparse_attention(
+    q,
+    k,
+    v,
+    normalizer,
+    scale=None,
+    lam=0.0,
+    alpha=1.5,
+    key_padding_mask=None,
+    keep=None,
+    dropout_p=0.0,
+    n_iter=None,
+    tol=1e-6,
+    return_stats=False,
+):
     """normalizer(scale * q k^T, masked) @ v in one fused kernel, forward and backward.
 
     q, k, v: (B, H, N, D) float16 / bfloat16 / float32 on CUDA (or CPU under TRITON_INTERPRET=1).
@@ -138,19 +220,25 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
     """
     mode = kernel_mode(normalizer, "sparse_attention")
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"sparse_attention: q, k, v must share one (B, H, N, D) shape, got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"sparse_attention: q, k, v must share one (B, H, N, D) shape, got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"sparse_attention: expected float16/bfloat16/float32 q, k, v of one dtype, got "
-                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+        raise ValueError(
+            f"sparse_attention: expected float16/bfloat16/float32 q, k, v of one dtype, got "
+            f"{q.dtype}, {k.dtype}, {v.dtype}"
+        )
     if not can_run(q):
-        raise ValueError(f"sparse_attention: needs triton and CUDA tensors (CPU ones only under "
-                         f"kernels.interpret_on_cpu), got a {q.device.type} tensor")
+        raise ValueError(
+            f"sparse_attention: needs triton and CUDA tensors (CPU ones only under "
+            f"kernels.interpret_on_cpu), got a {q.device.type} tensor"
+        )
     lam = check_lam(lam, "sparse_attention: lam")
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"sparse_attention: dropout_p must be in [0, 1), got {dropout_p}")
     B, H, N, D = q.shape
-    scale = D ** -0.5 if scale is None else float(scale)
+    scale = D**-0.5 if scale is None else float(scale)
     qk_scale = scale * entmax_family(normalizer, lam)[1]  # sparsegen-lin: sparsemax of scores / (1 - lam)
     alpha_h = None
     if mode == ENTMAX_ALPHA_MODE:
@@ -159,8 +247,9 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
             if alpha_h.numel() == 1:
                 alpha_h = alpha_h.expand(H)
             if alpha_h.numel() != H:
-                raise ValueError(f"sparse_attention: alpha must have one value per head ({H}), "
-                                 f"got shape {tuple(alpha.shape)}")
+                raise ValueError(
+                    f"sparse_attention: alpha must have one value per head ({H}), got shape {tuple(alpha.shape)}"
+                )
         else:
             alpha_h = torch.full((H,), check_alpha(alpha, "sparse_attention: alpha"), device=q.device)
     pad = None
@@ -177,11 +266,14 @@ def sparse_attention(q, k, v, normalizer, scale=None, lam=0.0, alpha=1.5, key_pa
         if keep.dim() == 4 and keep.shape[0] == 1:
             keep = keep[0]
         if keep.dim() != 3 or keep.shape[0] not in (1, H) or keep.shape[1:] != (N, N):
-            raise ValueError(f"sparse_attention: keep must be (N, N), (1 or H, N, N) or (1, 1 or H, N, N) with "
-                             f"N = {N}, H = {H}; got {tuple(keep.shape)}")
+            raise ValueError(
+                f"sparse_attention: keep must be (N, N), (1 or H, N, N) or (1, 1 or H, N, N) with "
+                f"N = {N}, H = {H}; got {tuple(keep.shape)}"
+            )
     n_iter = resolve_n_iter(n_iter) if mode == ENTMAX_ALPHA_MODE else N + 2
-    out, support, passes = _SparseAttention.apply(q, k, v, alpha_h, pad, keep, mode, qk_scale, float(dropout_p),
-                                                  n_iter, float(tol))
+    out, support, passes = _SparseAttention.apply(
+        q, k, v, alpha_h, pad, keep, mode, qk_scale, float(dropout_p), n_iter, float(tol)
+    )
     return (out, {"support": support, "passes": passes}) if return_stats else out
 
 

@@ -4,6 +4,7 @@ A frozen or fixed mask is the same tensor for every layer and every step, so its
 a sort) are built once per (mask, tile size, device) and reused; an in-place change of the mask (its
 version counter) or a new tensor builds them again. Pure torch; no host sync.
 """
+
 import collections
 import math
 import weakref

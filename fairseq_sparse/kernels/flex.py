@@ -9,6 +9,7 @@ entry are skipped. On CUDA the call goes
 through torch.compile (FlexAttention's fused kernel, forward and backward); on the CPU the
 uncompiled forward runs (inference only: FlexAttention has no CPU backward).
 """
+
 import collections
 import functools
 import inspect
@@ -63,8 +64,9 @@ def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
         if hit is not None and hit[0]() is keep:
             return hit[1]
     kv_num, kv_idx, _, _ = cached_block_tables(keep, block, block)
-    mask = BlockMask.from_kv_blocks(kv_num[None], kv_idx[None], BLOCK_SIZE=block,
-                                    mask_mod=_mask_mod(keep, key_padding_mask), seq_lengths=(n, s))
+    mask = BlockMask.from_kv_blocks(
+        kv_num[None], kv_idx[None], BLOCK_SIZE=block, mask_mod=_mask_mod(keep, key_padding_mask), seq_lengths=(n, s)
+    )
     if key_padding_mask is None:
         _MASKS[key] = (weakref.ref(keep), mask)
         while len(_MASKS) > 64:
@@ -75,6 +77,7 @@ def flex_block_mask(keep, key_padding_mask=None, batch=1, block=FLEX_BLOCK):
 @functools.cache
 def _compiled_flex():
     from torch.nn.attention.flex_attention import flex_attention
+
     return torch.compile(flex_attention)  # a new length recompiles once, then shapes go dynamic
 
 

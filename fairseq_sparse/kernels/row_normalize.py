@@ -3,6 +3,7 @@
 One program per row holds the whole row and runs the threshold search of _triton_kernels/family.py to
 its end inside the kernel: no host synchronisation. Computes in float32, returns the input dtype.
 """
+
 import torch
 
 from ..normalizers import check_alpha, check_lam, entmax_family
@@ -19,8 +20,9 @@ class _RowNormalizeFunction(torch.autograd.Function):
         p = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
         alpha_rows = _alpha_rows(alpha, x, rows.shape[0])
         if rows.shape[0] and n:
-            tk.row_normalize_fwd[_row_grid(rows.shape[0])](rows, p, alpha_rows, n, scale, n_iter, tol,
-                                                           MODE=mode, BLOCK=next_pow2(n))
+            tk.row_normalize_fwd[_row_grid(rows.shape[0])](
+                rows, p, alpha_rows, n, scale, n_iter, tol, MODE=mode, BLOCK=next_pow2(n)
+            )
         ctx.mode, ctx.scale, ctx.alpha_shape = mode, scale, None if alpha is None else alpha.shape
         ctx.save_for_backward(p, alpha_rows)
         return p.view(x.shape).to(x.dtype)
@@ -33,8 +35,9 @@ class _RowNormalizeFunction(torch.autograd.Function):
         dz = torch.empty_like(p)
         ga = torch.empty(p.shape[0], dtype=torch.float32, device=p.device)
         if p.numel():
-            tk.row_normalize_bwd[_row_grid(p.shape[0])](p, g, dz, alpha_rows, ga, p.shape[1], ctx.scale,
-                                                        MODE=ctx.mode, BLOCK=next_pow2(p.shape[1]))
+            tk.row_normalize_bwd[_row_grid(p.shape[0])](
+                p, g, dz, alpha_rows, ga, p.shape[1], ctx.scale, MODE=ctx.mode, BLOCK=next_pow2(p.shape[1])
+            )
         grad_alpha = None
         if ctx.needs_input_grad[1]:
             lead = grad.shape[:-1]
@@ -68,8 +71,10 @@ def normalize(x, normalizer, dim=-1, lam=0.0, alpha=1.5, n_iter=None, tol=1e-6):
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"kernels.normalize: expected a float16, bfloat16 or float32 tensor, got {x.dtype}")
     if not can_run(x):
-        raise ValueError(f"kernels.normalize: needs triton and a CUDA tensor (CPU ones only under "
-                         f"kernels.interpret_on_cpu), got a {x.device.type} tensor")
+        raise ValueError(
+            f"kernels.normalize: needs triton and a CUDA tensor (CPU ones only under "
+            f"kernels.interpret_on_cpu), got a {x.device.type} tensor"
+        )
     lam = check_lam(lam, "kernels.normalize: lam")
     alpha_t = None
     if mode == ENTMAX_ALPHA_MODE:

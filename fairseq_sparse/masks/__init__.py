@@ -1,5 +1,6 @@
 """Attention masks, pure torch: fixed sparse patterns, SparseBERT's learnable DAM and its export, mask files,
 and masked normalisation. A keep mask is bool with True = query i may attend key j (SDPA's convention)."""
+
 from .dam import DifferentiableAttentionMask, binarize_dam_logits, gumbel_sigmoid, mask_densities
 from .layout import additive_mask, allowed_mask, density
 from .mask_file import load_mask_file, mask_for_layer, save_mask_file, slice_mask, validate_mask

@@ -32,6 +32,7 @@ How the sample enters attention (`form`; the forward values agree, the mask's gr
 The form and the logit scale are buffers (`dam_form`, `dam_logit_scale`): a checkpoint alone
 says how its logits are read, and loading it into a module built otherwise is refused.
 """
+
 import logging
 
 import numpy as np
@@ -210,12 +211,16 @@ class DifferentiableAttentionMask(nn.Module):
                 raise ValueError(
                     f"the checkpoint's DAM was trained with form {stored_form!r} and logit scale {stored_scale:g}; "
                     f"this model was built with form {self.form!r} and logit scale {self.logit_scale:g}. Build it "
-                    f"with the checkpoint's values (--dam-form {stored_form} --dam-logit-scale {stored_scale:g})")
+                    f"with the checkpoint's values (--dam-form {stored_form} --dam-logit-scale {stored_scale:g})"
+                )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         stored = bool(self.dam_no_diagonal)
         if stored != self.no_diagonal:
-            logger.warning("DAM: the checkpoint was trained with no_diagonal=%s; using it (this run asked for %s)",
-                           stored, self.no_diagonal)
+            logger.warning(
+                "DAM: the checkpoint was trained with no_diagonal=%s; using it (this run asked for %s)",
+                stored,
+                self.no_diagonal,
+            )
             self.no_diagonal = stored
 
     def mask_logits(self):
@@ -223,11 +228,16 @@ class DifferentiableAttentionMask(nn.Module):
         return self.dam_logits * self.logit_scale if self.logit_scale != 1.0 else self.dam_logits
 
     def extra_repr(self):
-        tau = f"tau={self.tau_start}" if self.tau_end is None else (
-            f"tau={self.tau_start}->{self.tau_end} over {self.tau_anneal_steps} updates")
-        return (f"heads={self.num_heads}, max_positions={self.max_positions}, structure={self.structure}, "
-                f"layers={self.num_layers}, no_diagonal={self.no_diagonal}, {tau}, "
-                f"init={self.init_mean}+-{self.init_std}, logit_scale={self.logit_scale}, form={self.form}")
+        tau = (
+            f"tau={self.tau_start}"
+            if self.tau_end is None
+            else (f"tau={self.tau_start}->{self.tau_end} over {self.tau_anneal_steps} updates")
+        )
+        return (
+            f"heads={self.num_heads}, max_positions={self.max_positions}, structure={self.structure}, "
+            f"layers={self.num_layers}, no_diagonal={self.no_diagonal}, {tau}, "
+            f"init={self.init_mean}+-{self.init_std}, logit_scale={self.logit_scale}, form={self.form}"
+        )
 
     def set_num_updates(self, num_updates):
         """Temperature for this update: geometric from tau to tau_end over tau_anneal_steps."""

@@ -4,6 +4,7 @@ The search's logits (state-dict keys containing `dam_logits`) become the frozen 
 M = 1[logit > 0] (keep probability above one half); a mask that leaves a query with no key is
 refused unless allowed, since that query would attend to nothing.
 """
+
 import torch
 
 from .dam import binarize_dam_logits, mask_densities
@@ -26,15 +27,19 @@ def find_dam_logits(state, source, key=None):
     else:
         found = sorted(k for k in state if LOGITS_KEY in k)
         if not found:
-            raise ValueError(f"no DAM logits (keys containing {LOGITS_KEY!r}) in {source}; was it trained with "
-                             f"--attn-mask dam? Its keys start: {', '.join(list(state)[:5])}")
+            raise ValueError(
+                f"no DAM logits (keys containing {LOGITS_KEY!r}) in {source}; was it trained with "
+                f"--attn-mask dam? Its keys start: {', '.join(list(state)[:5])}"
+            )
         if len(found) > 1:
             raise ValueError(f"several DAM logits in {source}: {found}; choose one with --key")
     logits = state[found[0]]
     if not isinstance(logits, torch.Tensor) or logits.dim() not in (3, 4):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"{found[0]} has shape {shape}; expected (layers, heads, positions) "
-                         "or (layers, heads, positions, positions)")
+        raise ValueError(
+            f"{found[0]} has shape {shape}; expected (layers, heads, positions) "
+            "or (layers, heads, positions, positions)"
+        )
     flag = state.get(found[0].replace(LOGITS_KEY, NO_DIAGONAL_KEY))
     return found[0], logits, None if flag is None else bool(flag)
 
@@ -55,10 +60,16 @@ def learned_keep_mask(state, source, length=None, key=None, no_diagonal=False, a
         raise EmptyMaskError(
             f"the learned mask in {source} is unusable: {problem}. Per-head densities: "
             f"{densities['density_per_head']}. The search drove those logits below 0 (a smaller --dam-lambda "
-            "or a longer search may keep more); --allow-empty writes it anyway")
-    report = {"key": key, "shape": list(keep.shape[1:] if shared else keep.shape),
-              "structure": "structured" if logits.dim() == 3 else "unstructured",
-              "shared_across_layers": shared, "no_diagonal": no_diagonal, **densities}
+            "or a longer search may keep more); --allow-empty writes it anyway"
+        )
+    report = {
+        "key": key,
+        "shape": list(keep.shape[1:] if shared else keep.shape),
+        "structure": "structured" if logits.dim() == 3 else "unstructured",
+        "shared_across_layers": shared,
+        "no_diagonal": no_diagonal,
+        **densities,
+    }
     if problem:
         report["empty"] = problem
     return keep, report

@@ -10,6 +10,7 @@ A row with no allowed key (possible only for padded query positions, or a learne
 dropped a whole row) attends to nothing: its attention output is 0. PyTorch's eager SDPA
 returns zeros for such rows (checked on torch 2.13 CPU), as do the plugin's normalisers.
 """
+
 import torch
 
 
@@ -34,9 +35,7 @@ def allowed_mask(keep, key_padding_mask=None):
         return keep
     pad = key_padding_mask.to(torch.bool)
     if pad.dim() != 2 or pad.shape[-1] != keep.shape[-1]:
-        raise ValueError(
-            f"key_padding_mask of shape {tuple(pad.shape)} does not match {keep.shape[-1]} keys"
-        )
+        raise ValueError(f"key_padding_mask of shape {tuple(pad.shape)} does not match {keep.shape[-1]} keys")
     return keep & ~pad[:, None, None, :]
 
 

@@ -5,6 +5,7 @@ A mask file holds 0/1 (or bool) values of shape (n, n) (one mask for all heads a
 T <= n uses the top-left T x T block: position i of the sequence is row/column i of the file.
 Anything else - another shape, other values, a longer sequence - is an error, never a broadcast.
 """
+
 import os
 
 import numpy as np
@@ -30,9 +31,11 @@ def empty_mask_problem(mask):
     if not rows.any():
         return None
     first = tuple(int(i) for i in rows.nonzero()[0])
-    where = ", ".join(f"{a} {i}" for a, i in zip(("layer", "head", "row")[-len(first):], first))
-    return (f"{int(rows.sum())} of its {rows.numel()} query rows keep no key (first: {where}); "
-            "such a query attends to nothing")
+    where = ", ".join(f"{a} {i}" for a, i in zip(("layer", "head", "row")[-len(first) :], first))
+    return (
+        f"{int(rows.sum())} of its {rows.numel()} query rows keep no key (first: {where}); "
+        "such a query attends to nothing"
+    )
 
 
 def load_mask_file(path, num_heads=None, num_layers=None, allow_empty=False):

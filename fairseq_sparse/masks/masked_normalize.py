@@ -32,6 +32,7 @@ A row whose every key is dropped attends to nothing (probabilities 0). Its mask 
 taken as if the row's best key alone were kept (w = exp(e - max e) for softmax,
 [x - (max x - 1)]_+ ** beta otherwise), so a learned mask can switch a key back on.
 """
+
 import torch
 
 from ..normalizers import entmax_family, get_normalizer, normalizer_params

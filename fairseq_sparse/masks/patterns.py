@@ -10,6 +10,7 @@ padded keys with its key_padding_mask. Sequences are right-padded, so real token
 0..L-1 and their rows see the same pattern as an unpadded sequence, cut at L. Global tokens are
 the first positions (position 0 is [CLS] / <s>), which padding never removes.
 """
+
 import inspect
 
 import torch

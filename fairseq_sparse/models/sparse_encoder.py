@@ -2,6 +2,7 @@
 (build_encoder -> build_encoder_layer -> build_self_attention), plus what a converted BERT
 needs (token-type embeddings, its LayerNorm eps) and what changes with the update count
 (the sparsity schedule, the DAM temperature)."""
+
 import torch
 from fairseq.distributed import fsdp_wrap
 from fairseq.logging import metrics
@@ -36,8 +37,11 @@ class SparseTransformerEncoder(TransformerEncoder):
         self.sparsity_schedule = None
         if args.sparsity_schedule_updates:
             self.sparsity_schedule = LinearAlphaSchedule(
-                args.sparsity_schedule_start_alpha, args.entmax_alpha, args.sparsity_schedule_updates)
-        self.attn_masks = EncoderAttentionMask(args, args.encoder_layers, args.encoder_attention_heads, args.max_positions)
+                args.sparsity_schedule_start_alpha, args.entmax_alpha, args.sparsity_schedule_updates
+            )
+        self.attn_masks = EncoderAttentionMask(
+            args, args.encoder_layers, args.encoder_attention_heads, args.max_positions
+        )
         for module in self.modules():
             if isinstance(module, SparseMultiheadAttention):
                 module.set_keep_mask_fn(self.attn_masks.layer_keep_fn(module.layer_idx))

@@ -4,6 +4,7 @@ Only fairseq's factory hooks are overridden (the encoder: sparse_encoder.py), as
 linformer example does, so every parameter keeps its stock RoBERTa name and a `roberta_base`
 checkpoint restores into `sparse_roberta_base` as it is. The options: sparse_roberta_options.py.
 """
+
 import argparse
 import logging
 import os
@@ -24,8 +25,14 @@ logger = logging.getLogger(__name__)
 
 # Substrings of state-dict keys that exist only in this plugin. A checkpoint without them (a
 # stock RoBERTa, or one trained before a feature was switched on) gets their initial values.
-PLUGIN_STATE_MARKERS = ["entmax_alpha_logit", "entmax_alpha_scheduled", "dam_logits", "dam_no_diagonal",
-                        "dam_form", "dam_logit_scale"]
+PLUGIN_STATE_MARKERS = [
+    "entmax_alpha_logit",
+    "entmax_alpha_scheduled",
+    "dam_logits",
+    "dam_no_diagonal",
+    "dam_form",
+    "dam_logit_scale",
+]
 FROZEN_MASK_KEY = "frozen_attn_mask"
 SEGMENT_KEY = "encoder.sentence_encoder.segment_embeddings.weight"
 MASK_STATE_MARKERS = ["dam_logits", FROZEN_MASK_KEY]  # state that decides which keys a query sees
@@ -50,8 +57,12 @@ class SparseRobertaModel(RobertaModel):
         base_architecture(args)
         check_sparse_options(args)
         if args.attn_normalizer != "softmax" and safe_getattr(args, "criterion", None) in STOCK_CRITERIA:
-            logger.info("--criterion %s logs no attention density: --criterion %s_sparse is the same loss with "
-                        "attn_density_l*/attn_support_l*", args.criterion, args.criterion)
+            logger.info(
+                "--criterion %s logs no attention density: --criterion %s_sparse is the same loss with "
+                "attn_density_l*/attn_support_l*",
+                args.criterion,
+                args.criterion,
+            )
         if not safe_hasattr(args, "max_positions"):
             if not safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
@@ -109,7 +120,7 @@ class SparseRobertaModel(RobertaModel):
             )
         masks = self.encoder.sentence_encoder.attn_masks
         for key in [k for k in state_dict if k.startswith(prefix)]:
-            local = key[len(prefix):]
+            local = key[len(prefix) :]
             if local.endswith(FROZEN_MASK_KEY) and local in own:
                 if masks.frozen_attn_mask.numel() == 0:  # no --attn-mask-file: the checkpoint's mask
                     masks.load_frozen_mask(state_dict[key])
@@ -122,9 +133,11 @@ class SparseRobertaModel(RobertaModel):
                     logger.warning(
                         "dropping %s from the checkpoint: this model has no attention mask (--attn-mask none), "
                         "so it attends densely where the checkpoint's model was masked. To keep the mask, "
-                        "rebuild with %s", key,
+                        "rebuild with %s",
+                        key,
                         "--attn-mask file (the checkpoint's own mask is used) or --attn-mask-file MASK.npy"
-                        if FROZEN_MASK_KEY in local else "--attn-mask dam and the checkpoint's --dam-* options",
+                        if FROZEN_MASK_KEY in local
+                        else "--attn-mask dam and the checkpoint's --dam-* options",
                     )
                 else:
                     logger.info("dropping %s from the checkpoint: this model was built without it", key)
@@ -139,7 +152,7 @@ class SparseRobertaModel(RobertaModel):
         with, so the new layer follows the fine-tuning run's --seed and --num-classes; a model
         without that head drops the pooler, as fairseq drops any head it was not built with."""
         prefix = (name + "." if name else "") + "classification_heads."
-        heads = {k[len(prefix):].split(".")[0] for k in state_dict if k.startswith(prefix)}
+        heads = {k[len(prefix) :].split(".")[0] for k in state_dict if k.startswith(prefix)}
         for head in sorted(heads):
             if prefix + head + ".out_proj.weight" in state_dict:
                 continue

@@ -7,6 +7,7 @@ raises ValueError naming the flag and the value. Options the attention module ta
 together by modules/sparse_multihead_attention.validate_attention_options, which the module
 runs as well.
 """
+
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ def _at_least(low, meaning=""):
     def check(value, flag):
         if value < low:
             raise ValueError(f"{flag} must be >= {low}{meaning}, got {value}")
+
     return check
 
 
@@ -42,6 +44,7 @@ def _at_least(low, meaning=""):
 class Option:
     """One command-line option. default: what a run that does not set it (and a checkpoint
     saved before it existed) gets; None leaves the choice to the code that reads it."""
+
     name: str
     default: Any
     help: str
@@ -56,28 +59,82 @@ class Option:
 
 
 SPARSE_ATTENTION = (
-    Option("attn_normalizer", "softmax", "normaliser of every encoder self-attention; softmax is stock fairseq, "
-           "fused kernel kept", str, choices=tuple(sorted(NORMALIZERS))),
-    Option("sparsegen_lambda", 0.0, "sparsegen-lin lambda < 1: sparsemax(z / (1 - lambda)); the SSAF paper "
-           "sweeps it in [-8, 0]", float, "LAM", check=check_lam),
-    Option("entmax_alpha", 1.5, "alpha in (1, 2] of entmax_bisect (2 = sparsemax, 1.5 = entmax15, towards 1 = "
-           "softmax); the start value when learned, the end value of a sparsity schedule", float, "A",
-           check=check_alpha),
-    Option("learn_entmax_alpha", False, "learn one entmax_bisect alpha per head, kept in (1.001, 2) as "
-           "1.001 + 0.999 sigmoid(w), in float32 (under --fp16/--bf16 1 + sigmoid(w) would round to 1)"),
-    Option("entmax_n_iter", None, "cap on the alpha-entmax threshold iterations, which stop earlier at float "
-           "tolerance (unset: the normalisers' cap of 50)", int, "N", check=_at_least(1)),
-    Option("sparsity_schedule_updates", 0, "SSAF sparsity schedule: entmax_bisect's alpha goes linearly from "
-           "--sparsity-schedule-start-alpha to --entmax-alpha over N updates, then stays; it follows fairseq's "
-           "update count (a resumed run continues), the train log shows entmax_alpha, the checkpoint keeps "
-           "the alpha reached; 0 = no schedule", int, "N", check=_at_least(0, " (0 = no schedule)")),
-    Option("sparsity_schedule_start_alpha", 1.05, "alpha in (1, 2] at update 0 of the sparsity schedule, near "
-           "the softmax the weights were pre-trained with", float, "A", check=check_alpha),
-    Option("layer_norm_eps", 1e-5, "LayerNorm epsilon (converted BERT checkpoints: BERT's 1e-12)", float, "EPS",
-           check=_positive),
-    Option("segment_embeddings", 0, "BERT token-type embeddings with N types, 0 = none (RoBERTa); a token's "
-           "type is the number of </s> before it, so <s> A </s> B </s> is typed as BERT types "
-           "[CLS] A [SEP] B [SEP]; converted BERT checkpoints set it", int, "N", check=_at_least(0, " (0 = none)")),
+    Option(
+        "attn_normalizer",
+        "softmax",
+        "normaliser of every encoder self-attention; softmax is stock fairseq, fused kernel kept",
+        str,
+        choices=tuple(sorted(NORMALIZERS)),
+    ),
+    Option(
+        "sparsegen_lambda",
+        0.0,
+        "sparsegen-lin lambda < 1: sparsemax(z / (1 - lambda)); the SSAF paper sweeps it in [-8, 0]",
+        float,
+        "LAM",
+        check=check_lam,
+    ),
+    Option(
+        "entmax_alpha",
+        1.5,
+        "alpha in (1, 2] of entmax_bisect (2 = sparsemax, 1.5 = entmax15, towards 1 = "
+        "softmax); the start value when learned, the end value of a sparsity schedule",
+        float,
+        "A",
+        check=check_alpha,
+    ),
+    Option(
+        "learn_entmax_alpha",
+        False,
+        "learn one entmax_bisect alpha per head, kept in (1.001, 2) as "
+        "1.001 + 0.999 sigmoid(w), in float32 (under --fp16/--bf16 1 + sigmoid(w) would round to 1)",
+    ),
+    Option(
+        "entmax_n_iter",
+        None,
+        "cap on the alpha-entmax threshold iterations, which stop earlier at float "
+        "tolerance (unset: the normalisers' cap of 50)",
+        int,
+        "N",
+        check=_at_least(1),
+    ),
+    Option(
+        "sparsity_schedule_updates",
+        0,
+        "SSAF sparsity schedule: entmax_bisect's alpha goes linearly from "
+        "--sparsity-schedule-start-alpha to --entmax-alpha over N updates, then stays; it follows fairseq's "
+        "update count (a resumed run continues), the train log shows entmax_alpha, the checkpoint keeps "
+        "the alpha reached; 0 = no schedule",
+        int,
+        "N",
+        check=_at_least(0, " (0 = no schedule)"),
+    ),
+    Option(
+        "sparsity_schedule_start_alpha",
+        1.05,
+        "alpha in (1, 2] at update 0 of the sparsity schedule, near the softmax the weights were pre-trained with",
+        float,
+        "A",
+        check=check_alpha,
+    ),
+    Option(
+        "layer_norm_eps",
+        1e-5,
+        "LayerNorm epsilon (converted BERT checkpoints: BERT's 1e-12)",
+        float,
+        "EPS",
+        check=_positive,
+    ),
+    Option(
+        "segment_embeddings",
+        0,
+        "BERT token-type embeddings with N types, 0 = none (RoBERTa); a token's "
+        "type is the number of </s> before it, so <s> A </s> B </s> is typed as BERT types "
+        "[CLS] A [SEP] B [SEP]; converted BERT checkpoints set it",
+        int,
+        "N",
+        check=_at_least(0, " (0 = none)"),
+    ),
 )
 
 _PATTERNS = (
@@ -92,35 +149,76 @@ _PATTERNS = (
     ("seed", "S", "seed of the random blocks (bigbird)"),
 )
 ATTENTION_MASKS = (
-    Option("attn_mask", "none", "which keys each query may attend to: a fixed pattern, dam (learned) or file "
-           "(frozen)", str, choices=MASK_CHOICES),
-    Option("attn_mask_file", None, "frozen 0/1 mask for --attn-mask file: (n, n), (heads, n, n) or "
-           "(layers, heads, n, n); unset: the mask stored in the restored checkpoint", str, "MASK.npy"),
+    Option(
+        "attn_mask",
+        "none",
+        "which keys each query may attend to: a fixed pattern, dam (learned) or file (frozen)",
+        str,
+        choices=MASK_CHOICES,
+    ),
+    Option(
+        "attn_mask_file",
+        None,
+        "frozen 0/1 mask for --attn-mask file: (n, n), (heads, n, n) or "
+        "(layers, heads, n, n); unset: the mask stored in the restored checkpoint",
+        str,
+        "MASK.npy",
+    ),
     Option("attn_mask_allow_empty", False, "accept a mask file that is all zero or has a query row with no key"),
-    *(Option(f"attn_mask_{name}", None, f"{text}; unset: the pattern's default", int, meta)
-      for name, meta, text in _PATTERNS),
+    *(
+        Option(f"attn_mask_{name}", None, f"{text}; unset: the pattern's default", int, meta)
+        for name, meta, text in _PATTERNS
+    ),
 )
 
 # The DAM settings that learned a mask on real text in 80 CPU updates from a pre-trained model
 # (MiniLM, lr 3e-4; examples/sparsebert/README.md has the runs that chose them).
 DAM = (
-    Option("dam_structure", "structured", "structured: one logit per head and distance i - j; unstructured: "
-           "one per (i, j)", str, choices=DAM_STRUCTURES),
+    Option(
+        "dam_structure",
+        "structured",
+        "structured: one logit per head and distance i - j; unstructured: one per (i, j)",
+        str,
+        choices=DAM_STRUCTURES,
+    ),
     Option("dam_share_layers", False, "one learned mask for all layers (the authors' setting)"),
     Option("dam_no_diagonal", False, "hold the diagonal of the learned mask at 0"),
     Option("dam_tau", 1.0, "Gumbel-sigmoid temperature", float, "T", check=_positive),
-    Option("dam_tau_end", None, "anneal the temperature geometrically to this; unset: constant", float, "T",
-           check=_positive),
-    Option("dam_tau_anneal_steps", 0, "updates over which to anneal the temperature", int, "N",
-           check=_at_least(0)),
-    Option("dam_form", "product", "how the sampled mask M enters attention: product = M exp(e) / sum M exp(e) "
-           "(the paper's formula), additive = scores + (1 - M) * -1e4 (the authors' code)", str,
-           choices=DAM_FORMS),
-    Option("dam_init", None, "initial mask logit; > 0 starts dense (unset: 1 with the product form, 0 with "
-           "additive, whose logits start at 1e-3 N(0, 1))", float, "A", check=_finite),
-    Option("dam_logit_scale", None, "logit = S x parameter: the logits' learning rate as a multiple of --lr "
-           "under Adam; stored with the checkpoint (unset: 500 with the product form, 1 with additive)", float, "S",
-           check=_positive),
+    Option(
+        "dam_tau_end",
+        None,
+        "anneal the temperature geometrically to this; unset: constant",
+        float,
+        "T",
+        check=_positive,
+    ),
+    Option("dam_tau_anneal_steps", 0, "updates over which to anneal the temperature", int, "N", check=_at_least(0)),
+    Option(
+        "dam_form",
+        "product",
+        "how the sampled mask M enters attention: product = M exp(e) / sum M exp(e) "
+        "(the paper's formula), additive = scores + (1 - M) * -1e4 (the authors' code)",
+        str,
+        choices=DAM_FORMS,
+    ),
+    Option(
+        "dam_init",
+        None,
+        "initial mask logit; > 0 starts dense (unset: 1 with the product form, 0 with "
+        "additive, whose logits start at 1e-3 N(0, 1))",
+        float,
+        "A",
+        check=_finite,
+    ),
+    Option(
+        "dam_logit_scale",
+        None,
+        "logit = S x parameter: the logits' learning rate as a multiple of --lr "
+        "under Adam; stored with the checkpoint (unset: 500 with the product form, 1 with additive)",
+        float,
+        "S",
+        check=_positive,
+    ),
 )
 # Per form: the start and the scale of the logits. additive is the authors' code: logits
 # 1e-3 * N(0, 1) (keep probability 1/2), no scale; product starts dense and moves 500x faster.
@@ -129,8 +227,11 @@ DAM_FORM_DEFAULTS = {
     "additive": {"dam_init": 0.0, "dam_logit_scale": 1.0},
 }
 
-GROUPS = {"sparse attention": SPARSE_ATTENTION, "attention masks (SparseBERT)": ATTENTION_MASKS,
-          "learned attention mask (DAM)": DAM}
+GROUPS = {
+    "sparse attention": SPARSE_ATTENTION,
+    "attention masks (SparseBERT)": ATTENTION_MASKS,
+    "learned attention mask (DAM)": DAM,
+}
 OPTIONS = SPARSE_ATTENTION + ATTENTION_MASKS + DAM
 
 
@@ -143,8 +244,13 @@ def add_sparse_attention_args(parser):
             if opt.type is None:
                 group.add_argument(opt.flag, action="store_true", help=opt.help)
             else:
-                group.add_argument(opt.flag, type=opt.type, metavar=opt.metavar, choices=opt.choices,
-                                   help=opt.help + ("" if opt.default is None else f" (default: {opt.default})"))
+                group.add_argument(
+                    opt.flag,
+                    type=opt.type,
+                    metavar=opt.metavar,
+                    choices=opt.choices,
+                    help=opt.help + ("" if opt.default is None else f" (default: {opt.default})"),
+                )
 
 
 def fill_sparse_defaults(args):
@@ -168,8 +274,12 @@ def check_sparse_options(args):
         if opt.check is not None:
             opt.check(value, opt.flag)
     validate_attention_options(
-        args.attn_normalizer, args.sparsegen_lambda, args.entmax_alpha, args.learn_entmax_alpha,
-        args.sparsity_schedule_start_alpha if args.sparsity_schedule_updates else None)
+        args.attn_normalizer,
+        args.sparsegen_lambda,
+        args.entmax_alpha,
+        args.learn_entmax_alpha,
+        args.sparsity_schedule_start_alpha if args.sparsity_schedule_updates else None,
+    )
 
 
 def _markdown_default(opt):

@@ -3,6 +3,7 @@
 Counts, not ratios, so that they add up over batches, layers and workers (fairseq sums a
 criterion's logging outputs); the density is nonzero / pairs, the mean support nonzero / rows.
 """
+
 from typing import NamedTuple
 
 import torch
@@ -10,8 +11,8 @@ import torch
 
 class DensityCounts(NamedTuple):
     nonzero: torch.Tensor  # (heads,) non-zero weights in real (query, key) pairs
-    pairs: torch.Tensor    # (heads,) real (query, key) pairs
-    rows: torch.Tensor     # (heads,) real query rows
+    pairs: torch.Tensor  # (heads,) real (query, key) pairs
+    rows: torch.Tensor  # (heads,) real query rows
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ kept in the checkpoint as the buffer `frozen_attn_mask` so later runs need no fi
 SparseBERT's learned DAM (one Gumbel-sigmoid sample drawn per forward, shared by the layers
 that share it).
 """
+
 import torch
 from torch import nn
 
@@ -56,17 +57,28 @@ class EncoderAttentionMask(nn.Module):
         elif self.kind == "file":
             path = getattr(args, "attn_mask_file", None)
             if path:
-                frozen = load_mask_file(path, num_heads=num_heads, num_layers=num_layers,
-                                        allow_empty=getattr(args, "attn_mask_allow_empty", False))
+                frozen = load_mask_file(
+                    path,
+                    num_heads=num_heads,
+                    num_layers=num_layers,
+                    allow_empty=getattr(args, "attn_mask_allow_empty", False),
+                )
             else:  # the mask comes from the checkpoint being restored (see load_frozen_mask)
                 frozen = torch.zeros(0, dtype=torch.bool)
             self.register_buffer("frozen_attn_mask", frozen)
         else:
             self.dam = DifferentiableAttentionMask(
-                num_heads, max_positions, structure=args.dam_structure,
-                num_layers=1 if args.dam_share_layers else num_layers, no_diagonal=args.dam_no_diagonal,
-                tau=args.dam_tau, tau_end=args.dam_tau_end, tau_anneal_steps=args.dam_tau_anneal_steps,
-                init_mean=args.dam_init, logit_scale=args.dam_logit_scale, form=args.dam_form,
+                num_heads,
+                max_positions,
+                structure=args.dam_structure,
+                num_layers=1 if args.dam_share_layers else num_layers,
+                no_diagonal=args.dam_no_diagonal,
+                tau=args.dam_tau,
+                tau_end=args.dam_tau_end,
+                tau_anneal_steps=args.dam_tau_anneal_steps,
+                init_mean=args.dam_init,
+                logit_scale=args.dam_logit_scale,
+                form=args.dam_form,
             )
 
     def load_frozen_mask(self, tensor):
@@ -102,7 +114,9 @@ class EncoderAttentionMask(nn.Module):
                         "--attn-mask file needs --attn-mask-file MASK.npy, or --restore-file of a "
                         "checkpoint trained with a frozen mask (it stores the mask)"
                     )
-                mask = mask_for_layer(slice_mask(self.frozen_attn_mask, length, source="the frozen attention mask"), layer)
+                mask = mask_for_layer(
+                    slice_mask(self.frozen_attn_mask, length, source="the frozen attention mask"), layer
+                )
             else:
                 mask = build_fixed_mask(self.kind, length, **self.pattern_kwargs)
             mask = (mask if mask.dim() == 3 else mask.unsqueeze(0)).to(self._device())

@@ -17,6 +17,7 @@ Hooks used by the rest of the plugin:
   set_keep_mask_fn   a callable (tgt_len, src_len) -> keep mask (bool, or 0/1 float with
                      a straight-through gradient), for fixed patterns and learned masks
 """
+
 import math
 
 import torch
@@ -36,8 +37,9 @@ ALPHA_MIN = 1.0  # learned alphas live in (1, 2): ALPHA_MIN + floor + (1 - floor
 LEARNED_ALPHA_FLOOR = 1e-3  # a learned alpha stays in (1 + floor, 2)
 
 
-def validate_attention_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5, learn_entmax_alpha=False,
-                               entmax_alpha_start=None):
+def validate_attention_options(
+    normalizer, sparsegen_lambda=0.0, entmax_alpha=1.5, learn_entmax_alpha=False, entmax_alpha_start=None
+):
     """Raise ValueError naming the bad option: the one check of what this module is built with, run
     by the model builder too (before any layer exists). entmax_alpha_start: the sparsity schedule's
     first alpha, None without a schedule."""
@@ -49,9 +51,11 @@ def validate_attention_options(normalizer, sparsegen_lambda=0.0, entmax_alpha=1.
         raise ValueError(f"--learn-entmax-alpha needs --attn-normalizer entmax_bisect, got {normalizer!r}")
     if entmax_alpha_start is not None:
         if normalizer != "entmax_bisect" or learn_entmax_alpha:
-            raise ValueError("--sparsity-schedule-updates anneals the alpha of --attn-normalizer entmax_bisect "
-                             f"(fixed alpha, no --learn-entmax-alpha), got --attn-normalizer {normalizer}"
-                             + (" --learn-entmax-alpha" if learn_entmax_alpha else ""))
+            raise ValueError(
+                "--sparsity-schedule-updates anneals the alpha of --attn-normalizer entmax_bisect "
+                f"(fixed alpha, no --learn-entmax-alpha), got --attn-normalizer {normalizer}"
+                + (" --learn-entmax-alpha" if learn_entmax_alpha else "")
+            )
         check_alpha(entmax_alpha_start, "--sparsity-schedule-start-alpha")
 
 
@@ -151,7 +155,11 @@ class SparseMultiheadAttention(MultiheadAttention):
         # in float32 whatever the parameters' dtype: under --fp16/--bf16 1 + sigmoid(logit) in half
         # precision rounds to exactly 1 (entmax is undefined there); the floor keeps alpha > 1
         # in float32 too, however negative the logit gets
-        return ALPHA_MIN + LEARNED_ALPHA_FLOOR + (1.0 - LEARNED_ALPHA_FLOOR) * torch.sigmoid(self.entmax_alpha_logit.float())
+        return (
+            ALPHA_MIN
+            + LEARNED_ALPHA_FLOOR
+            + (1.0 - LEARNED_ALPHA_FLOOR) * torch.sigmoid(self.entmax_alpha_logit.float())
+        )
 
     # ----- forward -----------------------------------------------------------------------
     def forward(
@@ -183,10 +191,20 @@ class SparseMultiheadAttention(MultiheadAttention):
                     "self-attention only (no incremental state, static kv or before_softmax)"
                 )
             return super().forward(
-                query, key, value, key_padding_mask, incremental_state, need_weights,
-                static_kv, attn_mask, before_softmax, need_head_weights,
+                query,
+                key,
+                value,
+                key_padding_mask,
+                incremental_state,
+                need_weights,
+                static_kv,
+                attn_mask,
+                before_softmax,
+                need_head_weights,
             )
-        return self._sparse_forward(query, key_padding_mask, attn_mask, keep, need_weights or need_head_weights, need_head_weights)
+        return self._sparse_forward(
+            query, key_padding_mask, attn_mask, keep, need_weights or need_head_weights, need_head_weights
+        )
 
     def _split_heads(self, x, length, bsz):
         return x.view(length, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
@@ -209,8 +227,12 @@ class SparseMultiheadAttention(MultiheadAttention):
         elif use_fused:
             allowed, empty = _combine_bool_masks(keep, pad, attn_mask)
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=allowed,
-                dropout_p=self.dropout_module.p if self.training else 0.0, scale=self.scaling,
+                q,
+                k,
+                v,
+                attn_mask=allowed,
+                dropout_p=self.dropout_module.p if self.training else 0.0,
+                scale=self.scaling,
             )
             if empty is not None:  # a row with no allowed key attends to nothing, as on every other path
                 out = out.masked_fill(empty, 0.0)
@@ -218,7 +240,11 @@ class SparseMultiheadAttention(MultiheadAttention):
         else:
             scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
             if attn_mask is not None:
-                scores = scores.masked_fill(attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+                scores = (
+                    scores.masked_fill(attn_mask, float("-inf"))
+                    if attn_mask.dtype == torch.bool
+                    else scores + attn_mask
+                )
             if pad is not None:
                 scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
             probs = self._normalise_with_mask(scores, keep)
@@ -261,8 +287,18 @@ class SparseMultiheadAttention(MultiheadAttention):
             return None
         alpha = self.entmax_alpha_per_head().to(q.device) if self.normalizer_name == "entmax_bisect" else 1.5
         out, stats = sparse_attention(
-            q, k, v, self.normalizer_name, scale=self.scaling, lam=self.sparsegen_lambda, alpha=alpha,
-            key_padding_mask=pad, keep=keep, dropout_p=dropout_p, n_iter=self.entmax_n_iter, return_stats=True,
+            q,
+            k,
+            v,
+            self.normalizer_name,
+            scale=self.scaling,
+            lam=self.sparsegen_lambda,
+            alpha=alpha,
+            key_padding_mask=pad,
+            keep=keep,
+            dropout_p=dropout_p,
+            n_iter=self.entmax_n_iter,
+            return_stats=True,
         )
         if self._records_density():
             self.density = attention_density_counts(stats["support"], pad)
@@ -273,8 +309,9 @@ class SparseMultiheadAttention(MultiheadAttention):
         if self.normalizer_name == "entmax_bisect":
             alpha = self.entmax_alpha_per_head().to(device=scores.device, dtype=torch.float32)
             if kernel:
-                return kernel_normalize(scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1),
-                                        n_iter=self.entmax_n_iter)
+                return kernel_normalize(
+                    scores, "entmax_bisect", alpha=alpha.view(1, -1, 1, 1), n_iter=self.entmax_n_iter
+                )
             return entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1, n_iter=self.entmax_n_iter)
         if kernel and SPECS[self.normalizer_name].mode is not None:  # a normaliser with Triton kernels
             return kernel_normalize(scores, self.normalizer_name, lam=self.sparsegen_lambda)

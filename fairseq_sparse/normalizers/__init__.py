@@ -1,5 +1,6 @@
 """Normalisers of attention scores, pure torch: softmax, sparsemax, sparsegen-lin, entmax-1.5, alpha-entmax, each
 mapping rows onto the simplex (-inf -> 0, masked rows -> 0, float32 for half inputs) with an O(n)-per-row backward."""
+
 import functools
 import importlib
 
@@ -12,8 +13,9 @@ from .softmax import softmax
 from .sparsemax import sparsegen_lin, sparsemax
 
 # name -> function, from the registry (registry.py): each normaliser is the function named like its entry
-NORMALIZERS = {name: getattr(importlib.import_module(f".{entry.module}", __name__), name)
-               for name, entry in SPECS.items()}
+NORMALIZERS = {
+    name: getattr(importlib.import_module(f".{entry.module}", __name__), name) for name, entry in SPECS.items()
+}
 
 
 def normalizer_params(name, lam=0.0, alpha=1.5, n_iter=None):
@@ -46,5 +48,18 @@ def get_normalizer(name, **kw):
     return functools.partial(fn, **kw) if kw else fn
 
 
-__all__ = ["softmax", "sparsemax", "sparsegen_lin", "entmax15", "entmax_bisect", "get_normalizer", "NORMALIZERS",
-           "normalizer_params", "entmax_family", "check_lam", "check_alpha", "check_input", "DEFAULT_N_ITER"]
+__all__ = [
+    "softmax",
+    "sparsemax",
+    "sparsegen_lin",
+    "entmax15",
+    "entmax_bisect",
+    "get_normalizer",
+    "NORMALIZERS",
+    "normalizer_params",
+    "entmax_family",
+    "check_lam",
+    "check_alpha",
+    "check_input",
+    "DEFAULT_N_ITER",
+]

@@ -6,6 +6,7 @@ where backend.py does not pick the C++ kernels) runs iterative threshold searche
 cache-sized block of rows at a time, which keeps the working set in cache and the forward peak
 near the output's own size. The backend switch is backend.py, the autograd functions autograd.py.
 """
+
 import torch
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -16,9 +17,7 @@ def check_input(x, name):
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{name}: expected a floating tensor (float16, bfloat16, float32, float64), got {x.dtype}"
-        )
+        raise ValueError(f"{name}: expected a floating tensor (float16, bfloat16, float32, float64), got {x.dtype}")
 
 
 def check_lam(lam, name):

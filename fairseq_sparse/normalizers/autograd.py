@@ -1,5 +1,6 @@
 """The autograd functions of the threshold normalisers (sparsemax, sparsegen-lin, entmax-1.5): the eager one runs
 a solver over blocks of rows, the fused one the C++ kernels; both backward passes use the saved output alone."""
+
 import torch
 
 from ._common import compute_dtype, over_row_blocks

@@ -5,6 +5,7 @@ The C++ kernels run each row's whole threshold search in one parallel op. Elsewh
 not built, FAIRSEQ_SPARSE_EAGER=1 or inside `eager_backend()`) the eager code of sparsemax.py / entmax.py runs.
 A missing extension costs several times the CPU time, so it is logged as a WARNING naming the fix, once.
 """
+
 import contextlib
 import functools
 import importlib
@@ -26,7 +27,9 @@ def _fused_ops():
     except ImportError as e:
         logger.warning(
             "fairseq_sparse: the fused C++ normalisers are not built (%s); CPU attention runs the eager PyTorch "
-            "normalisers, several times slower. Build them with: %s", e, BUILD_COMMAND,
+            "normalisers, several times slower. Build them with: %s",
+            e,
+            BUILD_COMMAND,
         )
         return None
     return torch.ops.fairseq_sparse

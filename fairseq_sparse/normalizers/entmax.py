@@ -13,6 +13,7 @@ On CPU tensors the fused C++ kernels (fairseq_sparse/csrc) run the same searches
 (the entmax-1.5 and alpha-entmax Newton steps on ||(x - tau)_+||_beta - 1, which is also convex
 and converges in fewer steps on dense rows); the code below is the fallback (see backend.py).
 """
+
 import torch
 
 from ._common import check_alpha, check_input, compute_dtype, over_row_blocks, row_start, shifted_relu, support_size

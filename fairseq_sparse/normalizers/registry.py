@@ -4,6 +4,7 @@ fixes, and the mode id its fast kernels (C++ `kind`, Triton `MODE`) know it by.
 Adding a normaliser touches its math (a function named like its entry, in `module`), its fast kernels (a new mode
 id) and this table; the eager, C++ and Triton paths all read names, parameters and modes from here.
 """
+
 from dataclasses import dataclass
 
 # The fast kernels' mode ids (csrc/normalizers.cpp `kind`, kernels/_triton_kernels `MODE`): one threshold search
@@ -25,13 +26,16 @@ class NormalizerSpec:
     mode: int = None
 
 
-SPECS = {spec.name: spec for spec in (
-    NormalizerSpec("softmax", "softmax", alpha=1.0),
-    NormalizerSpec("sparsemax", "sparsemax", alpha=2.0, mode=SPARSEMAX_MODE),
-    NormalizerSpec("sparsegen_lin", "sparsemax", frozenset({"lam"}), alpha=2.0, mode=SPARSEMAX_MODE),
-    NormalizerSpec("entmax15", "entmax", alpha=1.5, mode=ENTMAX15_MODE),
-    NormalizerSpec("entmax_bisect", "entmax", frozenset({"alpha", "n_iter"}), mode=ENTMAX_ALPHA_MODE),
-)}
+SPECS = {
+    spec.name: spec
+    for spec in (
+        NormalizerSpec("softmax", "softmax", alpha=1.0),
+        NormalizerSpec("sparsemax", "sparsemax", alpha=2.0, mode=SPARSEMAX_MODE),
+        NormalizerSpec("sparsegen_lin", "sparsemax", frozenset({"lam"}), alpha=2.0, mode=SPARSEMAX_MODE),
+        NormalizerSpec("entmax15", "entmax", alpha=1.5, mode=ENTMAX15_MODE),
+        NormalizerSpec("entmax_bisect", "entmax", frozenset({"alpha", "n_iter"}), mode=ENTMAX_ALPHA_MODE),
+    )
+}
 KERNEL_NORMALIZERS = tuple(name for name, spec in SPECS.items() if spec.mode is not None)
 
 

@@ -1,4 +1,5 @@
 """Softmax with the normalisers' conventions: float32 for half inputs, a fully masked row gives zeros."""
+
 import torch
 
 from ._common import check_input

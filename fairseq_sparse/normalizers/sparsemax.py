@@ -7,6 +7,7 @@ support only shrinks, and the loop stops once it no longer changes. The result i
 after a few O(n) passes, with none of a sort's O(n log n) time and 7x memory. The fused C++
 kernel (fairseq_sparse/csrc) runs the same iteration per row on the candidates above max - 1.
 """
+
 import torch
 
 from ._common import check_input, check_lam, row_start, shifted_relu, support_size

@@ -11,6 +11,7 @@ fairseq's FP16Optimizer copies `param_group` onto its fp32 parameters; a flatten
 (--fp16 without --fp16-no-flatten-grads) is one tensor and cannot be split, so that case is
 refused with a message.
 """
+
 from dataclasses import dataclass, field
 
 from fairseq.optim import register_optimizer

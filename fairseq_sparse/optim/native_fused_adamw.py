@@ -4,6 +4,7 @@ fairseq's `--optimizer adam` asks `fairseq.optim.fused_adam.get_fused_adam_class
 Adam on CUDA; when apex's is not usable, `fairseq_sparse.apex_fallbacks` hands it
 `native_fused_adam` instead: torch.optim.AdamW(fused=True), the same AdamW update.
 """
+
 import torch
 
 
@@ -26,8 +27,9 @@ class NativeFusedAdamW(torch.optim.AdamW):
     supports_memory_efficient_fp16 = False  # half-precision params go to fairseq's Adam instead
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         fused=True)
+        super().__init__(
+            params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, fused=True
+        )
 
 
 def native_fused_adam(params, use_fp16_stats=False, **config):

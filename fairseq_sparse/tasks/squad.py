@@ -5,6 +5,7 @@ The task adds a per-token span head to the model and, at validation, decodes the
 answer span of every question and prints the official exact-match and F1 (`em`, `f1`), so
 `--best-checkpoint-metric f1 --maximize-best-checkpoint-metric` selects on the real score.
 """
+
 import contextlib
 import json
 import logging
@@ -95,12 +96,13 @@ class SquadTask(FairseqTask):
         examples = read_examples(prefix + ".examples.jsonl")
         if split in self._offsets:  # fairseq reloads train every epoch: same data, same place
             offset = self._offsets[split]
-            self.examples[offset:offset + len(examples)] = examples
+            self.examples[offset : offset + len(examples)] = examples
         else:
             offset = self._offsets[split] = len(self.examples)
             self.examples.extend(examples)
-        self.datasets[split] = SquadFeatureDataset(prefix, self.dictionary.pad(), example_offset=offset,
-                                                   shuffle=split == "train", seed=self.cfg.seed)
+        self.datasets[split] = SquadFeatureDataset(
+            prefix, self.dictionary.pad(), example_offset=offset, shuffle=split == "train", seed=self.cfg.seed
+        )
         logger.info("loaded %s: %d features", split, len(self.datasets[split]))
         return self.datasets[split]
 
@@ -139,8 +141,9 @@ class SquadTask(FairseqTask):
         """Official EM/F1 over the questions whose features are in `rows` (see the criterion)."""
         if self._metric_cache[0] is rows:  # em and f1 of the same rows: decode once
             return self._metric_cache[1]
-        preds, _ = answers_from_spans(self.examples, rows.tolist(), self.cfg.null_score_diff_threshold,
-                                         self.meta.get("version", "1.1"))
+        preds, _ = answers_from_spans(
+            self.examples, rows.tolist(), self.cfg.null_score_diff_threshold, self.meta.get("version", "1.1")
+        )
         gold = {}
         for i in {int(r[0]) for r in rows.tolist()}:
             ex = self.examples[i]

@@ -8,6 +8,7 @@ from the shard of the current epoch (`DATA/shard0:DATA/shard1:...`). fairseq-pre
 into a temporary sibling of DATA/shardK, the result is opened with fairseq's own MMapIndexedDataset (proof that it
 loads, and the source of the reported counts), and only then renamed to DATA/shardK.
 """
+
 import argparse
 import json
 import logging
@@ -49,8 +50,19 @@ def inspect_split(prefix, dictionary):
 
 
 def fairseq_preprocess_args(dict_path, trainpref, validpref, destdir, workers):
-    args = ["--only-source", "--srcdict", dict_path, "--trainpref", trainpref, "--destdir", destdir,
-            "--workers", str(workers), "--dataset-impl", "mmap"]
+    args = [
+        "--only-source",
+        "--srcdict",
+        dict_path,
+        "--trainpref",
+        trainpref,
+        "--destdir",
+        destdir,
+        "--workers",
+        str(workers),
+        "--dataset-impl",
+        "mmap",
+    ]
     if validpref:
         args += ["--validpref", validpref]
     return args
@@ -93,16 +105,23 @@ def run_binarize(encoded_dir, tokenizer_dir, out_dir, workers=0):
     dict_path = os.path.join(tokenizer_dir, DICT)
     if not os.path.exists(dict_path):
         raise ValueError(f"{tokenizer_dir!r} has no {DICT}: run the tokenizer step first")
-    names = sorted(
-        (n for n in os.listdir(encoded_dir) if n.startswith("shard") and n.endswith(".tok")),
-        key=lambda n: int(n[len("shard") : -len(".tok")]),
-    ) if os.path.isdir(encoded_dir) else []
+    names = (
+        sorted(
+            (n for n in os.listdir(encoded_dir) if n.startswith("shard") and n.endswith(".tok")),
+            key=lambda n: int(n[len("shard") : -len(".tok")]),
+        )
+        if os.path.isdir(encoded_dir)
+        else []
+    )
     if not names:
         raise ValueError(f"no encoded shards (shardK.tok) in {encoded_dir!r}: run the encode step first")
     valid_tok = os.path.join(encoded_dir, "valid.tok")
     if not os.path.exists(valid_tok) or os.path.getsize(valid_tok) == 0:
-        logger.warning("no validation text in %s: shards get no valid split (train with --disable-validation "
-                       "or raise --valid-fraction)", encoded_dir)
+        logger.warning(
+            "no validation text in %s: shards get no valid split (train with --disable-validation "
+            "or raise --valid-fraction)",
+            encoded_dir,
+        )
         valid_tok = None
     os.makedirs(out_dir, exist_ok=True)
     report = {"shards": {}, "data": None}

@@ -14,6 +14,7 @@ re-run. Documents go to shard `hash % num_shards`, so every shard mixes Wikipedi
 validation documents are chosen by another slice of the same hash, so the split is
 deterministic and independent of file order.
 """
+
 import argparse
 import array
 import contextlib
@@ -24,8 +25,8 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
-from .counts import StepCounts
 from ...atomic_files import atomic_output
+from .counts import StepCounts
 from .io_utils import file_fingerprint, finished, mark_finished, write_json_atomic
 from .markup import clean_text, clean_wiki_markup, document_hash
 from .parallel import bounded_imap, resolve_workers
@@ -176,9 +177,7 @@ def _clean_part(index, part, part_dir, options, seen, workers, show_progress):
         valid = stack.enter_context(atomic_output(os.path.join(part_dir, "valid.txt")))
         bar = stack.enter_context(progress_bar(total_bytes, f"clean part {index}", show_progress))
         done_bytes = 0
-        results = bounded_imap(
-            _clean_batch, _batches(readers), workers, initializer=_init_worker, initargs=(options,)
-        )
+        results = bounded_imap(_clean_batch, _batches(readers), workers, initializer=_init_worker, initargs=(options,))
         for docs, batch_counts in results:
             counts.add(batch_counts)
             for result in docs:
@@ -246,7 +245,9 @@ def run_clean(out_dir, wiki_dirs=(), book_dirs=(), options=None, workers=0, show
             counts = _clean_part(index, part, part_dir, options, seen, workers, show_progress)
             mark_finished(part_dir, config, counts.to_dict())
         total.add(counts)
-        manifest_parts.append({"dir": os.path.basename(part_dir), "counts": counts.to_dict(), "reused": report is not None})
+        manifest_parts.append(
+            {"dir": os.path.basename(part_dir), "counts": counts.to_dict(), "reused": report is not None}
+        )
     manifest = {
         "num_shards": options.num_shards,
         "parts": manifest_parts,
@@ -272,28 +273,72 @@ def shard_files(clean_dir, shard):
 
 def add_clean_args(p):
     o = CleanOptions()
-    p.add_argument("--num-shards", type=int, default=o.num_shards,
-                   help="number of training shards (fairseq loads DATA/shard0:DATA/shard1:... one per epoch)")
-    p.add_argument("--valid-fraction", type=float, default=o.valid_fraction,
-                   help="fraction of documents held out for validation (default %(default)s)")
-    p.add_argument("--wiki-min-line-words", type=int, default=o.wiki_min_line_words,
-                   help="drop Wikipedia paragraphs with fewer words (section headings); default %(default)s")
-    p.add_argument("--books-min-line-words", type=int, default=o.books_min_line_words,
-                   help="same for books (dialogue lines are short); default %(default)s")
-    p.add_argument("--min-doc-words", type=int, default=o.min_doc_words,
-                   help="drop documents with fewer words after cleaning (default %(default)s)")
-    p.add_argument("--min-doc-sentences", type=int, default=o.min_doc_sentences,
-                   help="drop documents with fewer sentences (default %(default)s)")
-    p.add_argument("--max-sentence-words", type=int, default=o.max_sentence_words,
-                   help="cut longer run-on sentences into pieces of this many words (default %(default)s)")
-    p.add_argument("--max-line-bytes", type=int, default=o.max_line_bytes,
-                   help="drop input lines longer than this (never read whole; default %(default)s)")
-    p.add_argument("--max-doc-chars", type=int, default=o.max_doc_chars,
-                   help="cut longer documents into several (bounds memory; default %(default)s)")
-    p.add_argument("--book-lines", choices=["paragraph", "wrapped"], default=o.book_lines,
-                   help="books: every line is a paragraph, or lines are hard-wrapped up to a blank line")
-    p.add_argument("--part-size-mb", type=float, default=o.part_size_mb,
-                   help="input MB per part, the unit a re-run skips when finished (default %(default)s)")
+    p.add_argument(
+        "--num-shards",
+        type=int,
+        default=o.num_shards,
+        help="number of training shards (fairseq loads DATA/shard0:DATA/shard1:... one per epoch)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=o.valid_fraction,
+        help="fraction of documents held out for validation (default %(default)s)",
+    )
+    p.add_argument(
+        "--wiki-min-line-words",
+        type=int,
+        default=o.wiki_min_line_words,
+        help="drop Wikipedia paragraphs with fewer words (section headings); default %(default)s",
+    )
+    p.add_argument(
+        "--books-min-line-words",
+        type=int,
+        default=o.books_min_line_words,
+        help="same for books (dialogue lines are short); default %(default)s",
+    )
+    p.add_argument(
+        "--min-doc-words",
+        type=int,
+        default=o.min_doc_words,
+        help="drop documents with fewer words after cleaning (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-doc-sentences",
+        type=int,
+        default=o.min_doc_sentences,
+        help="drop documents with fewer sentences (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-sentence-words",
+        type=int,
+        default=o.max_sentence_words,
+        help="cut longer run-on sentences into pieces of this many words (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=o.max_line_bytes,
+        help="drop input lines longer than this (never read whole; default %(default)s)",
+    )
+    p.add_argument(
+        "--max-doc-chars",
+        type=int,
+        default=o.max_doc_chars,
+        help="cut longer documents into several (bounds memory; default %(default)s)",
+    )
+    p.add_argument(
+        "--book-lines",
+        choices=["paragraph", "wrapped"],
+        default=o.book_lines,
+        help="books: every line is a paragraph, or lines are hard-wrapped up to a blank line",
+    )
+    p.add_argument(
+        "--part-size-mb",
+        type=float,
+        default=o.part_size_mb,
+        help="input MB per part, the unit a re-run skips when finished (default %(default)s)",
+    )
 
 
 def clean_options_from_args(args):
@@ -305,10 +350,20 @@ def build_parser():
         description="Clean wikiextractor output and/or plain-text books into sharded, de-duplicated "
         "text with one sentence per line and a blank line between documents. Prints counts as JSON."
     )
-    p.add_argument("--wiki-extracted", action="append", default=[], metavar="DIR",
-                   help="wikiextractor output directory (<doc> or --json format; repeatable)")
-    p.add_argument("--books", action="append", default=[], metavar="DIR",
-                   help="directory of plain-text books, one book per .txt file (repeatable)")
+    p.add_argument(
+        "--wiki-extracted",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="wikiextractor output directory (<doc> or --json format; repeatable)",
+    )
+    p.add_argument(
+        "--books",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of plain-text books, one book per .txt file (repeatable)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     add_clean_args(p)
     add_common_args(p)
@@ -326,8 +381,9 @@ def main(argv=None):
     if not args.wiki_extracted and not args.books:
         sys.exit("clean: error: give at least one --wiki-extracted DIR or --books DIR")
     try:
-        manifest = run_clean(args.out, args.wiki_extracted, args.books, clean_options_from_args(args),
-                             args.workers, not args.no_progress)
+        manifest = run_clean(
+            args.out, args.wiki_extracted, args.books, clean_options_from_args(args), args.workers, not args.no_progress
+        )
     except ValueError as e:
         sys.exit(f"clean: error: {e}")
     print(json.dumps({"step": "clean", **manifest["counts"]}, indent=2))

@@ -1,4 +1,5 @@
 """The counts every preprocessing step reports (and adds up across shards and parts)."""
+
 import collections
 
 

@@ -8,15 +8,16 @@ phase-1 length, and therefore every longer one too.
 
 Outputs: OUT/shardK.tok (+ .done.json marker) for every clean shard, and OUT/valid.tok.
 """
+
 import argparse
 import json
 import logging
 import os
 import sys
 
+from ...atomic_files import atomic_output
 from .clean import shard_files
 from .counts import StepCounts
-from ...atomic_files import atomic_output
 from .io_utils import digest_file, file_fingerprint, finished, mark_finished
 from .parallel import bounded_imap, resolve_workers
 from .progress import progress_bar
@@ -84,8 +85,11 @@ def encode_unit(files, out_path, tokenizer_dir, max_tokens, workers, show_progre
     total = sum(os.path.getsize(f) for f in files)
     with atomic_output(out_path) as out, progress_bar(total, desc, show_progress) as bar:
         results = bounded_imap(
-            _encode_batch, _line_batches(files), workers,
-            initializer=_init_worker, initargs=(tokenizer_dir, max_tokens),
+            _encode_batch,
+            _line_batches(files),
+            workers,
+            initializer=_init_worker,
+            initargs=(tokenizer_dir, max_tokens),
         )
         for lines, batch_counts, n_bytes in results:
             counts.add(batch_counts)
@@ -118,15 +122,19 @@ def run_encode(clean_dir, tokenizer_dir, out_dir, max_tokens_per_line=126, worke
         files, _ = shard_files(clean_dir, unit)
         name = "valid.tok" if unit == "valid" else f"shard{unit}.tok"
         out_path = os.path.join(out_dir, name)
-        config = {"tokenizer": tokenizer_digest, "max_tokens_per_line": max_tokens_per_line,
-                  "inputs": file_fingerprint(files)}
+        config = {
+            "tokenizer": tokenizer_digest,
+            "max_tokens_per_line": max_tokens_per_line,
+            "inputs": file_fingerprint(files),
+        }
         saved = finished(out_path, config)
         if saved is not None:
             logger.info("encode %s: finished earlier, skipped", name)
             counts = StepCounts.from_dict(saved)
         else:
-            counts = encode_unit(files, out_path, tokenizer_dir, max_tokens_per_line, workers, show_progress,
-                                 f"encode {name}")
+            counts = encode_unit(
+                files, out_path, tokenizer_dir, max_tokens_per_line, workers, show_progress, f"encode {name}"
+            )
             mark_finished(out_path, config, counts.to_dict())
         report["units"][name] = {**counts.to_dict(), "reused": saved is not None}
         if unit != "valid":
@@ -143,8 +151,12 @@ def build_parser():
     p.add_argument("--clean", required=True, metavar="DIR", help="output directory of the clean step")
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="output directory of the tokenizer step")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--max-tokens-per-line", type=int, default=126,
-                   help="cut longer lines (must be <= --tokens-per-sample - 2 of every training phase)")
+    p.add_argument(
+        "--max-tokens-per-line",
+        type=int,
+        default=126,
+        help="cut longer lines (must be <= --tokens-per-sample - 2 of every training phase)",
+    )
     p.add_argument("--workers", type=int, default=0, help="worker processes (0 = all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -154,8 +166,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(name)s | %(message)s", stream=sys.stderr)
     try:
-        report = run_encode(args.clean, args.tokenizer, args.out, args.max_tokens_per_line, args.workers,
-                            not args.no_progress)
+        report = run_encode(
+            args.clean, args.tokenizer, args.out, args.max_tokens_per_line, args.workers, not args.no_progress
+        )
     except ValueError as e:
         sys.exit(f"encode: error: {e}")
     print(json.dumps({"step": "encode", **report}, indent=2))

@@ -5,6 +5,7 @@ into a temporary sibling of OUT and renames it to OUT when it finishes (atomic_d
 interrupted extraction is never mistaken for a finished one. If wikiextractor is not installed, extract elsewhere and give the
 output directory to the clean step with --wiki-extracted.
 """
+
 import argparse
 import importlib.util
 import json
@@ -51,15 +52,30 @@ def run_extract(dump, out_dir, processes=1, json_output=False, no_templates=Fals
         )
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
-    config = {"dump": file_fingerprint([dump]), "json": json_output, "no_templates": no_templates,
-              "bytes_per_file": bytes_per_file}
+    config = {
+        "dump": file_fingerprint([dump]),
+        "json": json_output,
+        "no_templates": no_templates,
+        "bytes_per_file": bytes_per_file,
+    }
     saved = finished(out_dir, config)
     if saved is not None:
         logger.info("extract: %s finished earlier, skipped", out_dir)
         return {**saved, "reused": True}
     with atomic_directory(out_dir) as tmp:
-        cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", dump, "-o", tmp, "-b", bytes_per_file,
-               "--processes", str(processes), "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "wikiextractor.WikiExtractor",
+            dump,
+            "-o",
+            tmp,
+            "-b",
+            bytes_per_file,
+            "--processes",
+            str(processes),
+            "-q",
+        ]
         if json_output:
             cmd.append("--json")
         if no_templates:
@@ -82,8 +98,11 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="DIR", help="wikiextractor output directory")
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="wikiextractor processes")
     p.add_argument("--json", action="store_true", help="wikiextractor --json output (one object per line)")
-    p.add_argument("--no-templates", action="store_true",
-                   help="skip template expansion (much faster, loses text produced by templates)")
+    p.add_argument(
+        "--no-templates",
+        action="store_true",
+        help="skip template expansion (much faster, loses text produced by templates)",
+    )
     p.add_argument("--bytes-per-file", default="1M", help="wikiextractor -b (default %(default)s)")
     return p
 

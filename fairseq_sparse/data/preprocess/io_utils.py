@@ -4,6 +4,7 @@ Why: a preprocessing run over tens of GB is interrupted sooner or later. Outputs
 through fairseq_sparse.atomic_files (a temporary name, renamed when complete), and each finished unit of work gets a marker recording the settings and
 inputs it was made from, so a re-run skips exactly the units whose marker still matches.
 """
+
 import bz2
 import gzip
 import hashlib

@@ -5,6 +5,7 @@ wikiextractor removes most MediaWiki markup but leaves residue: HTML entities an
 removed templates ("born () in"). Books carry stray control characters and odd spacing. Only
 what cannot be meant as text is removed.
 """
+
 import hashlib
 import html
 import re

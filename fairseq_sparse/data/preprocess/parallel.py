@@ -4,6 +4,7 @@
 can, so on a corpus larger than memory it would read the whole corpus into the task queue
 before the workers catch up. `bounded_imap` blocks that feeder after `max_in_flight` items.
 """
+
 import multiprocessing
 import os
 import threading

@@ -10,6 +10,7 @@
 Each step skips the work a previous run already finished, so re-running the same command after
 an interruption continues where it stopped.
 """
+
 import argparse
 import json
 import logging
@@ -32,20 +33,39 @@ def build_parser():
         "train/adopt a tokenizer, encode and binarise into shards. Prints all counts as JSON."
     )
     src = p.add_argument_group("inputs (at least one)")
-    src.add_argument("--wiki-dump", action="append", default=[], metavar="XML_BZ2",
-                     help="enwiki-*-pages-articles*.xml.bz2, extracted with wikiextractor (repeatable)")
-    src.add_argument("--wiki-extracted", action="append", default=[], metavar="DIR",
-                     help="existing wikiextractor output (repeatable)")
-    src.add_argument("--books", action="append", default=[], metavar="DIR",
-                     help="directory of plain-text books, one per .txt (repeatable)")
+    src.add_argument(
+        "--wiki-dump",
+        action="append",
+        default=[],
+        metavar="XML_BZ2",
+        help="enwiki-*-pages-articles*.xml.bz2, extracted with wikiextractor (repeatable)",
+    )
+    src.add_argument(
+        "--wiki-extracted",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="existing wikiextractor output (repeatable)",
+    )
+    src.add_argument(
+        "--books",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of plain-text books, one per .txt (repeatable)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output root")
     ext = p.add_argument_group("extraction")
     ext.add_argument("--no-templates", action="store_true", help="wikiextractor --no-templates (faster)")
     add_clean_args(p.add_argument_group("cleaning"))
     add_tokenizer_args(p.add_argument_group("tokenizer"))
     enc = p.add_argument_group("encoding")
-    enc.add_argument("--max-tokens-per-line", type=int, default=126,
-                     help="cut longer lines (must be <= --tokens-per-sample - 2; default %(default)s)")
+    enc.add_argument(
+        "--max-tokens-per-line",
+        type=int,
+        default=126,
+        help="cut longer lines (must be <= --tokens-per-sample - 2; default %(default)s)",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes per step (0 = all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -68,19 +88,19 @@ def run_pipeline(args):
     wiki_dirs = list(args.wiki_extracted)
     for i, dump in enumerate(args.wiki_dump):
         target = os.path.join(out, "wikiextractor" if len(args.wiki_dump) == 1 else f"wikiextractor{i}")
-        report.setdefault("extract", {})[dump] = timed(f"extract{i}", run_extract, dump, target, workers,
-                                                       False, args.no_templates)
+        report.setdefault("extract", {})[dump] = timed(
+            f"extract{i}", run_extract, dump, target, workers, False, args.no_templates
+        )
         wiki_dirs.append(target)
     clean_dir = os.path.join(out, "clean")
-    manifest = timed("clean", run_clean, clean_dir, wiki_dirs, args.books, clean_options_from_args(args),
-                     workers, show)
+    manifest = timed("clean", run_clean, clean_dir, wiki_dirs, args.books, clean_options_from_args(args), workers, show)
     report["clean"] = manifest["counts"]
     tok_dir = os.path.join(out, "tokenizer")
-    report["tokenizer"] = timed("tokenizer", build_tokenizer, tok_dir, args.kind, training_files(clean_dir),
-                                **build_kwargs(args, workers, show))
+    report["tokenizer"] = timed(
+        "tokenizer", build_tokenizer, tok_dir, args.kind, training_files(clean_dir), **build_kwargs(args, workers, show)
+    )
     enc_dir = os.path.join(out, "encoded")
-    report["encode"] = timed("encode", run_encode, clean_dir, tok_dir, enc_dir, args.max_tokens_per_line,
-                             workers, show)
+    report["encode"] = timed("encode", run_encode, clean_dir, tok_dir, enc_dir, args.max_tokens_per_line, workers, show)
     report["binarize"] = timed("binarize", run_binarize, enc_dir, tok_dir, os.path.join(out, "data-bin"), workers)
     report["seconds"] = timings
     spec = read_json(os.path.join(tok_dir, "tokenizer.json"))

@@ -1,4 +1,5 @@
 """tqdm progress bars on stderr (stdout carries the JSON report), off when not wanted."""
+
 import contextlib
 import sys
 

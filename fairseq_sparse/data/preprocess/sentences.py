@@ -6,6 +6,7 @@ closing quotes/brackets) followed by whitespace and an upper-case letter, a digi
 quote/bracket -- unless the word before a single period is a known abbreviation ("Dr.", "e.g.",
 "Jan.") or an initial ("J."), or is "No."/"Fig."/"p."-like and a number follows.
 """
+
 import re
 
 # Lower-cased, without the final period. Mid-sentence almost always (so never a boundary).

@@ -9,12 +9,12 @@ Supported layouts:
   paragraph (BookCorpus' own layout); `"wrapped"` joins hard-wrapped lines up to a blank line.
 Readers never raise on file content: problems are counted in `counts` and the line is skipped.
 """
+
 import html
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import List
 
 from .io_utils import MARKER_SUFFIX, LineReader
 
@@ -30,7 +30,7 @@ _ATTR = re.compile(r'(\w+)="([^"]*)"')
 class RawDocument:
     source: str
     name: str
-    paragraphs: List[str] = field(default_factory=list)
+    paragraphs: list[str] = field(default_factory=list)
     chars: int = 0
 
     def add(self, paragraph):

@@ -13,6 +13,7 @@ Three kinds, all ending in OUT/tokenizer.json (what the encode step loads) and O
 Dictionary counts are the token frequencies in the sample (0 for tokens it lacks): fairseq only
 uses them for `--freq-weighted-replacement`.
 """
+
 import argparse
 import collections
 import json
@@ -22,8 +23,8 @@ import random
 import shutil
 import sys
 
-from .clean import shard_files
 from ...atomic_files import atomic_output
+from .clean import shard_files
 from .io_utils import digest_file, file_fingerprint, finished, mark_finished, read_json
 from .parallel import resolve_workers
 from .progress import progress_bar
@@ -156,8 +157,9 @@ def write_dict(path, tokens, counts):
 
 
 # ---- the three kinds --------------------------------------------------------------------------
-def _train_sentencepiece(out_dir, sample_path, vocab_size, model_type, character_coverage, byte_fallback,
-                         seed, workers):
+def _train_sentencepiece(
+    out_dir, sample_path, vocab_size, model_type, character_coverage, byte_fallback, seed, workers
+):
     import sentencepiece
 
     prefix = os.path.join(out_dir, ".spm-training")
@@ -180,9 +182,7 @@ def _train_sentencepiece(out_dir, sample_path, vocab_size, model_type, character
     os.replace(prefix + ".vocab", os.path.join(out_dir, "spm.vocab"))
     sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(out_dir, "spm.model"))
     # Control symbols (<s>, </s>) and <unk> are fairseq's own; byte pieces stay (byte fallback).
-    tokens = [
-        sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))
-    ]
+    tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))]
     return {"model": "spm.model", "vocab": "spm.vocab"}, tokens
 
 
@@ -219,10 +219,25 @@ def _adopt_gpt2(out_dir, encoder_json, vocab_bpe, gpt2_dict):
     return files, [str(i) for i in sorted(set(encoder.values()))]
 
 
-def build_tokenizer(out_dir, kind, clean_files, *, vocab_size=32000, model_type="unigram",
-                    character_coverage=0.9999, byte_fallback=False, wordpiece_vocab=None, cased=False,
-                    encoder_json=None, vocab_bpe=None, gpt2_dict=None, sample_sentences_n=1_000_000,
-                    seed=1, workers=1, show_progress=True):
+def build_tokenizer(
+    out_dir,
+    kind,
+    clean_files,
+    *,
+    vocab_size=32000,
+    model_type="unigram",
+    character_coverage=0.9999,
+    byte_fallback=False,
+    wordpiece_vocab=None,
+    cased=False,
+    encoder_json=None,
+    vocab_bpe=None,
+    gpt2_dict=None,
+    sample_sentences_n=1_000_000,
+    seed=1,
+    workers=1,
+    show_progress=True,
+):
     """Build tokenizer.json + dict.txt in out_dir (skipped if an identical earlier run finished)."""
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}, expected one of {KINDS}")
@@ -260,31 +275,44 @@ def build_tokenizer(out_dir, kind, clean_files, *, vocab_size=32000, model_type=
     sample_path = os.path.join(out_dir, SAMPLE)
     report = sample_sentences(clean_files, sample_path, sample_sentences_n, seed, show_progress)
     if kind == "sentencepiece":
-        files, tokens = _train_sentencepiece(out_dir, sample_path, vocab_size, model_type, character_coverage,
-                                             byte_fallback, seed, workers)
-        spec = {"kind": kind, "files": files, "fairseq_args": ["--bpe", "sentencepiece",
-                                                               "--sentencepiece-model", "spm.model"]}
+        files, tokens = _train_sentencepiece(
+            out_dir, sample_path, vocab_size, model_type, character_coverage, byte_fallback, seed, workers
+        )
+        spec = {
+            "kind": kind,
+            "files": files,
+            "fairseq_args": ["--bpe", "sentencepiece", "--sentencepiece-model", "spm.model"],
+        }
     elif kind == "wordpiece":
         files, tokens = _adopt_wordpiece(out_dir, wordpiece_vocab)
-        spec = {"kind": kind, "files": files, "lowercase": not cased,
-                "fairseq_args": ["--bpe", "bert_wordpiece", "--bpe-vocab-file", "vocab.txt"]
-                + ([] if not cased else ["--bpe-cased"])}
+        spec = {
+            "kind": kind,
+            "files": files,
+            "lowercase": not cased,
+            "fairseq_args": ["--bpe", "bert_wordpiece", "--bpe-vocab-file", "vocab.txt"]
+            + ([] if not cased else ["--bpe-cased"]),
+        }
     else:
         files, tokens = _adopt_gpt2(out_dir, encoder_json, vocab_bpe, gpt2_dict)
-        spec = {"kind": kind, "files": files, "fairseq_args": ["--bpe", "gpt2", "--gpt2-encoder-json",
-                                                               "encoder.json", "--gpt2-vocab-bpe", "vocab.bpe"]}
+        spec = {
+            "kind": kind,
+            "files": files,
+            "fairseq_args": ["--bpe", "gpt2", "--gpt2-encoder-json", "encoder.json", "--gpt2-vocab-bpe", "vocab.bpe"],
+        }
     spec["dict"] = DICT
     with atomic_output(spec_path) as f:  # written first: load_encoder reads it
         json.dump(spec, f, indent=2)
     counts = _count_tokens(load_encoder(out_dir), sample_path)
     dict_size = write_dict(os.path.join(out_dir, DICT), tokens, counts)
-    report.update({
-        "kind": kind,
-        "dict_size": dict_size,
-        "sample_tokens": sum(counts.values()),
-        "sample_unk_tokens": counts.get("<unk>", 0),
-        "sample_token_types": len(counts),
-    })
+    report.update(
+        {
+            "kind": kind,
+            "dict_size": dict_size,
+            "sample_tokens": sum(counts.values()),
+            "sample_unk_tokens": counts.get("<unk>", 0),
+            "sample_token_types": len(counts),
+        }
+    )
     mark_finished(spec_path, config, report)
     return report
 
@@ -300,17 +328,31 @@ def add_tokenizer_args(p):
     p.add_argument("--gpt2-encoder-json", metavar="FILE", help="RoBERTa/GPT-2 encoder.json (--kind gpt2)")
     p.add_argument("--gpt2-vocab-bpe", metavar="FILE", help="RoBERTa/GPT-2 vocab.bpe (--kind gpt2)")
     p.add_argument("--gpt2-dict", metavar="FILE", help="RoBERTa's dict.txt (keeps its token order)")
-    p.add_argument("--sample-sentences", type=int, default=1_000_000,
-                   help="sentences sampled from the cleaned corpus for training/counting (default %(default)s)")
+    p.add_argument(
+        "--sample-sentences",
+        type=int,
+        default=1_000_000,
+        help="sentences sampled from the cleaned corpus for training/counting (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=1, help="sampling / training seed")
 
 
 def build_kwargs(args, workers, show_progress):
-    return dict(vocab_size=args.vocab_size, model_type=args.model_type, character_coverage=args.character_coverage,
-                byte_fallback=args.byte_fallback, wordpiece_vocab=args.wordpiece_vocab, cased=args.cased,
-                encoder_json=args.gpt2_encoder_json, vocab_bpe=args.gpt2_vocab_bpe, gpt2_dict=args.gpt2_dict,
-                sample_sentences_n=args.sample_sentences, seed=args.seed, workers=workers,
-                show_progress=show_progress)
+    return dict(
+        vocab_size=args.vocab_size,
+        model_type=args.model_type,
+        character_coverage=args.character_coverage,
+        byte_fallback=args.byte_fallback,
+        wordpiece_vocab=args.wordpiece_vocab,
+        cased=args.cased,
+        encoder_json=args.gpt2_encoder_json,
+        vocab_bpe=args.gpt2_vocab_bpe,
+        gpt2_dict=args.gpt2_dict,
+        sample_sentences_n=args.sample_sentences,
+        seed=args.seed,
+        workers=workers,
+        show_progress=show_progress,
+    )
 
 
 def build_parser():
@@ -331,8 +373,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(name)s | %(message)s", stream=sys.stderr)
     try:
         files = training_files(args.clean)
-        report = build_tokenizer(args.out, args.kind, files,
-                                 **build_kwargs(args, resolve_workers(args.workers), not args.no_progress))
+        report = build_tokenizer(
+            args.out, args.kind, files, **build_kwargs(args, resolve_workers(args.workers), not args.no_progress)
+        )
     except ValueError as e:
         sys.exit(f"tokenizer: error: {e}")
     print(json.dumps({"step": "tokenizer", **report}, indent=2))

@@ -1,5 +1,6 @@
 """The Triton kernels, imported lazily by kernels._runtime (so TRITON_INTERPRET=1 can come first): family.py the
 threshold math every kernel shares, tiles.py the attention tiles, row_normalize.py and attention_*.py the kernels."""
+
 from .attention_bwd import attn_bwd_dkdv, attn_bwd_dq
 from .attention_fwd import attn_fwd
 from .row_normalize import row_normalize_bwd, row_normalize_fwd

@@ -5,6 +5,7 @@ alpha-gradient sums), then dq; attn_bwd_dkdv (one program per key block) reads t
 and accumulates dk and dv over the query blocks that touch its key block. g = dL/dp = dO v^T,
 s = p ** (2 - alpha), dz = s (g - delta); see family.py.
 """
+
 import triton
 import triton.language as tl
 
@@ -25,8 +26,9 @@ from .tiles import (
 
 
 @triton.jit
-def _prob_grad(do, v, seed, bh, offs_m, offs_n, N, p_drop, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
-               IEEE: tl.constexpr):
+def _prob_grad(
+    do, v, seed, bh, offs_m, offs_n, N, p_drop, DROPOUT: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr
+):
     """g = dL/dp for one tile: dO v^T, through the forward's dropout."""
     g = _dot(do, tl.trans(v), UPCAST, IEEE)
     if DROPOUT:
@@ -35,11 +37,39 @@ def _prob_grad(do, v, seed, bh, offs_m, offs_n, N, p_drop, DROPOUT: tl.constexpr
 
 
 @triton.jit
-def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
-                seed, p_drop, qk_scale, H, N, D, HK, n_bucket,
-                MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
-                UPCAST: tl.constexpr, IEEE: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def attn_bwd_dq(
+    Q,
+    K,
+    V,
+    DO,
+    DQ,
+    TAU,
+    MASS,
+    DELTA,
+    GA,
+    ALPHA,
+    PAD,
+    KEEP,
+    KV_NUM,
+    KV_IDX,
+    seed,
+    p_drop,
+    qk_scale,
+    H,
+    N,
+    D,
+    HK,
+    n_bucket,
+    MODE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     qb, bh, n_qb = _program(N, BLOCK_M)
     n_kb = tl.cdiv(N, BLOCK_N)
     b, h, hk, base = _head(bh, H, HK, N, D)
@@ -94,11 +124,39 @@ def attn_bwd_dq(Q, K, V, DO, DQ, TAU, MASS, DELTA, GA, ALPHA, PAD, KEEP, KV_NUM,
 
 
 @triton.jit
-def attn_bwd_dkdv(Q, K, V, DO, DK, DV, TAU, MASS, DELTA, ALPHA, PAD, KEEP, Q_NUM, Q_IDX,
-                  seed, p_drop, qk_scale, H, N, D, HK, n_bucket,
-                  MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
-                  UPCAST: tl.constexpr, IEEE: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def attn_bwd_dkdv(
+    Q,
+    K,
+    V,
+    DO,
+    DK,
+    DV,
+    TAU,
+    MASS,
+    DELTA,
+    ALPHA,
+    PAD,
+    KEEP,
+    Q_NUM,
+    Q_IDX,
+    seed,
+    p_drop,
+    qk_scale,
+    H,
+    N,
+    D,
+    HK,
+    n_bucket,
+    MODE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     kb, bh, n_kb = _program(N, BLOCK_N)
     n_qb = tl.cdiv(N, BLOCK_M)
     b, h, hk, base = _head(bh, H, HK, N, D)

@@ -5,6 +5,7 @@ tiles. Pass 0 takes the row maxima, the threshold passes run the family's Newton
 until every row of the block is done, the output pass sums d ** beta v. Saves tau and the mass
 A = sum d ** beta per row for the backward. n_bucket (next power of two of N) is only the autotuner's key.
 """
+
 import triton
 import triton.language as tl
 
@@ -24,11 +25,40 @@ from .tiles import (
 
 
 @triton.jit
-def attn_fwd(Q, K, V, O, TAU, MASS, SUPPORT, PASSES, ALPHA, PAD, KEEP, KV_NUM, KV_IDX,
-             seed, p_drop, qk_scale, n_iter, tol, H, N, D, HK, n_bucket,
-             MODE: tl.constexpr, HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, DROPOUT: tl.constexpr,
-             UPCAST: tl.constexpr, IEEE: tl.constexpr,
-             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def attn_fwd(
+    Q,
+    K,
+    V,
+    O,
+    TAU,
+    MASS,
+    SUPPORT,
+    PASSES,
+    ALPHA,
+    PAD,
+    KEEP,
+    KV_NUM,
+    KV_IDX,
+    seed,
+    p_drop,
+    qk_scale,
+    n_iter,
+    tol,
+    H,
+    N,
+    D,
+    HK,
+    n_bucket,
+    MODE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    DROPOUT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     qb, bh, n_qb = _program(N, BLOCK_M)
     n_kb = tl.cdiv(N, BLOCK_N)
     b, h, hk, base = _head(bh, H, HK, N, D)

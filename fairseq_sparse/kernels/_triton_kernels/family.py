@@ -19,6 +19,7 @@ Backward of the family from the output alone: with s = p ** (2 - alpha) on the s
 dz = s * (g - delta), delta = sum(s * g) / sum(s). For alpha-entmax the alpha gradient of a row is
 (sum p g - delta) / (alpha - 1)^2 - (sum g p log p - delta * H) / (alpha - 1), H = sum p log p.
 """
+
 import triton
 import triton.language as tl
 

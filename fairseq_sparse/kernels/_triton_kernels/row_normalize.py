@@ -1,6 +1,7 @@
 """The row normaliser kernels: one program holds a whole row and runs the family's search to its end.
 
 Row offsets are int64 (row * n_cols passes 2^31 on large batches); the grid is the rows, on axis 0."""
+
 import triton
 import triton.language as tl
 

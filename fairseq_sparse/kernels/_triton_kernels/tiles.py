@@ -3,6 +3,7 @@
 A program owns one query block (forward, dq) or one key block (dk/dv) of one (batch, head); the
 (N, D) slices of q, k, v, o and their gradients start at the offset _head returns.
 """
+
 import triton
 import triton.language as tl
 
@@ -56,8 +57,11 @@ def _load_tile(PTR, rows, offs_d, N, D):
 @triton.jit
 def _store_tile(PTR, rows, offs_d, N, D, value):
     """Write a float32 tile into rows `rows` of a row-major (N, D) slice, in the slice's dtype."""
-    tl.store(PTR + rows[:, None] * D + offs_d[None, :], value.to(PTR.dtype.element_ty),
-             mask=(rows[:, None] < N) & (offs_d[None, :] < D))
+    tl.store(
+        PTR + rows[:, None] * D + offs_d[None, :],
+        value.to(PTR.dtype.element_ty),
+        mask=(rows[:, None] < N) & (offs_d[None, :] < D),
+    )
 
 
 @triton.jit
@@ -85,8 +89,22 @@ def _keep_offsets(hk, offs_m, offs_n, N):
 
 
 @triton.jit
-def _scores(q, k, PAD, KEEP, b, hk, offs_m, offs_n, N, x_scale,
-            HAS_PAD: tl.constexpr, HAS_KEEP: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+def _scores(
+    q,
+    k,
+    PAD,
+    KEEP,
+    b,
+    hk,
+    offs_m,
+    offs_n,
+    N,
+    x_scale,
+    HAS_PAD: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+):
     """x = (alpha - 1) * normaliser scale * softmax scale * q k^T, -inf where not allowed."""
     x = _dot(q, tl.trans(k), UPCAST, IEEE) * x_scale
     ok = (offs_m[:, None] < N) & (offs_n[None, :] < N)
