@@ -181,7 +181,8 @@ def run(args, device, mode):
                 print(f"| {name} | {r:.2f}x | {pkg_s} | {mem_s} |")
             rows, fused = bench_block(n, device, dtype, args.repeats, clock)
             print(
-                f"\n## attention block (QK^T, normaliser, AV), fwd+bwd, N={n}, d=64; fused SDPA / softmax block = {fused:.2f}x"
+                f"\n## attention block (QK^T, normaliser, AV), fwd+bwd, N={n}, d=64; "
+                f"fused SDPA / softmax block = {fused:.2f}x"
             )
             print("| normaliser | block / softmax block | block / fused SDPA |")
             print("|---|---|---|")

@@ -114,7 +114,8 @@ def main(argv=None):
     times = median_times([step_fn(m, o, tokens, masked) for _, (m, o) in runs], args.repeats, clock=args.clock)
     words = tokens.numel()
     print(
-        f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} threads={torch.get_num_threads()} clock={args.clock}"
+        f"dims={args.dims} seq_len={args.seq_len} batch={args.batch} "
+        f"threads={torch.get_num_threads()} clock={args.clock}"
     )
     print("| model | words/s | vs stock roberta |")
     print("|---|---|---|")

@@ -160,7 +160,14 @@ MAX_CLI_LINES = 150  # a console script parses and calls
 _ONE_AREA = "the tests of one feature area around shared fixtures (real data built once per module)"
 LONG_FILES = {
     f"tests/{name}": _ONE_AREA
-    for name in ("test_analysis.py", "test_preprocess.py", "test_pretraining.py", "test_convert.py")
+    for name in (
+        "test_analysis.py",
+        "test_preprocess.py",
+        "test_pretraining.py",
+        "test_convert.py",
+        "test_glue.py",
+        "test_dam.py",
+    )
 }
 
 

@@ -6,7 +6,8 @@ python examples/ssaf/sweep.py --data data-bin/sst2 --checkpoint ckpt/model.pt --
     -- [more fairseq-train options]
 
 Each run saves to OUT_DIR/<name>/ (log: OUT_DIR/<name>.log) and its checkpoint_best.pt is scored
-on the valid and test splits with examples/glue/predict.py's code; OUT_DIR/results.tsv gets one row per run as it finishes.
+on the valid and test splits with examples/glue/predict.py's code; OUT_DIR/results.tsv gets one
+row per run as it finishes.
 lambda = 0 is sparsemax; lambda -> -inf approaches uniform attention; lambda must stay < 1.
 """
 

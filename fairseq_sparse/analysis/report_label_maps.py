@@ -92,7 +92,8 @@ def run(args):
     )
     print(
         f"exported {len(rows)} maps; fill the label column of {out_path(args, 'labels.csv')}, then run "
-        f"`{args.prog} train-cnn --maps {out_path(args, 'maps.npz')} --labels {out_path(args, 'labels.csv')} --out-dir ...`"
+        f"`{args.prog} train-cnn --maps {out_path(args, 'maps.npz')} "
+        f"--labels {out_path(args, 'labels.csv')} --out-dir ...`"
     )
     return written
 

@@ -101,7 +101,8 @@ def compare(
         }
         log(
             f"  {name}: test accuracy {row['test_accuracy']:.2f}% on {row['test_examples']}, "
-            f"attention density {row['test_attention_density']:.3f} ({row['seconds']} s; {time.time() - start:.0f} s so far)",
+            f"attention density {row['test_attention_density']:.3f} "
+            f"({row['seconds']} s; {time.time() - start:.0f} s so far)",
             flush=True,
         )
         return row

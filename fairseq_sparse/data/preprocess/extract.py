@@ -2,8 +2,8 @@
 
 Runs `python -m wikiextractor.WikiExtractor` (PyPI `wikiextractor`, 3.1.0 works on Python 3.11)
 into a temporary sibling of OUT and renames it to OUT when it finishes (atomic_directory), so an
-interrupted extraction is never mistaken for a finished one. If wikiextractor is not installed, extract elsewhere and give the
-output directory to the clean step with --wiki-extracted.
+interrupted extraction is never mistaken for a finished one. If wikiextractor is not installed,
+extract elsewhere and give the output directory to the clean step with --wiki-extracted.
 """
 
 import argparse

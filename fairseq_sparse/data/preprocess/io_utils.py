@@ -1,8 +1,9 @@
 """Completion markers, JSON written atomically, and bounded-memory line reading.
 
 Why: a preprocessing run over tens of GB is interrupted sooner or later. Outputs are written
-through fairseq_sparse.atomic_files (a temporary name, renamed when complete), and each finished unit of work gets a marker recording the settings and
-inputs it was made from, so a re-run skips exactly the units whose marker still matches.
+through fairseq_sparse.atomic_files (a temporary name, renamed when complete), and each finished
+unit of work gets a marker recording the settings and inputs it was made from, so a re-run skips
+exactly the units whose marker still matches.
 """
 
 import bz2
