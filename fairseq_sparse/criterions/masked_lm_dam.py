@@ -10,6 +10,7 @@ scale 500 (examples/sparsebert/README.md has the searches that chose it).
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig
@@ -20,7 +21,7 @@ from .stock_with_stats import MaskedLmSparseLoss
 
 @dataclass
 class MaskedLmDamConfig(MaskedLmConfig):
-    dam_lambda: float | None = field(
+    dam_lambda: Optional[float] = field(
         default=None,
         metadata={"help": "weight of ||M||_1 (default: 1e-5 with --dam-form product, the authors' 5e-5 with additive)"},
     )

@@ -8,6 +8,7 @@ checkpoint's dictionary holds them there (see fairseq_sparse/convert/bert.py).
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from fairseq.data.encoders import register_bpe
 from fairseq.dataclass import FairseqDataclass
@@ -20,11 +21,11 @@ FAIRSEQ_TO_BERT = {v: k for k, v in BERT_TO_FAIRSEQ.items()}
 
 @dataclass
 class BertWordPieceConfig(FairseqDataclass):
-    bpe_vocab_file: str | None = field(
+    bpe_vocab_file: Optional[str] = field(
         default=None, metadata={"help": "BERT vocab.txt (the converter writes one next to model.pt)"}
     )
     bpe_cased: bool = field(default=False, metadata={"help": "keep case (for cased BERT checkpoints)"})
-    bpe_strip_accents: bool | None = field(
+    bpe_strip_accents: Optional[bool] = field(
         default=None, metadata={"help": "strip accents (default: only when lower-casing, as BERT does)"}
     )
 
