@@ -20,6 +20,7 @@ text, one paragraph per line):
 
 Outputs: OUT/results.json (all numbers), OUT/*.png, logs, masks and runs under OUT/. Finished
 runs are reused, so an interrupted run resumes. At most --jobs runs at once, one thread each.
+This file is the experiment's plan; the exact command lines are in commands.py, the measures in measures.py.
 Usage: python examples/sparsebert/reproduce.py [--out runs/sparsebert] [--budget quick|full] [--text FILE]
 """
 
@@ -27,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,36 +35,26 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fairseq_sparse.atomic_files import atomic_output
-from fairseq_sparse.finetune.runner import fairseq_records
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 sys.path.insert(0, HERE)
 import measures  # noqa: E402
+from commands import (  # noqa: E402
+    TOKENS,
+    export_mask_command,
+    finetune_command,
+    prepare_command,
+    run,
+    tool,
+    train_command,
+    valid_bits,
+)
 from run_demo import minilm_dir, write_wikipedia  # noqa: E402
 
 FORMS = ["product", "additive"]
 ARMS = ["dense", "no_diagonal", "learned_product", "learned_additive", "random", "window", "bigbird"]
-MINILM = [
-    "--encoder-layers",
-    6,
-    "--encoder-embed-dim",
-    384,
-    "--encoder-ffn-embed-dim",
-    1536,
-    "--encoder-attention-heads",
-    12,
-    "--activation-fn",
-    "gelu",
-    "--layer-norm-eps",
-    1e-12,
-    "--max-positions",
-    512,
-    "--segment-embeddings",
-    2,
-]
 # quick: one seed, sized for <= 10 minutes on the idle 2-core CPU (an estimate: README); full: 3 seeds + BBC News
 BUDGETS = {
     "quick": dict(
@@ -88,37 +78,6 @@ BUDGETS = {
         finetune=dict(train=400, valid=100, test=400, epochs=2, max_length=96),
     ),
 }
-TOKENS = 128  # block length of every MLM run (with <s>); masks are exported at this length
-
-
-def run(cmd, log_path, threads=1):
-    """Run one command with its output in log_path; stop everything if it fails."""
-    cmd = [str(c) for c in cmd]
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    with atomic_output(log_path) as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-    with open(log_path) as f:
-        text = f.read()
-    if proc.returncode != 0:
-        sys.stdout.write(text[-4000:])
-        sys.exit(f"reproduce: command failed (exit {proc.returncode}); log: {log_path}")
-    print(f"  done in {time.time() - start:.0f} s ({os.path.relpath(log_path, REPO)})", flush=True)
-    return text
-
-
-def tool(name):
-    return os.path.join(BIN, name)
-
-
-def valid_bits(log):
-    """The last validation MLM loss (bits per masked token) in a fairseq-train --log-format json log
-    (masked_lm_dam's loss adds the mask penalty; its mlm_loss is the MLM part)."""
-    found = fairseq_records(log, "valid")
-    if not found:
-        raise SystemExit("reproduce: no validation loss in the log")
-    return float(found[-1].get("mlm_loss", found[-1]["loss"]))
 
 
 def write_text_as_docs(text_file, dest):
@@ -186,28 +145,7 @@ class Experiment:
                 write_text_as_docs(self.args.text, raw)
             else:
                 write_wikipedia(raw, self.budget["docs"])
-            run(
-                [
-                    sys.executable,
-                    "scripts/prepare_pretraining_data.py",
-                    "--wiki-extracted",
-                    raw,
-                    "--out",
-                    corpus,
-                    "--num-shards",
-                    1,
-                    "--valid-fraction",
-                    0.05,
-                    "--kind",
-                    "wordpiece",
-                    "--wordpiece-vocab",
-                    vocab,
-                    "--workers",
-                    2,
-                    "--no-progress",
-                ],
-                os.path.join(self.out, "prepare.log"),
-            )
+            run(prepare_command(raw, corpus, vocab), os.path.join(self.out, "prepare.log"))
         self.data = os.path.join(corpus, "data-bin", "shard0")
         self.minilm = os.path.join(self.out, "minilm", "model.pt")
         if not os.path.exists(self.minilm):
@@ -232,62 +170,9 @@ class Experiment:
         if os.path.exists(log_path) and os.path.exists(os.path.join(save, "checkpoint_last.pt")):
             return save, open(log_path).read()
         os.makedirs(save, exist_ok=True)
-        cmd = [
-            tool("fairseq-train"),
-            self.data,
-            "--user-dir",
-            os.path.join(REPO, "fairseq_sparse"),
-            "--cpu",
-            "--task",
-            "masked_lm",
-            "--criterion",
-            criterion,
-            *arch_args,
-            *MINILM,
-            "--restore-file",
-            restore,
-            "--reset-optimizer",
-            "--reset-dataloader",
-            "--reset-meters",
-            "--reset-lr-scheduler",
-            "--tokens-per-sample",
-            TOKENS,
-            "--sample-break-mode",
-            "complete",
-            "--batch-size",
-            8,
-            "--optimizer",
-            "adam",
-            "--adam-betas",
-            "(0.9,0.98)",
-            "--lr",
-            lr,
-            "--lr-scheduler",
-            "polynomial_decay",
-            "--warmup-updates",
-            max(1, updates // 10),
-            "--total-num-update",
-            updates,
-            "--max-update",
-            updates,
-            "--max-valid-steps",
-            self.args.valid_batches,
-            "--validate-interval-updates",
-            updates,
-            "--log-format",
-            "json",
-            "--log-interval",
-            10,
-            "--save-dir",
-            save,
-            "--no-epoch-checkpoints",
-            "--no-save-optimizer-state",
-            "--num-workers",
-            0,
-            "--seed",
-            seed,
-            *extra,
-        ]
+        cmd = train_command(
+            self.data, save, restore, seed, updates, lr, arch_args, criterion, self.args.valid_batches, extra
+        )
         return save, run(cmd, log_path, threads)
 
     def adapt(self):
@@ -335,20 +220,8 @@ class Experiment:
             if os.path.exists(mask_path) and os.path.exists(mask_path[:-4] + ".log"):  # exported by an earlier run
                 report = open(mask_path[:-4] + ".log").read()
             else:
-                report = run(
-                    [
-                        tool("fairseq-sparse-export-mask"),
-                        os.path.join(save, "checkpoint_last.pt"),
-                        "--out",
-                        mask_path,
-                        "--png",
-                        mask_path[:-4] + ".png",
-                        "--length",
-                        TOKENS,
-                        "--allow-empty",
-                    ],
-                    mask_path[:-4] + ".log",
-                )
+                checkpoint = os.path.join(save, "checkpoint_last.pt")
+                report = run(export_mask_command(checkpoint, mask_path), mask_path[:-4] + ".log")
             mask = np.load(mask_path)
             return {
                 "form": form,
@@ -443,40 +316,8 @@ class Experiment:
                 flags = self.arm_flags(arm, seed)[0]
                 if flags[:2] == ["--attn-mask", "file"]:
                     flags = ["--attn-mask", "file", "--attn-mask-allow-empty"]  # the checkpoint carries its mask
-                run(
-                    [
-                        tool("fairseq-sparse-finetune"),
-                        "--train",
-                        os.path.join(bbc, "train.tsv"),
-                        "--valid",
-                        os.path.join(bbc, "valid.tsv"),
-                        "--test",
-                        os.path.join(bbc, "test.tsv"),
-                        "--checkpoint",
-                        os.path.join(self.out, "runs", f"continue_{arm}_s{seed}", "checkpoint_last.pt"),
-                        "--dict",
-                        os.path.join(minilm, "dict.txt"),
-                        "--vocab",
-                        os.path.join(minilm, "vocab.txt"),
-                        "--out-dir",
-                        out,
-                        "--epochs",
-                        ft["epochs"],
-                        "--batch-size",
-                        16,
-                        "--lr",
-                        1e-4,
-                        "--max-length",
-                        ft["max_length"],
-                        "--seed",
-                        seed,
-                        "--log-interval",
-                        10,
-                        "--cpu",
-                        *flags,
-                    ],
-                    out + ".log",
-                )
+                checkpoint = os.path.join(self.out, "runs", f"continue_{arm}_s{seed}", "checkpoint_last.pt")
+                run(finetune_command(bbc, checkpoint, minilm, out, ft, seed, flags), out + ".log")
             scores = json.load(open(os.path.join(out, "results.json")))["scores"]
             return arm, seed, scores["test"]["accuracy"]
 

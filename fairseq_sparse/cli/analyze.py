@@ -36,7 +36,6 @@ def build_parser():
         "--examples",
         type=int,
         nargs="+",
-        default=None,
         help="0-based example indices in the split (default: 0 unless --text is given)",
     )
     p.add_argument(
