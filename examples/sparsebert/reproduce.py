@@ -168,6 +168,7 @@ class Experiment:
         save = os.path.join(self.out, "runs", name)
         log_path = os.path.join(self.out, "runs", f"{name}.log")
         if os.path.exists(log_path) and os.path.exists(os.path.join(save, "checkpoint_last.pt")):
+            print(f"(done earlier: {log_path})", flush=True)
             return save, open(log_path).read()
         os.makedirs(save, exist_ok=True)
         cmd = train_command(
@@ -218,6 +219,7 @@ class Experiment:
             curve = json.load(open(curve_path))
             mask_path = os.path.join(self.out, f"mask_{form}_s{seed}.npy")
             if os.path.exists(mask_path) and os.path.exists(mask_path[:-4] + ".log"):  # exported by an earlier run
+                print(f"(done earlier: {mask_path[:-4]}.log)", flush=True)
                 report = open(mask_path[:-4] + ".log").read()
             else:
                 checkpoint = os.path.join(save, "checkpoint_last.pt")
