@@ -1,6 +1,6 @@
 """The per-paper finding tables of the demo's summary.md (scripts/demo_summary.py assembles the
 page): each finding beside what the paper reported, what this run measured and whether it reproduced,
-and the rule that reads two seeded arms as a difference or as noise (SPREAD_RULE).
+read with the seeds' spread (fairseq_sparse/analysis/spread.py).
 
 A split of demo_summary.py by idea: the verdicts live here, the measurement sections there.
 The papers' figures come from ../shared/spec/methods.md and the seed documents; the tags say how
@@ -9,11 +9,7 @@ each was read ([paper], [review]: a third-party summary, [code]: the authors' re
 
 import statistics
 
-NOT_MEASURED = "not measured"
-SPREAD_RULE = (
-    "a difference of two means is within the seeds' spread when it is smaller than the sum of the two "
-    "standard deviations (their mean ± sd ranges overlap)"
-)
+from fairseq_sparse.analysis.spread import NOT_MEASURED, SPREAD_RULE, compare_arms, mean_sd
 
 PAPERS = {
     "ssaf": "Cui et al. 2019, *Fine-tune BERT with Sparse Self-Attention Mechanism* (EMNLP-IJCNLP, D19-1361)",
@@ -24,36 +20,6 @@ PAPERS = {
 
 def fmt(x, spec=".3f"):
     return NOT_MEASURED if x is None else format(x, spec)
-
-
-def _values(x):
-    """A figure measured once (a number) or per seed (a list) -> list of numbers."""
-    if x is None:
-        return []
-    return [float(v) for v in x] if isinstance(x, (list, tuple)) else [float(x)]
-
-
-def mean_sd(values, spec=".2f"):
-    """'m ± sd' over seeds ('m (1 seed)' for one value)."""
-    values = _values(values)
-    if not values:
-        return NOT_MEASURED
-    if len(values) == 1:
-        return f"{values[0]:{spec}} (1 seed)"
-    return f"{statistics.mean(values):{spec}} ± {statistics.stdev(values):{spec}}"
-
-
-def compare_arms(a, b):
-    """Difference of means a - b and how to read it: 'beyond the spread', 'within the seeds' spread', or
-    'spread unknown' when either side has fewer than 2 seeds (SPREAD_RULE)."""
-    a, b = _values(a), _values(b)
-    if not a or not b:
-        return None, NOT_MEASURED
-    diff = statistics.mean(a) - statistics.mean(b)
-    if len(a) < 2 or len(b) < 2:
-        return diff, "spread unknown (1 seed)"
-    spread = statistics.stdev(a) + statistics.stdev(b)
-    return diff, "within the seeds' spread" if abs(diff) < spread else "beyond the seeds' spread"
 
 
 def table(header, rows):

@@ -339,3 +339,45 @@ def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_
         "--attn-mask-global",
         0,
     ]
+
+
+def _reproduce():
+    import importlib.util
+
+    path = REPO / "examples" / "sparsebert" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("sparsebert_reproduce", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_text_file_becomes_a_minilm_wordpiece_corpus_and_bad_files_are_named(tmp_path):
+    """--text FILE: English the project never saw (BBC News articles, one per line, saved with a BOM)
+    through the pipeline with MiniLM's vocabulary; a non-UTF-8 or empty file stops with its name and line."""
+    from fairseq_sparse.data.bbc_news import read_bbc_news
+
+    reproduce = _reproduce()
+    articles = [ex.text_a for ex in read_bbc_news()[0]["train"][:60]]
+    text = tmp_path / "bbc.txt"
+    text.write_text("\ufeff" + "\n\n".join(a.replace("\n", " ") for a in articles) + "\n", encoding="utf-8")
+    args = reproduce.parse_args(["--text", str(text), "--out", str(tmp_path / "out")])
+    experiment = reproduce.Experiment(args.out, reproduce.BUDGETS["quick"], args)
+    experiment.prepare()
+    corpus = experiment.results["corpus"]
+    assert corpus["train"]["documents"] + corpus["valid"]["documents"] == 60, corpus
+    assert corpus["valid"]["documents"] >= 1 and corpus["train"]["tokens"] > 20_000
+    docs = (tmp_path / "out" / "text" / "AA" / "wiki_00").read_text(encoding="utf-8")
+    assert docs.count("<doc ") == 60 and "\ufeff" not in docs and articles[0].split()[0] in docs
+    # MiniLM's 30,522 WordPiece entries (+ fairseq's 4 specials), so the converted checkpoint fits the data
+    assert sum(1 for _ in open(tmp_path / "out" / "corpus" / "data-bin" / "shard0" / "dict.txt")) >= 30_000
+    unigram = experiment.results["unigram"]
+    assert 6 < unigram["valid_entropy"] < unigram["cross_entropy_train_unigram"] < 14, unigram
+
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes(b"A first paragraph.\nThe caf\xe9 opened.\n")
+    with pytest.raises(SystemExit, match=r"latin\.txt, line 2, byte 8: b'\\xe9' is not utf-8 .*--encoding"):
+        reproduce.write_text_as_docs(str(bad), str(tmp_path / "bad"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(SystemExit, match=r"blank\.txt holds no text; expected English text with one paragraph"):
+        reproduce.write_text_as_docs(str(tmp_path / "blank.txt"), str(tmp_path / "blank"))
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "blank").exists()

@@ -188,22 +188,28 @@ def test_results_are_reused_only_for_the_same_checkpoint_file(tmp_path, tiny_mod
     assert [f for f in os.listdir(tmp_path / "out") if f.startswith(".")] == []  # no temporary left behind
 
 
-def test_summary_table_gives_mean_and_spread_over_seeds_beside_the_baseline():
-    rows = [
-        dict(
-            setting="softmax",
+def test_summary_table_gives_mean_and_spread_over_seeds_and_reads_each_gap_with_it():
+    def row(setting, seed, v, t, f):
+        return dict(
+            setting=setting,
             seed=seed,
             valid_accuracy=v,
             test_accuracy=t,
             test_macro_f1=f,
             test_majority_accuracy=25.0,
-            test_attention_density=1.0,
+            test_attention_density=1.0 if setting == "softmax" else 0.5,
         )
-        for seed, v, t, f in ((1, 80, 70, 60), (2, 90, 74, 64))
-    ]
+
+    rows = [row("softmax", s, v, t, f) for s, v, t, f in ((1, 80, 70, 60), (2, 90, 74, 64))]
+    rows += [row("entmax15", s, 80, t, 60) for s, t in ((1, 75), (2, 77))]  # +4.0, within 2.83 + 1.41
+    rows += [row("sparsemax", s, 80, t, 60) for s, t in ((1, 81), (2, 81))]  # +9.0, beyond 2.83 + 0
+    rows += [row("sparsegen_lin_0", 1, 80, 90, 60)]
     table = summary_table(rows).splitlines()
-    assert table[2] == "| softmax | 2 | 85.00 ± 7.07 | 72.00 ± 2.83 | 62.00 ± 2.83 | 1.000 ± 0.000 |"
-    assert table[-1].endswith("test accuracy 25.00%.")
+    assert table[2] == "| softmax | 2 | 85.00 ± 7.07 | 72.00 ± 2.83 | 62.00 ± 2.83 | 1.000 ± 0.000 |  |"
+    assert table[3].endswith("| 76.00 ± 1.41 | 60.00 ± 0.00 | 0.500 ± 0.000 | +4.00 (within the seeds' spread) |")
+    assert table[4].endswith("| +9.00 (beyond the seeds' spread) |")
+    assert table[5] == "| sparsegen_lin_0 | 1 | 80.00 | 90.00 | 60.00 | 0.500 | +18.00 (spread unknown (1 seed)) |"
+    assert "test accuracy 25.00%." in table[-1] and "standard deviations" in table[-1]
 
 
 def test_predictions_and_density_do_not_depend_on_batching_or_padding(tmp_path, tiny_model):

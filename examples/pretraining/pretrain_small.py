@@ -108,10 +108,9 @@ def write_source(out, text):
         with open(os.path.join(os.path.dirname(spec.origin), "data", "summaries_en-us.json"), encoding="utf-8") as f:
             docs = [a["extract"] for a in json.load(f).values()]
     else:
-        with open(text, encoding="utf-8") as f:
-            docs = [line.strip() for line in f if line.strip()]
-        if not docs:
-            raise ValueError(f"--text {text} holds no paragraph (expected one paragraph per line)")
+        from fairseq_sparse.data.text_file import read_paragraphs
+
+        docs = read_paragraphs(text)
     content = "".join(json.dumps({"id": str(i), "title": "", "text": doc}) + "\n" for i, doc in enumerate(docs))
     path = os.path.join(out, "source", "AA", "wiki_00")
     if os.path.isfile(path):

@@ -4,7 +4,6 @@
 import itertools
 import os
 import re
-import statistics
 
 import numpy as np
 import torch
@@ -44,15 +43,6 @@ def unigram_bits(data_dir):
         "valid_entropy": round(float(-(p_valid[seen] * np.log2(p_valid[seen])).sum()), 4),
         "valid_tokens": int(valid.sum()),
     }
-
-
-def mean_sd(values):
-    """{'mean', 'sd', 'n'} (sample sd; None for one value)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": round(statistics.mean(values), 4), "sd": None if sd is None else round(sd, 4), "n": len(values)}
 
 
 def kept_distances(mask):

@@ -34,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fairseq_sparse.analysis.spread import summarize
 from fairseq_sparse.atomic_files import atomic_output
+from fairseq_sparse.data.text_file import TextFileError, read_paragraphs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -62,7 +64,7 @@ BUDGETS = {
         docs=1500,
         adapt_updates=150,
         search_updates=60,
-        continue_updates=40,
+        continue_updates=30,
         forms=FORMS,
         arms=ARMS,
         finetune=None,
@@ -70,9 +72,9 @@ BUDGETS = {
     "full": dict(
         seeds=[1, 2, 3],
         docs=10033,
-        adapt_updates=400,
-        search_updates=150,
-        continue_updates=150,
+        adapt_updates=600,
+        search_updates=120,
+        continue_updates=100,
         forms=FORMS,
         arms=ARMS,
         finetune=dict(train=400, valid=100, test=400, epochs=2, max_length=96),
@@ -82,10 +84,10 @@ BUDGETS = {
 
 def write_text_as_docs(text_file, dest):
     """One paragraph per line -> wikiextractor's layout, one document per paragraph (the pipeline's input)."""
-    with open(text_file, encoding="utf-8") as f:
-        paragraphs = [line.strip() for line in f if line.strip()]
-    if not paragraphs:
-        raise SystemExit(f"reproduce: {text_file} holds no text (expected one paragraph per line)")
+    try:
+        paragraphs = read_paragraphs(text_file)
+    except TextFileError as e:
+        raise SystemExit(f"reproduce: --text {e}") from None
     with atomic_output(os.path.join(dest, "AA", "wiki_00")) as out:
         for i, text in enumerate(paragraphs):
             out.write(f'<doc id="{i}" url="" title="p{i}">\np{i}\n\n{text}\n</doc>\n')
@@ -245,7 +247,7 @@ class Experiment:
         self.results["search_summary"] = {
             form: {
                 **{
-                    k: measures.mean_sd([r[k] for r in runs])
+                    k: summarize([r[k] for r in runs])
                     for k in ("density", "empty_rows", "valid_bits", "diagonal_keep_prob", "diagonal_rank")
                 },
                 "agreement": measures.agreement([r["kept_distances"] for r in runs], TOKENS),
@@ -293,7 +295,7 @@ class Experiment:
         self.results["continue_updates"] = updates
         stored = self.merge("continuations", {(arm, s): row for arm, s, row in rows})
         self.results["continuation_summary"] = {
-            arm: measures.mean_sd([r["valid_bits"] for r in runs]) for arm, runs in stored.items()
+            arm: summarize([r["valid_bits"] for r in runs]) for arm, runs in stored.items()
         }
 
     # ----- BBC News fine-tunes from each arm ------------------------------------------------
@@ -328,7 +330,7 @@ class Experiment:
         self.results["finetune"] = {
             "bbc_articles": sizes,
             **{k: ft[k] for k in ("epochs", "max_length")},
-            "summary": {arm: measures.mean_sd(v) for arm, v in stored.items()},
+            "summary": {arm: summarize(v) for arm, v in stored.items()},
         }
 
 

@@ -7,12 +7,13 @@ a finished run is reused); up to `parallel` run at once, each with OMP_NUM_THREA
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from fairseq_sparse.analysis.spread import SPREAD_RULE, compare_arms, mean_sd
 
 # name -> fairseq-train attention options. "schedule" anneals alpha-entmax from 1.05 (about
 # softmax) to 1.5 (entmax-1.5); its length is set per comparison (--sparsity-schedule-updates).
@@ -132,30 +133,34 @@ def _beat(out_dir, names, every, done, start, log):
                 log(f"  [{time.time() - start:.0f} s] {name}: {lines[-1][:200] if lines else 'starting'}", flush=True)
 
 
-def summary_table(rows):
-    """Markdown: one line per setting, mean (and spread over seeds) of accuracy, macro-F1 and density,
+def summary_table(rows, baseline="softmax"):
+    """Markdown: one line per setting, mean ± sd over seeds of accuracy, macro-F1 and density, each
+    setting's test accuracy against `baseline`'s read with the seeds' spread (analysis/spread.py),
     then the majority-class baseline the accuracies are to be read against."""
     lines = [
-        "| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density |",
-        "|---|---|---|---|---|---|",
+        "| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density "
+        f"| test accuracy - {baseline} |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for setting in dict.fromkeys(r["setting"] for r in rows):
-        sel = [r for r in rows if r["setting"] == setting]
+    by_setting = {}
+    for r in rows:
+        by_setting.setdefault(r["setting"], []).append(r)
+    base = [r["test_accuracy"] for r in by_setting.get(baseline, [])]
+    for setting, sel in by_setting.items():
 
-        def cell(key, fmt):
-            values = [r[key] for r in sel]
-            mean = statistics.mean(values)
-            return fmt.format(mean) + (f" ± {fmt.format(statistics.stdev(values))}" if len(values) > 1 else "")
+        def cell(key, spec):
+            return mean_sd([r[key] for r in sel], spec).replace(" (1 seed)", "")
 
+        diff, reading = compare_arms([r["test_accuracy"] for r in sel], base)
+        versus = "" if setting == baseline or diff is None else f"{diff:+.2f} ({reading})"
         lines.append(
-            f"| {setting} | {len(sel)} | {cell('valid_accuracy', '{:.2f}')} "
-            f"| {cell('test_accuracy', '{:.2f}')} | {cell('test_macro_f1', '{:.2f}')} "
-            f"| {cell('test_attention_density', '{:.3f}')} |"
+            f"| {setting} | {len(sel)} | {cell('valid_accuracy', '.2f')} | {cell('test_accuracy', '.2f')} "
+            f"| {cell('test_macro_f1', '.2f')} | {cell('test_attention_density', '.3f')} | {versus} |"
         )
     majority = sorted({r["test_majority_accuracy"] for r in rows})
     lines += [
         "",
         f"Majority-class baseline (the commonest training label for every example): test accuracy "
-        f"{', '.join(f'{m:.2f}' for m in majority)}%.",
+        f"{', '.join(f'{m:.2f}' for m in majority)}%. Reading: {SPREAD_RULE}.",
     ]
     return "\n".join(lines)

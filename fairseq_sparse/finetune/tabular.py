@@ -9,19 +9,19 @@ Columns are chosen by 0-based index (negative counts from the end) or, with a he
 name. The delimiter follows the file name (.tsv: tab, .csv: comma) unless given.
 """
 
-import codecs
 import csv
 import io
 import os
 from typing import NamedTuple
 
 from ..data.sentence_prediction_data import Example
+from ..data.text_file import TextFileError, decode_file
 
 FIELD_LIMIT = 2**31 - 1  # the csv default (131,072 characters) cuts long documents
 _NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}
 
 
-class TableError(ValueError):
+class TableError(TextFileError):
     """A file that does not match the requested columns; the message names file, line and fix."""
 
 
@@ -48,26 +48,11 @@ def _delimiter(path, delimiter):
 
 
 def _decode(path, encoding):
-    """The file's text without a byte-order mark; an undecodable byte names its line and the fix."""
+    """The file's text without a byte-order mark (data/text_file.py); errors as TableError."""
     try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise TableError(
-            f"unknown --encoding {encoding!r}; expected a Python codec such as utf-8, cp1252, latin-1"
-        ) from None
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - raw.rfind(b"\n", 0, e.start)
-        raise TableError(
-            f"{path}, line {line}, byte {column}: {raw[e.start : e.start + 1]!r} is not {encoding} "
-            f"({e.reason}); pass the file's encoding, e.g. --encoding cp1252 (Windows) or "
-            "--encoding latin-1, or save the file as UTF-8"
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text
+        return decode_file(path, encoding)
+    except TextFileError as e:
+        raise TableError(str(e)) from None
 
 
 def _rows(path, text, sep):
