@@ -25,6 +25,8 @@ from demo_paper_tables import (
     table,
 )
 
+from fairseq_sparse.finetune.compare import arms_table
+
 __all__ = [
     "NOT_MEASURED",
     "PAPERS",
@@ -52,43 +54,15 @@ def ssaf_section(ss):
         "## SSAF: sparse attention fine-tuning of a real BERT (MiniLM) on BBC News",
         "",
         f"Articles {ss['bbc_articles']}, first {ss['max_length']} WordPiece tokens, {ss['epochs']} epochs, "
-        f"seeds {', '.join(map(str, seeds))} (training seed: data order, dropout, the head's output layer); "
-        f"schedule = {ss['schedule']}. Density = non-zero attention weights / real query-key pairs on the test "
-        "set. Mean ± standard deviation over the seeds.",
+        f"seeds {', '.join(map(str, seeds))} (training seed: data order, dropout, the head's output layer). "
+        "Density = non-zero attention weights / real query-key pairs on the test set. Mean ± standard "
+        "deviation over the seeds.",
         "",
         f"Can the model do its task? Majority class of the training file ({majority.get('label', '?')}) on the "
         f"test set: {fmt(majority.get('test_accuracy'), '.2f')}% accuracy.",
         "",
     ]
-    base = by.get("softmax", {}).get("test_accuracy")
-    rows = []
-    for setting, d in by.items():
-        diff, reading = compare_arms(d["test_accuracy"], base) if setting != "softmax" else (None, "")
-        rows.append(
-            (
-                setting,
-                len(d["seed"]),
-                mean_sd(d["valid_accuracy"]),
-                mean_sd(d["test_accuracy"]),
-                " / ".join(f"{v:.2f}" for v in d["test_accuracy"]),
-                "-" if setting == "softmax" else f"{diff:+.2f} ({reading})",
-                mean_sd(d["test_attention_density"], ".3f"),
-            )
-        )
-    out += table(
-        (
-            "attention",
-            "seeds",
-            "valid accuracy %",
-            "test accuracy %",
-            "test accuracy per seed",
-            "test accuracy vs softmax",
-            "test attention density",
-        ),
-        rows,
-    )
-    out += [f"Reading: {SPREAD_RULE}.", ""]
-    return out
+    return out + arms_table(ss["runs"]) + ["", f"Reading: {SPREAD_RULE}.", ""]
 
 
 # ----- SparseBERT ---------------------------------------------------------------------------------
@@ -97,6 +71,8 @@ SPARSEBERT_KEYS = {
     "adapted_valid_bits",
     "adapt_updates",
     "continue_updates",
+    "search_updates",
+    "diagonal_png",
     "mask",
     "diagonal_keep_prob",
     "diagonal_rank",
@@ -119,7 +95,7 @@ def sparsebert_section(sb):
             f"adapted MiniLM, valid MLM bits ({sb.get('adapt_updates', '?')} dense updates)",
             fmt(sb.get("adapted_valid_bits")),
         ),
-        ("learned mask density", fmt(mask.get("density"))),
+        (f"learned mask density (after {sb.get('search_updates', '?')} search updates)", fmt(mask.get("density"))),
         ("learned mask: empty rows", mask.get("empty_rows", NOT_MEASURED)),
         (
             "diagonal keep probability (rank among distances)",
@@ -134,6 +110,8 @@ def sparsebert_section(sb):
     out += table(("", "value"), rows)
     if mask.get("png"):
         out += [f"![learned mask per head]({mask['png']})", ""]
+    if sb.get("diagonal_png"):
+        out += [f"![keep probability per distance over the search]({sb['diagonal_png']})", ""]
     return out
 
 

@@ -103,6 +103,7 @@ class Experiment:
         self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
         self.results_path = os.path.join(self.out, "results.json")
+        self.threads = 1
         self.results = json.load(open(self.results_path)) if os.path.exists(self.results_path) else {}
         same = {k: v for k, v in budget.items() if k != "seeds"}  # more seeds may be added to a run later
         stored = self.results.get("budget")
@@ -135,6 +136,8 @@ class Experiment:
             json.dump(self.results, f, indent=1)
 
     def parallel(self, jobs):
+        """Run the jobs, at most --jobs at once; fewer jobs than --jobs share out its threads."""
+        self.threads = max(1, self.args.jobs // min(len(jobs), self.args.jobs))
         with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
             return list(pool.map(lambda job: job(), jobs))
 
@@ -165,8 +168,9 @@ class Experiment:
             self.results["unigram_bits"] = self.results["unigram"]["cross_entropy_train_unigram"]
             self.save()
 
-    def train(self, name, seed, updates, arch_args, restore, lr, criterion="masked_lm", extra=(), threads=1):
-        """One fairseq-train run from `restore` (optimizer, schedule, data order reset); returns (save_dir, log)."""
+    def train(self, name, seed, updates, arch_args, restore, lr, criterion="masked_lm", extra=(), threads=None):
+        """One fairseq-train run from `restore` (optimizer, schedule, data order reset), on `threads` threads
+        (default: its share under parallel()); returns (save_dir, log)."""
         save = os.path.join(self.out, "runs", name)
         log_path = os.path.join(self.out, "runs", f"{name}.log")
         if os.path.exists(log_path) and os.path.exists(os.path.join(save, "checkpoint_last.pt")):
@@ -176,7 +180,7 @@ class Experiment:
         cmd = train_command(
             self.data, save, restore, seed, updates, lr, arch_args, criterion, self.args.valid_batches, extra
         )
-        return save, run(cmd, log_path, threads)
+        return save, run(cmd, log_path, threads or self.threads)
 
     def adapt(self):
         updates = self.budget["adapt_updates"]

@@ -133,10 +133,9 @@ def _beat(out_dir, names, every, done, start, log):
                 log(f"  [{time.time() - start:.0f} s] {name}: {lines[-1][:200] if lines else 'starting'}", flush=True)
 
 
-def summary_table(rows, baseline="softmax"):
-    """Markdown: one line per setting, mean ± sd over seeds of accuracy, macro-F1 and density, each
-    setting's test accuracy against `baseline`'s read with the seeds' spread (analysis/spread.py),
-    then the majority-class baseline the accuracies are to be read against."""
+def arms_table(rows, baseline="softmax"):
+    """Markdown lines: one per setting, mean ± sd over seeds of accuracy, macro-F1 and density, and each
+    setting's test accuracy against `baseline`'s, read with the seeds' spread (analysis/spread.py)."""
     lines = [
         "| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density "
         f"| test accuracy - {baseline} |",
@@ -157,8 +156,13 @@ def summary_table(rows, baseline="softmax"):
             f"| {setting} | {len(sel)} | {cell('valid_accuracy', '.2f')} | {cell('test_accuracy', '.2f')} "
             f"| {cell('test_macro_f1', '.2f')} | {cell('test_attention_density', '.3f')} | {versus} |"
         )
+    return lines
+
+
+def summary_table(rows, baseline="softmax"):
+    """arms_table, then the majority-class baseline the accuracies are to be read against, and the reading rule."""
     majority = sorted({r["test_majority_accuracy"] for r in rows})
-    lines += [
+    lines = arms_table(rows, baseline) + [
         "",
         f"Majority-class baseline (the commonest training label for every example): test accuracy "
         f"{', '.join(f'{m:.2f}' for m in majority)}%. Reading: {SPREAD_RULE}.",
