@@ -1,6 +1,6 @@
 """The per-paper finding tables of the demo's summary.md (scripts/demo_summary.py assembles the
 page): each finding beside what the paper reported, what this run measured and whether it reproduced,
-read with the seeds' spread (fairseq_sparse/analysis/spread.py).
+read with the seeds' spread (fairseq_sparse/spread.py).
 
 A split of demo_summary.py by idea: the verdicts live here, the measurement sections there.
 The papers' figures come from ../shared/spec/methods.md and the seed documents; the tags say how
@@ -9,7 +9,7 @@ each was read ([paper], [review]: a third-party summary, [code]: the authors' re
 
 import statistics
 
-from fairseq_sparse.analysis.spread import NOT_MEASURED, SPREAD_RULE, compare_arms, mean_sd
+from fairseq_sparse.spread import NOT_MEASURED, SPREAD_RULE, compare_arms, mean_sd
 
 PAPERS = {
     "ssaf": "Cui et al. 2019, *Fine-tune BERT with Sparse Self-Attention Mechanism* (EMNLP-IJCNLP, D19-1361)",

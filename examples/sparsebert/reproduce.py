@@ -34,9 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fairseq_sparse.analysis.spread import summarize
 from fairseq_sparse.atomic_files import atomic_output
 from fairseq_sparse.data.text_file import TextFileError, read_paragraphs
+from fairseq_sparse.spread import summarize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

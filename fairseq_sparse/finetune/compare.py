@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fairseq_sparse.analysis.spread import SPREAD_RULE, compare_arms, mean_sd
+from fairseq_sparse.spread import SPREAD_RULE, compare_arms, mean_sd
 
 # name -> fairseq-train attention options. "schedule" anneals alpha-entmax from 1.05 (about
 # softmax) to 1.5 (entmax-1.5); its length is set per comparison (--sparsity-schedule-updates).
@@ -135,7 +135,7 @@ def _beat(out_dir, names, every, done, start, log):
 
 def arms_table(rows, baseline="softmax"):
     """Markdown lines: one per setting, mean ± sd over seeds of accuracy, macro-F1 and density, and each
-    setting's test accuracy against `baseline`'s, read with the seeds' spread (analysis/spread.py)."""
+    setting's test accuracy against `baseline`'s, read with the seeds' spread (fairseq_sparse/spread.py)."""
     lines = [
         "| attention | seeds | valid accuracy % | test accuracy % | test macro-F1 % | test attention density "
         f"| test accuracy - {baseline} |",
