@@ -155,7 +155,8 @@ def dark_rows(an):
         NOT_MEASURED
         if het is None
         else (
-            ("yes" if 0.32 <= het <= 0.61 else "no") + f": heterogeneous {100 * het:.0f}% (rule-based classes, not the "
+            ("yes" if 0.32 <= het <= 0.61 else "no")
+            + f": heterogeneous {100 * het:.1f}% (the paper: 32-61%; rule-based classes, not the "
             "paper's CNN; one sentence per example, so no block class)"
         )
     )

@@ -194,7 +194,13 @@ def draw_curve(curve, path, title):
     ax.plot(curve["updates"], probs[:, 5:].mean(1), "k--", label=f"d=5..{probs.shape[1] - 1} (mean)")
     ax.set_xlabel("update")
     ax.set_ylabel("keep probability (mean over heads)")
-    ax.set_ylim(0, 1)
+    low, high = float(probs.min()), float(probs.max())
+    if high - low < 0.05:  # the additive form's keep probabilities move by ~1e-3: zoom in, or every line is 0.5
+        pad = max(high - low, 1e-4) * 0.2
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_ylabel("keep probability (mean over heads; zoomed)")
+    else:
+        ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -57,14 +57,14 @@ from run_demo import minilm_dir, write_wikipedia  # noqa: E402
 
 FORMS = ["product", "additive"]
 ARMS = ["dense", "no_diagonal", "learned_product", "learned_additive", "random", "window", "bigbird"]
-# quick: one seed, sized for <= 10 minutes on the idle 2-core CPU (an estimate: README); full: 3 seeds + BBC News
+# quick: one seed, sized for <= 10 min on the idle 2-core CPU (from measured step times: README); full: 3 seeds + BBC
 BUDGETS = {
     "quick": dict(
         seeds=[1],
         docs=1500,
         adapt_updates=150,
-        search_updates=60,
-        continue_updates=30,
+        search_updates=40,
+        continue_updates=20,
         forms=FORMS,
         arms=ARMS,
         finetune=None,
