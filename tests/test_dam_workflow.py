@@ -291,18 +291,18 @@ def test_a_short_search_with_the_defaults_learns_a_mask_that_is_neither_empty_no
     assert share[1] >= 0.75 and share[1] > share[2:].mean() + 0.25, kept
 
 
-def _measures():
+def _sparsebert_module(name):
+    """examples/sparsebert/<name>.py, imported by path (the examples are not a package)."""
     import importlib.util
 
-    path = REPO / "examples" / "sparsebert" / "measures.py"
-    spec = importlib.util.spec_from_file_location("sparsebert_measures", path)
+    spec = importlib.util.spec_from_file_location(f"sparsebert_{name}", REPO / "examples" / "sparsebert" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_data):
-    measures = _measures()
+    measures = _sparsebert_module("measures")
     # the unigram baseline: valid tokens under the add-one train distribution, against a direct count
     from fairseq.data import Dictionary, data_utils
 
@@ -341,22 +341,12 @@ def test_reproduce_baselines_random_and_pattern_masks_match_what_they_claim(mlm_
     ]
 
 
-def _reproduce():
-    import importlib.util
-
-    path = REPO / "examples" / "sparsebert" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("sparsebert_reproduce", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reproduce_text_file_becomes_a_minilm_wordpiece_corpus_and_bad_files_are_named(tmp_path):
     """--text FILE: English the project never saw (BBC News articles, one per line, saved with a BOM)
     through the pipeline with MiniLM's vocabulary; a non-UTF-8 or empty file stops with its name and line."""
     from fairseq_sparse.data.bbc_news import read_bbc_news
 
-    reproduce = _reproduce()
+    reproduce = _sparsebert_module("reproduce")
     articles = [ex.text_a for ex in read_bbc_news()[0]["train"][:60]]
     text = tmp_path / "bbc.txt"
     text.write_text("\ufeff" + "\n\n".join(a.replace("\n", " ") for a in articles) + "\n", encoding="utf-8")

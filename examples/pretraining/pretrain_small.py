@@ -32,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 from fairseq_sparse.atomic_files import atomic_output  # noqa: E402
+from fairseq_sparse.data.text_file import read_paragraphs  # noqa: E402
 from fairseq_sparse.finetune.recipe_cli import split_passthrough  # noqa: E402
 from fairseq_sparse.finetune.runner import fairseq_records  # noqa: E402
 
@@ -108,8 +109,6 @@ def write_source(out, text):
         with open(os.path.join(os.path.dirname(spec.origin), "data", "summaries_en-us.json"), encoding="utf-8") as f:
             docs = [a["extract"] for a in json.load(f).values()]
     else:
-        from fairseq_sparse.data.text_file import read_paragraphs
-
         docs = read_paragraphs(text)
     content = "".join(json.dumps({"id": str(i), "title": "", "text": doc}) + "\n" for i, doc in enumerate(docs))
     path = os.path.join(out, "source", "AA", "wiki_00")
